@@ -1,0 +1,126 @@
+//! Command-line flags and their `TICKCORE_*` environment stand-ins (flag > environment > default).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Durability {
+    /// A 204 means the records are on stable storage (write-ahead log fdatasync'd, group commit).
+    Sync,
+    /// A 204 means the records are in memory and visible; they reach the disk within milliseconds
+    /// (bounded by one log commit, at most ~1 s under overload); a crash can lose that window.
+    Async,
+}
+
+/// tickcore: a thread-per-core time-series ingest and as-of query engine.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on (every core gets its own SO_REUSEPORT socket on it). Port 0 picks a free port.
+    #[arg(long, env = "TICKCORE_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Data directory (created if missing; locked while the engine runs).
+    #[arg(long, env = "TICKCORE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// CPUs that get a pinned executor, e.g. `1`, `0,1` or `0-3`. Default: every online CPU.
+    #[arg(long, env = "TICKCORE_CPUS", value_parser = parse_cpus)]
+    pub cpus: Option<CpuList>,
+    /// What a 204 promises: `sync` (durable) or `async` (visible, durable moments later).
+    #[arg(long, env = "TICKCORE_DURABILITY", value_enum, default_value = "sync")]
+    pub durability: Durability,
+    /// Largest request body accepted, in bytes (413 above).
+    #[arg(long, env = "TICKCORE_MAX_BODY", default_value_t = 16 << 20)]
+    pub max_body: usize,
+    /// Keep records whose time is within this long of now (e.g. `30d`, `12h`); older segments are deleted.
+    #[arg(long, env = "TICKCORE_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub retention: Duration,
+    /// Time span of one segment file, fixed when the data directory is created. Default: 1 day, or
+    /// retention/8 when that is shorter (so retention can drop data in steps of at most 1/8).
+    #[arg(long, env = "TICKCORE_SEGMENT", value_parser = parse_duration)]
+    pub segment: Option<Duration>,
+    /// How often each core prints its console line (`0` = never).
+    #[arg(long, env = "TICKCORE_REPORT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub report_interval: Duration,
+    /// Listen backlog of each core's socket (raise net.core.somaxconn with it).
+    #[arg(long, env = "TICKCORE_BACKLOG", default_value_t = 4096)]
+    pub backlog: i32,
+    /// Locked memory for io_uring buffers per executor, in KiB (needs RLIMIT_MEMLOCK to cover all cores).
+    #[arg(long, env = "TICKCORE_IO_MEMORY_KIB", default_value_t = 1024)]
+    pub io_memory_kib: usize,
+}
+
+impl Config {
+    pub fn segment_ns(&self) -> i64 {
+        let seg = self
+            .segment
+            .unwrap_or_else(|| Duration::from_secs(86_400).min(self.retention / 8));
+        (seg.as_nanos() as i64).max(1_000_000)
+    }
+    pub fn retention_ns(&self) -> i64 {
+        i64::try_from(self.retention.as_nanos()).unwrap_or(i64::MAX)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    let mut cpus = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |x: &str| {
+            x.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("bad CPU number {x:?} in {s:?}"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("bad CPU range {part:?}"));
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(num(part)?),
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    if cpus.is_empty() {
+        return Err("empty CPU list".into());
+    }
+    Ok(CpuList(cpus))
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("bad duration {s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_and_durations() {
+        assert_eq!(parse_cpus("1").unwrap().0, vec![1]);
+        assert_eq!(parse_cpus("0,1").unwrap().0, vec![0, 1]);
+        assert_eq!(parse_cpus("0-3,2").unwrap().0, vec![0, 1, 2, 3]);
+        assert!(parse_cpus("3-1").is_err() && parse_cpus("x").is_err() && parse_cpus("").is_err());
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86400)
+        );
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        let c = Config::parse_from(["tickcore", "--retention", "8s"]);
+        assert_eq!(c.segment_ns(), 1_000_000_000);
+        assert_eq!(
+            Config::parse_from(["tickcore"]).segment_ns(),
+            86_400_000_000_000
+        );
+    }
+}

@@ -1,0 +1,308 @@
+//! The connection loop: reads into one growing buffer, frames every complete (pipelined) request in it,
+//! handles them in order and answers them all with one write. Keep-alive by default on HTTP/1.1, close on
+//! HTTP/1.0 unless asked; `Expect: 100-continue` is answered as soon as a head with an incomplete body is
+//! seen. A framing error answers its status and closes (the stream position is then unknown).
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures::future::{select, Either};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use glommio::net::TcpStream;
+
+use crate::http::parse::{self, Body, Head, HttpError, Method, Path};
+use crate::http::response;
+use crate::ingest::decode::{self, Position};
+use crate::query::{params, render};
+use crate::server::core::{Core, Stop};
+
+/// Largest request head accepted (431 above).
+pub const HEAD_BYTES_MAX: usize = 16 << 10;
+const READ_BYTES: usize = 64 << 10;
+
+fn error_body(reason: &str, position: Option<(&str, usize)>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(reason.len() + 32);
+    render::error(&mut b, reason, position);
+    b
+}
+
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
+    let mut inbuf: Vec<u8> = Vec::with_capacity(READ_BYTES);
+    let mut out: Vec<u8> = Vec::with_capacity(READ_BYTES);
+    let mut body: Vec<u8> = Vec::new();
+    let mut continued_at: Option<usize> = None;
+    let max_body = core.config.max_body;
+    loop {
+        let mut start = 0;
+        let mut close = false;
+        // Frame and handle every complete request in the buffer.
+        while start < inbuf.len() {
+            let head = match parse::parse_head(&inbuf[start..], HEAD_BYTES_MAX, max_body) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => {
+                    fail(&core, &mut out, &e);
+                    close = true;
+                    break;
+                }
+            };
+            let at = start + head.len;
+            let (body_range, consumed) = match head.body {
+                Body::None => (at..at, head.len),
+                Body::Length(n) if inbuf.len() - at >= n => (at..at + n, head.len + n),
+                Body::Length(_) => {
+                    expect_continue(&head, start, &mut continued_at, &mut out);
+                    break;
+                }
+                Body::Chunked => match parse::decode_chunked(&inbuf[at..], max_body, &mut body) {
+                    Ok(Some(n)) => (usize::MAX..usize::MAX, head.len + n),
+                    Ok(None) => {
+                        expect_continue(&head, start, &mut continued_at, &mut out);
+                        break;
+                    }
+                    Err(e) => {
+                        fail(&core, &mut out, &e);
+                        close = true;
+                        break;
+                    }
+                },
+            };
+            let began = Instant::now();
+            let req_body: &[u8] = if body_range.start == usize::MAX {
+                &body
+            } else {
+                &inbuf[body_range]
+            };
+            let query = std::str::from_utf8(&inbuf[start..][head.query.clone()])
+                .unwrap_or("\u{fffd}")
+                .to_string();
+            let keep = head.keep_alive;
+            let next = if head.path == Path::Export && head.method == Method::Get {
+                // Streams: everything before it goes out first.
+                if !out.is_empty() && stream.write_all(&out).await.is_err() {
+                    return;
+                }
+                out.clear();
+                export(&core, &mut stream, &query, &head).await
+            } else {
+                let (n, err) = handle(&core, &head, &query, req_body, &mut out).await;
+                core.stats
+                    .borrow_mut()
+                    .record(began.elapsed().as_nanos() as u64, n, err);
+                if keep {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                }
+            };
+            start += consumed;
+            continued_at = None;
+            if matches!(next, Next::Close) || !keep {
+                close = true;
+                break;
+            }
+        }
+        if close {
+            // `handle` wrote responses without `Connection: close`; the peer sees the FIN after them.
+            let _ = stream.write_all(&out).await;
+            let _ = stream.close().await;
+            return;
+        }
+        inbuf.drain(..start);
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if inbuf.len() > HEAD_BYTES_MAX + max_body + 64 {
+            return;
+        }
+        let filled = inbuf.len();
+        inbuf.resize(filled + READ_BYTES, 0);
+        let n = match select(stream.read(&mut inbuf[filled..]), stop.clone()).await {
+            Either::Left((Ok(n), _)) => n,
+            Either::Left((Err(_), _)) | Either::Right(_) => 0,
+        };
+        inbuf.truncate(filled + n);
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+fn expect_continue(head: &Head, start: usize, continued_at: &mut Option<usize>, out: &mut Vec<u8>) {
+    if head.expect_continue && *continued_at != Some(start) {
+        out.extend_from_slice(response::CONTINUE);
+        *continued_at = Some(start);
+    }
+}
+
+fn fail(core: &Core, out: &mut Vec<u8>, e: &HttpError) {
+    response::json(out, e.status(), &error_body(&e.to_string(), None), true, "");
+    core.stats.borrow_mut().record(0, 0, true);
+}
+
+/// Handles one framed request; returns (records stored, whether it failed).
+async fn handle(
+    core: &Core,
+    head: &Head,
+    query: &str,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> (u64, bool) {
+    let close = !head.keep_alive;
+    let json = |out: &mut Vec<u8>, status: u16, b: &[u8]| response::json(out, status, b, close, "");
+    let allow = |out: &mut Vec<u8>, allowed: &str| {
+        let b = error_body(&format!("method not allowed; use {allowed}"), None);
+        response::json(out, 405, &b, close, &format!("Allow: {allowed}\r\n"));
+    };
+    match (head.path, head.method) {
+        (Path::Health, Method::Get) => {
+            json(out, 200, b"{\"status\":\"ok\"}");
+            (0, false)
+        }
+        (Path::Save, Method::Post) => {
+            let mut msgs = Vec::new();
+            if let Err(e) = decode::decode_body(body, &mut msgs) {
+                let pos = match e.position {
+                    Position::Whole => None,
+                    Position::Line(n) => Some(("line", n)),
+                    Position::Index(n) => Some(("index", n)),
+                };
+                json(out, 400, &error_body(&e.reason, pos));
+                return (0, true);
+            }
+            let cutoff = core.shard.retention_cutoff();
+            if let Some(i) = msgs.iter().position(|m| m.record.time < cutoff) {
+                let pos = if msgs.len() == 1 {
+                    None
+                } else {
+                    Some(("index", i))
+                };
+                let b = error_body(
+                    &format!(
+                        "time {} is older than the retention window (cutoff {cutoff})",
+                        msgs[i].record.time
+                    ),
+                    pos,
+                );
+                json(out, 400, &b);
+                return (0, true);
+            }
+            let n = msgs.len() as u64;
+            match core.save(msgs).await {
+                Ok(()) => {
+                    response::no_content(out, close);
+                    (n, false)
+                }
+                Err(e) => {
+                    json(out, e.status(), &error_body(&e.to_string(), None));
+                    (0, true)
+                }
+            }
+        }
+        (Path::Api, Method::Get) => {
+            let w = match params::parse_window(query, true) {
+                Ok(w) => w,
+                Err(e) => {
+                    json(out, 400, &error_body(&e, None));
+                    return (0, true);
+                }
+            };
+            let tag = w.tag.clone();
+            match core.api(w).await {
+                Ok(Some(b)) => {
+                    json(out, 200, &b);
+                    (0, false)
+                }
+                Ok(None) => {
+                    json(
+                        out,
+                        404,
+                        &error_body(&format!("tag {tag:?} has never been written"), None),
+                    );
+                    (0, true)
+                }
+                Err(e) => {
+                    json(out, 503, &error_body(&e, None));
+                    (0, true)
+                }
+            }
+        }
+        (Path::Save, _) => {
+            allow(out, "POST");
+            (0, true)
+        }
+        (Path::Api | Path::Export | Path::Health, _) => {
+            allow(out, "GET");
+            (0, true)
+        }
+        (Path::Other, _) => {
+            json(
+                out,
+                404,
+                &error_body(
+                    "not found: the API is POST /save, GET /api, GET /export, GET /health",
+                    None,
+                ),
+            );
+            (0, true)
+        }
+    }
+}
+
+/// Streams `/export` straight to the socket, chunked on HTTP/1.1 and close-delimited on HTTP/1.0.
+async fn export(core: &Core, stream: &mut TcpStream, query: &str, head: &Head) -> Next {
+    let mut out = Vec::with_capacity(70 << 10);
+    let close = !head.keep_alive;
+    let w = match params::parse_window(query, false) {
+        Ok(w) => w,
+        Err(e) => {
+            response::json(&mut out, 400, &error_body(&e, None), close, "");
+            return if stream.write_all(&out).await.is_ok() && !close {
+                Next::KeepAlive
+            } else {
+                Next::Close
+            };
+        }
+    };
+    let mut rx = core.export(w).await;
+    let first = rx.next().await;
+    if let Some(Err((status, reason))) = &first {
+        response::json(&mut out, *status, &error_body(reason, None), close, "");
+        return if stream.write_all(&out).await.is_ok() && !close {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        };
+    }
+    let chunked = head.minor == 1;
+    response::stream_head(&mut out, "application/x-ndjson", chunked, !chunked || close);
+    let mut item = first;
+    while let Some(chunk) = item {
+        let Ok(data) = chunk else { return Next::Close }; // mid-stream failure: cut the response short
+        if chunked {
+            response::chunk(&mut out, &data);
+        } else {
+            out.extend_from_slice(&data);
+        }
+        if stream.write_all(&out).await.is_err() {
+            return Next::Close;
+        }
+        out.clear();
+        item = rx.next().await;
+    }
+    if chunked {
+        response::last_chunk(&mut out);
+    }
+    if stream.write_all(&out).await.is_err() || !chunked {
+        return Next::Close;
+    }
+    Next::KeepAlive
+}

@@ -1,0 +1,403 @@
+//! Request framing: the head (via httparse) and the body (Content-Length or chunked). Pure functions over
+//! the connection's read buffer; they never block and never allocate for a head. Every way a request can
+//! be malformed maps to one [`HttpError`] carrying the status to answer with.
+
+use std::ops::Range;
+
+/// Most headers a request may carry; more is a 431.
+pub const HEADERS_MAX: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Head,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    Save,
+    Api,
+    Export,
+    Health,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    None,
+    Length(usize),
+    Chunked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub method: Method,
+    pub path: Path,
+    /// The query string (after `?`) as a range of the buffer the head was parsed from.
+    pub query: Range<usize>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    pub body: Body,
+    pub expect_continue: bool,
+    pub keep_alive: bool,
+    /// Bytes of the head, including the blank line.
+    pub len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    #[error("{0}")]
+    Bad(String),
+    #[error("a POST needs Content-Length or Transfer-Encoding: chunked")]
+    LengthRequired,
+    #[error("body of {got} bytes exceeds the limit of {max} bytes")]
+    TooLarge { got: usize, max: usize },
+    #[error("request header block too large (more than {0} bytes or 64 headers)")]
+    HeadTooLarge(usize),
+    #[error("transfer-encoding {0:?} is not supported (only chunked)")]
+    Unsupported(String),
+    #[error("only HTTP/1.0 and HTTP/1.1 are supported")]
+    Version,
+}
+
+impl HttpError {
+    pub fn status(&self) -> u16 {
+        match self {
+            HttpError::Bad(_) => 400,
+            HttpError::LengthRequired => 411,
+            HttpError::TooLarge { .. } => 413,
+            HttpError::HeadTooLarge(_) => 431,
+            HttpError::Unsupported(_) => 501,
+            HttpError::Version => 505,
+        }
+    }
+}
+
+fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// True when `buf` starts like a request line whose version is not HTTP/1.x (e.g. the HTTP/2 preface).
+fn wrong_version(buf: &[u8]) -> bool {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = buf[..line_end].trim_ascii_end();
+    line.rsplit(|&b| b == b' ')
+        .next()
+        .is_some_and(|v| v.starts_with(b"HTTP/") && !v.starts_with(b"HTTP/1."))
+        || line.ends_with(b"HTTP/1.2")
+}
+
+/// Parses a request head at the start of `buf`. `Ok(None)`: incomplete, read more.
+pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option<Head>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > head_max {
+                return Err(HttpError::HeadTooLarge(head_max));
+            }
+            // A request line announcing another HTTP version gets a 505 before the head completes.
+            if buf.contains(&b'\n') && wrong_version(buf) {
+                return Err(HttpError::Version);
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge(head_max)),
+        Err(httparse::Error::Version) => return Err(HttpError::Version),
+        Err(e) => {
+            if wrong_version(buf) {
+                return Err(HttpError::Version);
+            }
+            return Err(HttpError::Bad(format!("malformed request head: {e}")));
+        }
+    };
+    if len > head_max {
+        return Err(HttpError::HeadTooLarge(head_max));
+    }
+    let minor = req.version.unwrap_or(1);
+    let method = match req.method.unwrap_or("") {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        "HEAD" => Method::Head,
+        _ => Method::Other,
+    };
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let query = if query.is_empty() {
+        0..0
+    } else {
+        let at = query.as_ptr() as usize - buf.as_ptr() as usize;
+        at..at + query.len()
+    };
+    let path = match path {
+        "/save" => Path::Save,
+        "/api" => Path::Api,
+        "/export" => Path::Export,
+        "/health" => Path::Health,
+        _ => Path::Other,
+    };
+    let mut content_length: Option<usize> = None;
+    let mut chunked = false;
+    let mut expect_continue = false;
+    let mut keep_alive = minor == 1;
+    for h in req.headers.iter() {
+        let v = h.value;
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(v)
+                .ok()
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<usize>().ok())
+                .ok_or_else(|| HttpError::Bad("invalid Content-Length".into()))?;
+            if content_length.is_some_and(|c| c != n) {
+                return Err(HttpError::Bad("conflicting Content-Length headers".into()));
+            }
+            content_length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            if !v.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(HttpError::Unsupported(
+                    String::from_utf8_lossy(v).into_owned(),
+                ));
+            }
+            chunked = true;
+        } else if h.name.eq_ignore_ascii_case("expect") {
+            if !v.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                return Err(HttpError::Bad("unsupported Expect header".into()));
+            }
+            expect_continue = true;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            if has_token(v, "close") {
+                keep_alive = false;
+            } else if has_token(v, "keep-alive") {
+                keep_alive = true;
+            }
+        }
+    }
+    let body = match (content_length, chunked) {
+        (Some(_), true) => {
+            return Err(HttpError::Bad(
+                "both Content-Length and Transfer-Encoding given".into(),
+            ))
+        }
+        (Some(n), false) if n > body_max => {
+            return Err(HttpError::TooLarge {
+                got: n,
+                max: body_max,
+            })
+        }
+        (Some(n), false) => Body::Length(n),
+        (None, true) if minor == 0 => {
+            return Err(HttpError::Bad("chunked encoding needs HTTP/1.1".into()))
+        }
+        (None, true) => Body::Chunked,
+        (None, false) if method == Method::Post => return Err(HttpError::LengthRequired),
+        (None, false) => Body::None,
+    };
+    Ok(Some(Head {
+        method,
+        path,
+        query,
+        minor,
+        body,
+        expect_continue,
+        keep_alive,
+        len,
+    }))
+}
+
+/// Decodes a complete chunked body at the start of `buf` into `out` (cleared first). `Ok(None)`:
+/// incomplete, read more and call again. `Ok(Some(n))`: `n` bytes of `buf` were the body and trailers.
+pub fn decode_chunked(
+    buf: &[u8],
+    body_max: usize,
+    out: &mut Vec<u8>,
+) -> Result<Option<usize>, HttpError> {
+    out.clear();
+    let mut pos = 0;
+    loop {
+        let (start, size) = match httparse::parse_chunk_size(&buf[pos..]) {
+            Ok(httparse::Status::Complete((n, size))) => (pos + n, size),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(HttpError::Bad("malformed chunk size line".into())),
+        };
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if size > body_max.saturating_sub(out.len()) {
+            return Err(HttpError::TooLarge {
+                got: out.len().saturating_add(size),
+                max: body_max,
+            });
+        }
+        if size == 0 {
+            // Trailer section: header lines until an empty line.
+            let mut p = start;
+            loop {
+                let Some(nl) = buf[p..].iter().position(|&b| b == b'\n') else {
+                    if buf.len() - start > 8192 {
+                        return Err(HttpError::Bad("chunked trailers too long".into()));
+                    }
+                    return Ok(None);
+                };
+                let line = &buf[p..p + nl];
+                p += nl + 1;
+                if line.is_empty() || line == b"\r" {
+                    return Ok(Some(p));
+                }
+            }
+        }
+        let end = start + size;
+        if buf.len() < end + 2 {
+            return Ok(None);
+        }
+        if &buf[end..end + 2] != b"\r\n" {
+            return Err(HttpError::Bad("chunk data not followed by CRLF".into()));
+        }
+        out.extend_from_slice(&buf[start..end]);
+        pos = end + 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn head(s: &str) -> Result<Option<Head>, HttpError> {
+        parse_head(s.as_bytes(), 8192, 1000)
+    }
+
+    fn status(s: &str) -> u16 {
+        head(s).expect_err(s).status()
+    }
+
+    #[test]
+    fn heads() {
+        let h = head("POST /save HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (h.method, h.path, h.body, h.keep_alive, h.minor),
+            (Method::Post, Path::Save, Body::Length(5), true, 1)
+        );
+        assert_eq!(h.len, 42);
+        let src = "GET /api?tag=a&start=1 HTTP/1.0\r\n\r\n";
+        let h = head(src).unwrap().unwrap();
+        assert_eq!(
+            (h.path, &src[h.query.clone()], h.keep_alive),
+            (Path::Api, "tag=a&start=1", false)
+        );
+        let h = head("GET /x HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.keep_alive && h.path == Path::Other);
+        let h = head("GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+        let h = head(
+            "POST /save HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(h.expect_continue && h.body == Body::Chunked);
+        assert_eq!(head("GET /save HTTP/1.1\r\nHost: x\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn head_errors() {
+        assert_eq!(status("POST /save HTTP/1.1\r\n\r\n"), 411);
+        assert_eq!(
+            status("POST /save HTTP/1.1\r\nContent-Length: 1001\r\n\r\n"),
+            413
+        );
+        assert_eq!(
+            status("POST /save HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST /save HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(
+                "POST /save HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            400
+        );
+        assert_eq!(
+            status("POST /save HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            501
+        );
+        assert_eq!(status("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 505);
+        assert_eq!(status("GET / HTTP/1.2\r\n\r\n"), 505);
+        assert_eq!(status("GET / HTTP/3.0\r\n"), 505);
+        assert_eq!(status("GARBAGE\r\n\r\n"), 400);
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        assert_eq!(status(&big), 431);
+        assert_eq!(
+            status(&format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(9000))),
+            431
+        );
+        let many: String = (0..70).map(|i| format!("H{i}: v\r\n")).collect();
+        assert_eq!(status(&format!("GET / HTTP/1.1\r\n{many}\r\n")), 431);
+    }
+
+    fn chunked(s: &str, max: usize) -> Result<Option<(usize, Vec<u8>)>, HttpError> {
+        let mut out = Vec::new();
+        decode_chunked(s.as_bytes(), max, &mut out).map(|r| r.map(|n| (n, out)))
+    }
+
+    #[test]
+    fn chunked_bodies() {
+        let s = "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let (n, body) = chunked(s, 100).unwrap().unwrap();
+        assert_eq!((&s[n..], body.as_slice()), ("NEXT", &b"hello world"[..]));
+        assert_eq!(chunked("5\r\nhel", 100), Ok(None));
+        assert_eq!(chunked("5\r\nhello\r\n0\r\n", 100), Ok(None));
+        assert_eq!(chunked("5\r\nhelloXX", 100).unwrap_err().status(), 400);
+        assert_eq!(chunked("zz\r\n", 100).unwrap_err().status(), 400);
+        assert_eq!(
+            chunked("5\r\nhello\r\n5\r\nhello\r\n", 8)
+                .unwrap_err()
+                .status(),
+            413
+        );
+        assert_eq!(
+            chunked("ffffffffffffffff\r\n", 8).unwrap_err().status(),
+            413
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn head_parser_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_head(&buf, 256, 100);
+        }
+
+        #[test]
+        fn chunked_round_trips_at_every_split(body in proptest::collection::vec(any::<u8>(), 0..200), sizes in proptest::collection::vec(1usize..40, 1..10)) {
+            let mut enc = Vec::new();
+            let mut rest = &body[..];
+            let mut k = 0;
+            while !rest.is_empty() {
+                let n = sizes[k % sizes.len()].min(rest.len());
+                enc.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                enc.extend_from_slice(&rest[..n]);
+                enc.extend_from_slice(b"\r\n");
+                rest = &rest[n..];
+                k += 1;
+            }
+            enc.extend_from_slice(b"0\r\n\r\n");
+            let mut out = Vec::new();
+            for cut in 0..enc.len() {
+                prop_assert_eq!(decode_chunked(&enc[..cut], 1000, &mut out), Ok(None));
+            }
+            prop_assert_eq!(decode_chunked(&enc, 1000, &mut out), Ok(Some(enc.len())));
+            prop_assert_eq!(out, body);
+        }
+    }
+}

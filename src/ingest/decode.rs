@@ -1,0 +1,286 @@
+//! Decodes a `POST /save` body into messages: one JSON object, NDJSON (one object per line) or a JSON
+//! array of objects. Validation is strict and all-or-nothing: the first bad message rejects the whole
+//! body, naming the 1-based line (NDJSON) or 0-based index (array) and the reason, so a rejected request
+//! stores nothing. This module is pure: no I/O, no runtime.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::record::{Record, VALUES};
+use crate::tag;
+
+/// One validated message: its tag and the record to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub tag: String,
+    pub record: Record,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire<'a> {
+    time: i64,
+    #[serde(borrow)]
+    tag: Cow<'a, str>,
+    values: [f64; VALUES],
+}
+
+/// Where in a bulk body a bad message sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// The body is a single message.
+    Whole,
+    /// 1-based line of an NDJSON body.
+    Line(usize),
+    /// 0-based index in a JSON array body.
+    Index(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{reason}")]
+pub struct DecodeError {
+    pub position: Position,
+    pub reason: String,
+}
+
+impl DecodeError {
+    fn at(position: Position, reason: impl Into<String>) -> Self {
+        DecodeError {
+            position,
+            reason: reason.into(),
+        }
+    }
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|b| b.is_ascii_whitespace())
+}
+
+/// Parses and validates one message (a complete JSON text with nothing after it).
+pub fn decode_one(json: &[u8]) -> Result<Message, String> {
+    let wire: Wire = sonic_rs::from_slice(json).map_err(|e| describe(&e))?;
+    tag::validate(&wire.tag).map_err(|e| e.to_string())?;
+    if let Some(i) = wire.values.iter().position(|v| !v.is_finite()) {
+        return Err(format!("values[{i}] is not a finite number"));
+    }
+    Ok(Message {
+        tag: wire.tag.into_owned(),
+        record: Record {
+            time: wire.time,
+            values: wire.values,
+        },
+    })
+}
+
+/// sonic-rs messages carry a position suffix and a copy of the input; keep the first line only.
+fn describe(e: &sonic_rs::Error) -> String {
+    let s = e.to_string();
+    let first = s.lines().next().unwrap_or("invalid JSON");
+    format!("invalid message: {first}")
+}
+
+/// Decodes a whole body. `out` receives the messages only when the whole body is valid.
+pub fn decode_body(body: &[u8], out: &mut Vec<Message>) -> Result<(), DecodeError> {
+    let start = out.len();
+    let result = decode_into(body, out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn decode_into(body: &[u8], out: &mut Vec<Message>) -> Result<(), DecodeError> {
+    let first = body.iter().position(|b| !b.is_ascii_whitespace());
+    let Some(first) = first else {
+        return Err(DecodeError::at(
+            Position::Whole,
+            "empty body: expected a JSON message, NDJSON or a JSON array",
+        ));
+    };
+    if body[first] == b'[' {
+        return decode_array(body, out);
+    }
+    let mut lines = 0;
+    let mut line_no = 0;
+    for line in body.split(|&b| b == b'\n') {
+        line_no += 1;
+        if is_blank(line) {
+            continue;
+        }
+        lines += 1;
+        match decode_one(line) {
+            Ok(m) => out.push(m),
+            Err(reason) => {
+                // A single pretty-printed object spans lines: accept it whole before blaming a line.
+                if lines == 1 {
+                    if let Ok(m) = decode_one(body) {
+                        out.push(m);
+                        return Ok(());
+                    }
+                }
+                return Err(DecodeError::at(Position::Line(line_no), reason));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn decode_array(body: &[u8], out: &mut Vec<Message>) -> Result<(), DecodeError> {
+    let items: Vec<sonic_rs::LazyValue> =
+        sonic_rs::from_slice(body).map_err(|e| DecodeError::at(Position::Whole, describe(&e)))?;
+    if items.is_empty() {
+        return Err(DecodeError::at(
+            Position::Whole,
+            "empty array: no message to store",
+        ));
+    }
+    for (i, raw) in items.iter().enumerate() {
+        let m = decode_one(raw.as_raw_str().as_bytes())
+            .map_err(|r| DecodeError::at(Position::Index(i), r))?;
+        out.push(m);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const OK: &str = r#"{"time":1,"tag":"t1","values":[1,2,3,4,5,6,7,8,9,10.5]}"#;
+
+    fn check_err(body: &str, position: Position, needle: &str) {
+        let mut out = Vec::new();
+        let e = decode_body(body.as_bytes(), &mut out).expect_err(body);
+        assert_eq!(e.position, position, "{body}: {e:?}");
+        assert!(
+            e.reason.contains(needle),
+            "{body}: {:?} lacks {needle:?}",
+            e.reason
+        );
+        assert!(out.is_empty());
+    }
+
+    fn check_ok(body: &str, n: usize) -> Vec<Message> {
+        let mut out = Vec::new();
+        decode_body(body.as_bytes(), &mut out).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+        assert_eq!(out.len(), n);
+        out
+    }
+
+    #[test]
+    fn single_bulk_and_array() {
+        let m = check_ok(OK, 1);
+        assert_eq!(m[0].tag, "t1");
+        assert_eq!(m[0].record.values[9], 10.5);
+        check_ok(&format!("{OK}\n{OK}\r\n\n{OK}\n"), 3);
+        check_ok(&format!("[{OK},{OK}]"), 2);
+        check_ok(
+            "{\n \"time\": 5,\n \"tag\": \"x\",\n \"values\": [0,0,0,0,0,0,0,0,0,0]\n}\n",
+            1,
+        );
+        let m = check_ok(
+            r#"{"time":-9223372036854775808,"tag":"a\/b \u00e9","values":[0,0,0,0,0,0,0,0,0,-1e300]}"#,
+            1,
+        );
+        assert_eq!(m[0].tag, "a/b é");
+        assert_eq!(m[0].record.time, i64::MIN);
+    }
+
+    #[test]
+    fn rejections_name_the_reason_and_place() {
+        check_err("", Position::Whole, "empty body");
+        check_err("  \n ", Position::Whole, "empty body");
+        check_err("[]", Position::Whole, "empty array");
+        check_err("{", Position::Line(1), "invalid");
+        check_err(
+            r#"{"time":1,"tag":"t","values":[1,2,3,4,5,6,7,8,9]}"#,
+            Position::Line(1),
+            "length",
+        );
+        check_err(
+            r#"{"time":1,"tag":"t","values":[1,2,3,4,5,6,7,8,9,10,11]}"#,
+            Position::Line(1),
+            "",
+        );
+        check_err(
+            r#"{"time":1,"tag":"","values":[1,2,3,4,5,6,7,8,9,10]}"#,
+            Position::Line(1),
+            "empty",
+        );
+        check_err(
+            r#"{"time":1,"tag":"12345678901234567890","values":[1,2,3,4,5,6,7,8,9,10]}"#,
+            Position::Line(1),
+            "20 characters",
+        );
+        check_err(
+            r#"{"time":1,"tag":"t","values":[1,2,3,4,5,6,7,8,9,"x"]}"#,
+            Position::Line(1),
+            "invalid",
+        );
+        check_err(
+            r#"{"time":1.5,"tag":"t","values":[1,2,3,4,5,6,7,8,9,10]}"#,
+            Position::Line(1),
+            "invalid",
+        );
+        check_err(
+            r#"{"time":9223372036854775808,"tag":"t","values":[1,2,3,4,5,6,7,8,9,10]}"#,
+            Position::Line(1),
+            "invalid",
+        );
+        check_err(
+            r#"{"time":1,"tag":"t","values":[1,2,3,4,5,6,7,8,9,1e999]}"#,
+            Position::Line(1),
+            "",
+        );
+        check_err(
+            r#"{"time":1,"tag":"t","values":[1,2,3,4,5,6,7,8,9,10],"x":1}"#,
+            Position::Line(1),
+            "unknown field",
+        );
+        check_err(
+            r#"{"time":1,"values":[1,2,3,4,5,6,7,8,9,10]}"#,
+            Position::Line(1),
+            "missing field",
+        );
+        check_err(
+            r#"{"time":1,"time":2,"tag":"t","values":[1,2,3,4,5,6,7,8,9,10]}"#,
+            Position::Line(1),
+            "duplicate",
+        );
+        check_err(&format!("{OK} x"), Position::Line(1), "invalid");
+        check_err(&format!("{OK}\n{OK}\nnope\n"), Position::Line(3), "invalid");
+        check_err(
+            &format!("[{OK},{{\"time\":1}}]"),
+            Position::Index(1),
+            "missing field",
+        );
+        check_err(&format!("[{OK}] x"), Position::Whole, "invalid");
+        check_err(
+            r#"{"time":1,"tag":"a\u0001","values":[1,2,3,4,5,6,7,8,9,10]}"#,
+            Position::Line(1),
+            "control",
+        );
+    }
+
+    proptest! {
+        // Any byte string either decodes to messages that re-encode to themselves or fails cleanly.
+        #[test]
+        fn never_panics_and_failure_stores_nothing(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut out = Vec::new();
+            if decode_body(&body, &mut out).is_err() { prop_assert!(out.is_empty()); }
+        }
+
+        #[test]
+        fn valid_messages_round_trip(time in any::<i64>(), tag in "[a-z0-9/ .]{1,19}",
+                                     values in proptest::array::uniform10(-1e12f64..1e12)) {
+            let json = format!(r#"{{"time":{time},"tag":{},"values":{}}}"#,
+                sonic_rs::to_string(&tag).unwrap(), sonic_rs::to_string(&values).unwrap());
+            let m = decode_one(json.as_bytes()).unwrap();
+            prop_assert_eq!(m.record.time, time);
+            prop_assert_eq!(m.tag, tag);
+            prop_assert_eq!(m.record.values, values);
+        }
+    }
+}

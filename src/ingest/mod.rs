@@ -1,0 +1,2 @@
+//! Ingest: turning request bodies into validated records.
+pub mod decode;

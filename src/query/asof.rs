@@ -1,0 +1,197 @@
+//! The as-of sampler: for each sample time `t_i = start + (i+1)*(end-start)/n` (floor, in i128 so it never
+//! overflows), the last record with `time <= t_i`, ties going to the record received last.
+//!
+//! The input is a list of *runs*: each run is sorted by time (ties by arrival) and runs are given in time
+//! order without overlap (a run is one time segment of a tag), so their concatenation is the tag's whole
+//! history in query order. The sampler walks the runs once, forward, as the sample times increase.
+
+use crate::record::Record;
+
+/// A time-sorted sequence of records (ties by arrival) covering one time segment.
+pub trait Run {
+    fn len(&self) -> usize;
+    fn time(&self, i: usize) -> i64;
+    fn record(&self, i: usize) -> Record;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Run for [Record] {
+    fn len(&self) -> usize {
+        <[Record]>::len(self)
+    }
+    fn time(&self, i: usize) -> i64 {
+        self[i].time
+    }
+    fn record(&self, i: usize) -> Record {
+        self[i]
+    }
+}
+
+/// The i-th sample time (0-based) of `n` over `(start, end]`.
+pub fn sample_time(start: i64, end: i64, i: usize, n: usize) -> i64 {
+    debug_assert!(end > start && i < n);
+    let span = end as i128 - start as i128;
+    (start as i128 + (i as i128 + 1) * span / n as i128) as i64
+}
+
+/// Number of records `r` in `run[lo..]` with `r.time <= t`, plus `lo` (an upper bound search from `lo`).
+fn upper_bound<R: Run + ?Sized>(run: &R, mut lo: usize, t: i64) -> usize {
+    let mut hi = run.len();
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if run.time(mid) <= t {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// Index of the first record of `run` with `time >= t`.
+pub fn lower_bound<R: Run + ?Sized>(run: &R, t: i64) -> usize {
+    let (mut lo, mut hi) = (0, run.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if run.time(mid) < t {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// Calls `emit(t_i, record)` for each of the `n` samples of `(start, end]`.
+pub fn sample<R: Run + ?Sized>(
+    runs: &[&R],
+    start: i64,
+    end: i64,
+    n: usize,
+    mut emit: impl FnMut(i64, Option<Record>),
+) {
+    let runs: Vec<&R> = runs.iter().copied().filter(|r| !r.is_empty()).collect();
+    #[cfg(debug_assertions)]
+    for w in runs.windows(2) {
+        assert!(
+            w[0].time(w[0].len() - 1) < w[1].time(0),
+            "BUG: runs overlap or are out of order"
+        );
+    }
+    // `cur` is the last run whose first record is <= t; `pos` the upper bound found in it so far.
+    let mut cur: Option<usize> = None;
+    let mut pos = 0;
+    for i in 0..n {
+        let t = sample_time(start, end, i, n);
+        let mut next = cur.map_or(0, |c| c + 1);
+        while next < runs.len() && runs[next].time(0) <= t {
+            cur = Some(next);
+            pos = 0;
+            next += 1;
+        }
+        let found = cur.map(|c| {
+            pos = upper_bound(runs[c], pos, t);
+            debug_assert!(pos > 0);
+            runs[c].record(pos - 1)
+        });
+        emit(t, found);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rec(time: i64, v: f64) -> Record {
+        Record {
+            time,
+            values: [v; 10],
+        }
+    }
+
+    /// The naive model: scan everything, keep the last record (in arrival order) with the greatest time <= t.
+    fn model(arrivals: &[Record], t: i64) -> Option<Record> {
+        let mut best: Option<Record> = None;
+        for r in arrivals {
+            if r.time <= t && best.map_or(true, |b| r.time >= b.time) {
+                best = Some(*r);
+            }
+        }
+        best
+    }
+
+    /// Builds runs as the store does: split by segment, stable-sorted by time.
+    fn runs_of(arrivals: &[Record], seg: i64) -> Vec<Vec<Record>> {
+        let mut sorted = arrivals.to_vec();
+        sorted.sort_by_key(|r| r.time); // stable: ties keep arrival order
+        let mut runs: Vec<Vec<Record>> = Vec::new();
+        for r in sorted {
+            let s = r.time.div_euclid(seg);
+            match runs.last_mut() {
+                Some(run) if run[0].time.div_euclid(seg) == s => run.push(r),
+                _ => runs.push(vec![r]),
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn sample_times_are_exact_and_never_overflow() {
+        assert_eq!(sample_time(0, 3_600_000_000_000, 0, 1000), 3_600_000_000);
+        assert_eq!(
+            sample_time(0, 3_600_000_000_000, 999, 1000),
+            3_600_000_000_000
+        );
+        assert_eq!(sample_time(i64::MIN, i64::MAX, 999, 1000), i64::MAX);
+        assert_eq!(sample_time(0, 10, 0, 3), 3);
+    }
+
+    #[test]
+    fn ties_go_to_the_last_arrival_and_gaps_are_null() {
+        let arr = [rec(10, 1.0), rec(10, 2.0), rec(5, 3.0)];
+        let runs = runs_of(&arr, 100);
+        let refs: Vec<&[Record]> = runs.iter().map(|r| r.as_slice()).collect();
+        let mut got = Vec::new();
+        sample(&refs, 0, 20, 4, |t, r| {
+            got.push((t, r.map(|r| r.values[0])))
+        });
+        assert_eq!(
+            got,
+            vec![
+                (5, Some(3.0)),
+                (10, Some(2.0)),
+                (15, Some(2.0)),
+                (20, Some(2.0))
+            ]
+        );
+        let mut got = Vec::new();
+        sample(&refs, -10, 0, 2, |t, r| got.push((t, r)));
+        assert_eq!(got, vec![(-5, None), (0, None)]);
+    }
+
+    proptest! {
+        #[test]
+        fn matches_the_naive_model(
+            times in proptest::collection::vec(-50i64..50, 0..60),
+            seg in 1i64..40,
+            start in -70i64..60,
+            len in 1i64..120,
+            n in 1usize..50,
+        ) {
+            let arr: Vec<Record> = times.iter().enumerate().map(|(i, &t)| rec(t, i as f64)).collect();
+            let runs = runs_of(&arr, seg);
+            let refs: Vec<&[Record]> = runs.iter().map(|r| r.as_slice()).collect();
+            let end = start + len;
+            let mut got = Vec::new();
+            sample(&refs, start, end, n, |t, r| got.push((t, r)));
+            prop_assert_eq!(got.len(), n);
+            for (i, (t, r)) in got.into_iter().enumerate() {
+                prop_assert_eq!(t, sample_time(start, end, i, n));
+                prop_assert_eq!(r, model(&arr, t), "t = {}", t);
+            }
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Queries: parameter parsing, the as-of sampler and JSON rendering. All pure.
+pub mod asof;
+pub mod params;
+pub mod render;

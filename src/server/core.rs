@@ -1,0 +1,269 @@
+//! One core: its shard, its listener, its view of the mesh, and the request operations that route a
+//! tag to its owner (locally or through the mesh). Runs entirely on one pinned executor.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::channel::{mpsc, oneshot};
+use futures::future::{join_all, select, Either, Shared};
+use futures::{FutureExt, SinkExt};
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
+use glommio::net::TcpListener;
+
+use crate::config::Config;
+use crate::ingest::decode::Message;
+use crate::query::params::Window;
+use crate::server::mesh::{ExportChunk, Forward};
+use crate::server::report::{self, Stats};
+use crate::store::shard::Shard;
+use crate::store::StoreError;
+
+pub type Stop = Shared<oneshot::Receiver<()>>;
+
+pub struct Core {
+    pub id: usize,
+    pub shards: usize,
+    pub shard: Rc<Shard>,
+    pub config: Rc<Config>,
+    pub stats: RefCell<Stats>,
+    senders: Option<Senders<Forward>>,
+}
+
+fn unavailable(k: usize) -> StoreError {
+    StoreError::Unavailable(format!("core {k} is not answering"))
+}
+
+impl Core {
+    fn owner(&self, tag: &str) -> usize {
+        crate::tag::owner(crate::tag::hash(tag), self.shards)
+    }
+
+    /// Stores messages on their owners; resolves when every owner has stored its part.
+    pub async fn save(&self, msgs: Vec<Message>) -> Result<(), StoreError> {
+        if self.shards == 1 {
+            return self.shard.append(msgs).await;
+        }
+        let mut parts: Vec<Vec<Message>> = (0..self.shards).map(|_| Vec::new()).collect();
+        for m in msgs {
+            let k = self.owner(&m.tag);
+            parts[k].push(m);
+        }
+        let futs = parts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, p)| !p.is_empty())
+            .map(|(k, part)| async move {
+                if k == self.id {
+                    return self.shard.append(part).await;
+                }
+                let senders = self.senders.as_ref().ok_or_else(|| unavailable(k))?;
+                let (tx, rx) = oneshot::channel();
+                senders
+                    .send_to(k, Forward::Save(part, tx))
+                    .await
+                    .map_err(|_| unavailable(k))?;
+                rx.await.unwrap_or_else(|_| Err(unavailable(k)))
+            });
+        join_all(futs).await.into_iter().collect()
+    }
+
+    /// `/api` on the owner. `Ok(None)`: unknown tag.
+    pub async fn api(&self, w: Window) -> Result<Option<Vec<u8>>, String> {
+        let k = self.owner(&w.tag);
+        if k == self.id {
+            let mut out = Vec::with_capacity(w.samples * 200 + 128);
+            return Ok(self.shard.api(&w, &mut out)?.map(|()| out));
+        }
+        let senders = self.senders.as_ref().ok_or("no mesh")?;
+        let (tx, rx) = oneshot::channel();
+        senders
+            .send_to(k, Forward::Api(w, tx))
+            .await
+            .map_err(|_| unavailable(k).to_string())?;
+        rx.await.unwrap_or_else(|_| Err(unavailable(k).to_string()))
+    }
+
+    /// `/export` on the owner: a stream of NDJSON chunks.
+    pub async fn export(&self, w: Window) -> mpsc::Receiver<ExportChunk> {
+        let (mut tx, rx) = mpsc::channel(4);
+        let k = self.owner(&w.tag);
+        if k == self.id {
+            glommio::spawn_local(Rc::clone(&self.shard).export(w, tx)).detach();
+        } else if let Some(senders) = &self.senders {
+            if senders
+                .send_to(k, Forward::Export(w, tx.clone()))
+                .await
+                .is_err()
+            {
+                let _ = tx.send(Err((503, unavailable(k).to_string()))).await;
+            }
+        } else {
+            let _ = tx.send(Err((503, "no mesh".into()))).await;
+        }
+        rx
+    }
+
+    async fn serve_forward(self: Rc<Self>, msg: Forward) {
+        match msg {
+            Forward::Save(msgs, reply) => {
+                let _ = reply.send(self.shard.append(msgs).await);
+            }
+            Forward::Api(w, reply) => {
+                let mut out = Vec::with_capacity(w.samples * 200 + 128);
+                let _ = reply.send(self.shard.api(&w, &mut out).map(|o| o.map(|()| out)));
+            }
+            Forward::Export(w, tx) => Rc::clone(&self.shard).export(w, tx).await,
+        }
+    }
+}
+
+/// Everything a core needs from the main thread.
+pub struct Start {
+    pub cpu: usize,
+    pub listener: std::net::TcpListener,
+    pub config: Rc<Config>,
+    pub segment_ns: i64,
+    pub unique: String,
+    pub mesh: Option<MeshBuilder<Forward, Full>>,
+    pub shards: usize,
+    pub stop: oneshot::Receiver<()>,
+    pub ready: std::sync::mpsc::Sender<Result<String, String>>,
+    /// Cores whose connections have all finished (shutdown barrier; forwarded work keeps being served).
+    pub drained: Arc<AtomicUsize>,
+}
+
+pub async fn run(s: Start) -> Result<(), String> {
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::io::FromRawFd;
+
+    let (senders, receivers, id) = match s.mesh {
+        Some(mesh) => {
+            let (tx, rx) = mesh
+                .join()
+                .await
+                .map_err(|_| "joining the core mesh failed".to_string())?;
+            let id = tx.peer_id();
+            (Some(tx), Some(rx), id)
+        }
+        None => (None, None, 0),
+    };
+    let layout = crate::store::layout::Layout::new(&s.config.data_dir);
+    let opened = Shard::open(
+        id,
+        s.shards,
+        layout,
+        s.segment_ns,
+        s.config.durability,
+        s.config.retention_ns(),
+        s.unique,
+    )
+    .await;
+    let shard = match opened {
+        Ok(shard) => shard,
+        Err(e) => {
+            let _ = s.ready.send(Err(format!("core {id}: {e}")));
+            return Err(e);
+        }
+    };
+    let core = Rc::new(Core {
+        id,
+        shards: s.shards,
+        shard,
+        config: Rc::clone(&s.config),
+        stats: RefCell::new(Stats::default()),
+        senders,
+    });
+    if let Some(mut rx) = receivers {
+        for (_, stream) in rx.streams() {
+            let core = Rc::clone(&core);
+            glommio::spawn_local(async move {
+                while let Some(msg) = stream.recv().await {
+                    glommio::spawn_local(Rc::clone(&core).serve_forward(msg)).detach();
+                }
+            })
+            .detach();
+        }
+    }
+    // SAFETY: the descriptor comes from a listening socket we own and hand over whole.
+    let listener = unsafe { TcpListener::from_raw_fd(s.listener.into_raw_fd()) };
+    let (lo, hi) = crate::tag::owned_range(id, s.shards);
+    let hi = hi.map_or("2^64".to_string(), |h| format!("{h:#018x}"));
+    let _ = s.ready.send(Ok(format!(
+        "core {id}: cpu {}, tag-hash [{lo:#018x}, {hi}), listening on {}",
+        s.cpu, s.config.listen
+    )));
+
+    let closing = Rc::new(Cell::new(false));
+    let background = {
+        let (core, closing) = (Rc::clone(&core), Rc::clone(&closing));
+        glommio::spawn_local(async move {
+            let mut last = Instant::now();
+            while !closing.get() {
+                glommio::timer::sleep(Duration::from_millis(200)).await;
+                if core.shard.checkpoint_due(last.elapsed()) {
+                    if let Err(e) = core.shard.checkpoint().await {
+                        eprintln!("core {}: checkpoint failed: {e}", core.id);
+                    }
+                    last = Instant::now();
+                }
+                core.shard.enforce_retention();
+            }
+        })
+    };
+    if !s.config.report_interval.is_zero() {
+        let core = Rc::clone(&core);
+        let every = s.config.report_interval;
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(every).await;
+                println!(
+                    "{}",
+                    report::line(core.id, &core.stats, every, core.shard.tag_count())
+                );
+            }
+        })
+        .detach();
+    }
+
+    let stop: Stop = s.stop.shared();
+    let active = Rc::new(Cell::new(0usize));
+    loop {
+        let accepted = match select(Box::pin(listener.accept()), stop.clone()).await {
+            Either::Left((r, _)) => r,
+            Either::Right(_) => break,
+        };
+        match accepted {
+            Ok(stream) => {
+                let (core, stop, active) = (Rc::clone(&core), stop.clone(), Rc::clone(&active));
+                active.set(active.get() + 1);
+                glommio::spawn_local(async move {
+                    crate::http::conn::serve(core, stream, stop).await;
+                    active.set(active.get() - 1);
+                })
+                .detach();
+            }
+            Err(e) => {
+                eprintln!("core {id}: accept: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    drop(listener);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while active.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    s.drained.fetch_add(1, Ordering::SeqCst);
+    while s.drained.load(Ordering::SeqCst) < s.shards && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    closing.set(true);
+    background.await;
+    core.shard
+        .close()
+        .await
+        .map_err(|e| format!("core {id}: final flush failed: {e}"))
+}

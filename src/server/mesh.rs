@@ -1,0 +1,21 @@
+//! Cross-core forwarding. Every core joins one glommio `channel_mesh` (capacity 1024: small capacities
+//! have deadlocked, glommio #555). A request for a tag owned by another core travels there as a
+//! [`Forward`]; the answer comes back on a `futures` oneshot or bounded mpsc channel, whose wakers glommio
+//! supports across executors. A handler never waits on a peer while holding a local borrow.
+
+use futures::channel::{mpsc, oneshot};
+
+use crate::ingest::decode::Message;
+use crate::query::params::Window;
+use crate::store::StoreError;
+
+pub const MESH_CAPACITY: usize = 1024;
+
+pub type ExportChunk = Result<Vec<u8>, (u16, String)>;
+
+pub enum Forward {
+    Save(Vec<Message>, oneshot::Sender<Result<(), StoreError>>),
+    /// Answer: the JSON body, `None` for an unknown tag, or an I/O error text.
+    Api(Window, oneshot::Sender<Result<Option<Vec<u8>>, String>>),
+    Export(Window, mpsc::Sender<ExportChunk>),
+}

@@ -1,0 +1,199 @@
+//! Start-up and shutdown: checks the machine (io_uring allowed, enough locked memory), locks and recovers
+//! the data directory, binds one listening socket per core, starts one pinned glommio executor per CPU,
+//! prints the ready line, and on SIGINT/SIGTERM stops accepting, lets in-flight requests finish, flushes
+//! and exits.
+pub mod core;
+pub mod listener;
+pub mod mesh;
+pub mod report;
+
+use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::Config;
+use crate::store::layout::{DirLock, Layout};
+
+/// Locked memory one executor needs besides its io memory (rings and their buffers; glommio #565).
+const RING_MEMLOCK_BYTES: u64 = 512 << 10;
+
+fn memlock_limit() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    (unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } == 0).then_some(r.rlim_cur)
+}
+
+/// Says exactly what is in the way when io_uring cannot be used here.
+fn preflight(cores: usize, io_memory: u64) -> Result<(), String> {
+    if let Ok(v) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+        if v.trim() != "0" {
+            return Err(format!(
+                "io_uring is disabled by the kernel (kernel.io_uring_disabled = {}); run `sysctl kernel.io_uring_disabled=0`",
+                v.trim()
+            ));
+        }
+    }
+    let mut params = [0u32; 30];
+    // SAFETY: io_uring_setup with a zeroed params struct of the right size (120 bytes); we close the fd.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4, params.as_mut_ptr()) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::ENOSYS) => format!(
+                "io_uring_setup is refused ({e}): under Docker the default seccomp profile blocks io_uring since \
+                 moby v25; start the container with the profile shipped in this repository \
+                 (security_opt: seccomp=docker/seccomp-io_uring.json)"
+            ),
+            Some(libc::ENOMEM) => format!("io_uring_setup failed ({e}): raise RLIMIT_MEMLOCK (ulimit -l / docker ulimits memlock)"),
+            _ => format!("io_uring_setup failed: {e}"),
+        });
+    }
+    // SAFETY: closing the ring descriptor we just created.
+    unsafe { libc::close(fd as i32) };
+    let need = cores as u64 * (io_memory + RING_MEMLOCK_BYTES);
+    if let Some(limit) = memlock_limit() {
+        if limit != libc::RLIM_INFINITY && limit < need {
+            return Err(format!(
+                "RLIMIT_MEMLOCK is {} KiB but {cores} cores with --io-memory-kib {} need {} KiB: raise it \
+                 (`ulimit -l {}`, /etc/security/limits.conf `memlock`, systemd LimitMEMLOCK=, docker `ulimits: memlock`) \
+                 or lower --io-memory-kib / --cpus",
+                limit / 1024,
+                io_memory / 1024,
+                need / 1024,
+                need / 1024
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn cpus(config: &Config) -> Vec<usize> {
+    match &config.cpus {
+        Some(list) => list.0.clone(),
+        None => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+    }
+}
+
+pub fn run(config: Config) -> Result<(), String> {
+    let cpus = cpus(&config);
+    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(bad) = cpus.iter().find(|&&c| c >= online) {
+        return Err(format!(
+            "--cpus names CPU {bad}, but this machine has CPUs 0-{}",
+            online - 1
+        ));
+    }
+    let n = cpus.len();
+    let io_memory = (config.io_memory_kib as u64) << 10;
+    preflight(n, io_memory)?;
+
+    let layout = Layout::new(&config.data_dir);
+    let _lock = DirLock::acquire(&config.data_dir).map_err(|e| e.to_string())?;
+    let segment_ns = layout
+        .prepare(config.segment_ns())
+        .map_err(|e| format!("preparing {}: {e}", config.data_dir.display()))?;
+    let unique = format!("{:020}", crate::store::shard::now_ns());
+    let report = crate::store::recovery::recover(&layout, segment_ns, &unique)
+        .map_err(|e| format!("recovery failed: {e}"))?;
+    if report.logs > 0 {
+        println!(
+            "recovered {} records from {} commits in {} logs into {} tag files",
+            report.records, report.commits, report.logs, report.files
+        );
+    }
+    let (addr, listeners) =
+        listener::bind_all(config.listen, n, config.backlog).map_err(|e| e.to_string())?;
+    let mut config = config;
+    config.listen = addr;
+
+    let mesh = (n > 1).then(|| MeshBuilder::full(n, mesh::MESH_CAPACITY));
+    let drained = Arc::new(AtomicUsize::new(0));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let mut stops = Vec::new();
+    let mut handles = Vec::new();
+    for (cpu, listener) in cpus.iter().copied().zip(listeners) {
+        let (stop_tx, stop_rx) = oneshot::channel();
+        stops.push(stop_tx);
+        let (config, mesh, ready, drained, unique) = (
+            config.clone(),
+            mesh.clone(),
+            ready_tx.clone(),
+            Arc::clone(&drained),
+            unique.clone(),
+        );
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("tickcore-{cpu}"))
+            .io_memory(io_memory as usize)
+            .preempt_timer(Duration::from_millis(10))
+            .spawn(move || async move {
+                let start = core::Start {
+                    cpu,
+                    listener,
+                    config: Rc::new(config),
+                    segment_ns,
+                    unique,
+                    mesh,
+                    shards: n,
+                    stop: stop_rx,
+                    ready,
+                    drained,
+                };
+                core::run(start).await
+            })
+            .map_err(|e| format!("starting the executor on CPU {cpu}: {e}"))?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    let mut lines = Vec::new();
+    for _ in 0..n {
+        match ready_rx.recv() {
+            Ok(Ok(line)) => lines.push(line),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("an executor stopped during start-up".into()),
+        }
+    }
+    lines.sort();
+    for l in lines {
+        println!("{l}");
+    }
+    println!(
+        "ready: listening on http://{addr} with {n} cores, data in {}, durability {:?}",
+        config.data_dir.display(),
+        config.durability
+    );
+
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("installing signal handlers: {e}"))?;
+    let signal_thread = std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            println!("signal {sig}: stopping (finishing in-flight requests, flushing)");
+        }
+        for s in stops {
+            let _ = s.send(());
+        }
+    });
+    let mut result = Ok(());
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => result = Err(format!("executor failed: {e}")),
+        }
+    }
+    drop(signal_thread);
+    if result.is_ok() {
+        println!("stopped cleanly");
+    }
+    result
+}

@@ -1,0 +1,49 @@
+//! Storage: the data directory (`layout`), the write-ahead log codec (`wal`), tag files (`tagfile`),
+//! start-up recovery (`recovery`, plain blocking I/O before any executor runs) and the per-core shard
+//! (`shard`: in-memory index, group commit, checkpoints, retention) with its read views (`view`).
+//! Formats and the commit/fsync order are described in docs/format.md.
+pub mod layout;
+pub mod recovery;
+pub mod shard;
+pub mod tagfile;
+pub mod view;
+pub mod wal;
+
+/// Failure of a storage operation, as a request sees it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("disk full: {0}")]
+    NoSpace(String),
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    #[error("core unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    pub fn status(&self) -> u16 {
+        match self {
+            StoreError::NoSpace(_) => 507,
+            _ => 503,
+        }
+    }
+
+    pub fn from_io(context: &str, e: &std::io::Error) -> Self {
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            StoreError::NoSpace(format!("{context}: {e}"))
+        } else {
+            StoreError::Io(format!("{context}: {e}"))
+        }
+    }
+}
+
+/// Block size of every O_DIRECT write: offsets and lengths are multiples of it.
+pub const BLOCK: usize = 4096;
+
+pub fn align_up(n: usize) -> usize {
+    n.div_ceil(BLOCK) * BLOCK
+}
+
+pub fn align_down(n: usize) -> usize {
+    n / BLOCK * BLOCK
+}

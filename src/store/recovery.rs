@@ -1,0 +1,330 @@
+//! Start-up recovery, run once on the main thread before any executor starts: replays every write-ahead
+//! log in `DATA/wal` into the tag files, so that afterwards all data lives in tag files and each core
+//! starts with an empty log. Because it works from files alone, it does not care how many cores wrote the
+//! logs: a restart with a different `--cpus` re-derives ownership from the tag hash.
+//!
+//! Order (each step durable before the next, see docs/format.md):
+//! 1. read every log; a record entry says "record `index` of (tag, segment)", a length entry "the segment
+//!    file holds `count` records";
+//! 2. write a recovery log holding the records of every partial block about to be rewritten (a torn
+//!    rewrite of that block can then be repaired by the next recovery), fdatasync it and its directory;
+//! 3. rewrite each touched tag file from its first touched block, pad, truncate, fdatasync; sync new dirs;
+//! 4. remove the old logs, then the recovery log.
+//!
+//! It never drops a record that a log or a tag file holds: a hole (an index neither in a log nor in the
+//! file) means corruption and recovery refuses to go on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::record::{Record, RECORD_BYTES};
+use crate::store::layout::{sync_dir, Layout};
+use crate::store::{align_down, tagfile, wal, BLOCK};
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub logs: usize,
+    pub commits: usize,
+    pub records: usize,
+    pub files: usize,
+}
+
+#[derive(Default)]
+struct Pending {
+    records: BTreeMap<u64, Record>,
+    count: u64,
+}
+
+fn other(msg: String) -> io::Error {
+    io::Error::other(msg)
+}
+
+/// Reads the records of `path` (whole file; tag files touched by recovery are the hot ones of the last
+/// seconds, so this is bounded by what was written since the last checkpoint plus one segment file).
+fn read_records(path: &Path) -> io::Result<Vec<Record>> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes)?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    }
+    let tail_start = align_down(bytes.len().saturating_sub(1));
+    let n = tagfile::count_records(bytes.len(), &bytes[tail_start..]);
+    Ok(bytemuck::pod_collect_to_vec(&bytes[..n * RECORD_BYTES]))
+}
+
+/// Counts the records of an existing tag file by reading its last block.
+pub fn count_file(path: &Path) -> io::Result<usize> {
+    let f = File::open(path)?;
+    let len = f.metadata()?.len() as usize;
+    if len == 0 {
+        return Ok(0);
+    }
+    let start = align_down(len - 1).saturating_sub(BLOCK);
+    let mut tail = vec![0; len - start];
+    f.read_exact_at(&mut tail, start as u64)?;
+    Ok(tagfile::count_records(len, &tail))
+}
+
+pub fn recover(layout: &Layout, segment_ns: i64, unique: &str) -> io::Result<Report> {
+    let mut report = Report::default();
+    let mut logs: Vec<PathBuf> = fs::read_dir(layout.wal_dir())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    logs.sort();
+    let mut touched: HashMap<(String, i64), Pending> = HashMap::new();
+    let mut entries = Vec::new();
+    for log in &logs {
+        let bytes = fs::read(log)?;
+        let (commits, end) = wal::scan(&bytes);
+        if end < bytes.len() && bytes[end..].iter().any(|&b| b != 0) {
+            // Fine: an unacknowledged last commit, torn or partly written. Reported for the operator.
+            eprintln!(
+                "recovery: {}: log ends at offset {end} (of {}); the rest was never acknowledged",
+                log.display(),
+                bytes.len()
+            );
+        }
+        report.logs += 1;
+        for c in &commits {
+            report.commits += 1;
+            entries.clear();
+            wal::entries(c.payload, &mut entries).map_err(|e| {
+                other(format!(
+                    "{}: commit at offset {}: {e}",
+                    log.display(),
+                    c.offset
+                ))
+            })?;
+            for e in entries.drain(..) {
+                match e {
+                    wal::Entry::Record { tag, index, record } => {
+                        let seg = record.time.div_euclid(segment_ns);
+                        let p = touched.entry((tag, seg)).or_default();
+                        p.records.insert(index, record);
+                        p.count = p.count.max(index + 1);
+                        report.records += 1;
+                    }
+                    wal::Entry::Length { tag, seg, count } => {
+                        let p = touched.entry((tag, seg)).or_default();
+                        p.count = p.count.max(count);
+                    }
+                }
+            }
+        }
+    }
+    if logs.is_empty() {
+        return Ok(report);
+    }
+
+    // Build every touched file's new tail, and the pre-images of the blocks that will be rewritten.
+    struct Plan {
+        path: PathBuf,
+        seg: i64,
+        tag: String,
+        first: usize,
+        records: Vec<Record>,
+        first_new: usize,
+        count: usize,
+    }
+    let mut plans = Vec::new();
+    for ((tag, seg), p) in touched {
+        let path = layout.tag_file(seg, &tag);
+        let on_disk = read_records(&path)?;
+        let first_new = match p.records.keys().next() {
+            Some(&m) => (m as usize).min(on_disk.len()),
+            None => on_disk.len(),
+        };
+        let count = (p.count as usize).max(on_disk.len());
+        let first = align_down(first_new * RECORD_BYTES) / RECORD_BYTES;
+        let mut records = Vec::with_capacity(count - first);
+        for k in first..count {
+            match p.records.get(&(k as u64)).or(on_disk.get(k)) {
+                Some(r) => records.push(*r),
+                None => {
+                    return Err(other(format!(
+                        "corruption: record {k} of tag {tag:?} segment {seg} is in neither the log nor {} ({} records)",
+                        path.display(),
+                        on_disk.len()
+                    )))
+                }
+            }
+        }
+        plans.push(Plan {
+            path,
+            seg,
+            tag,
+            first,
+            records,
+            first_new,
+            count,
+        });
+    }
+
+    // Step 2: the recovery log with pre-images and lengths.
+    let rlog = layout.wal_dir().join(format!("{unique}-recovery.wal"));
+    {
+        let mut payload = Vec::new();
+        for p in &plans {
+            for (i, r) in p
+                .records
+                .iter()
+                .enumerate()
+                .take(p.first_new.saturating_sub(p.first))
+            {
+                wal::put_record(&mut payload, &p.tag, (p.first + i) as u64, r);
+            }
+            wal::put_length(&mut payload, &p.tag, p.seg, p.count as u64);
+        }
+        let mut block = Vec::new();
+        wal::frame(0, &payload, &mut block);
+        let f = File::create(&rlog)?;
+        f.write_all_at(&block, 0)?;
+        f.sync_data()?;
+        sync_dir(&layout.wal_dir())?;
+    }
+
+    // Step 3: rewrite the tag files.
+    for p in &plans {
+        let dir = p
+            .path
+            .parent()
+            .ok_or_else(|| other("tag file without a directory".into()))?;
+        let new_dir = !dir.exists();
+        fs::create_dir_all(dir)?;
+        let new_file = !p.path.exists();
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p.path)?;
+        if p.count > 0 {
+            let (offset, bytes) =
+                tagfile::block_image(p.first, &p.records, p.first_new.max(p.first));
+            f.write_all_at(&bytes, offset as u64)?;
+            f.set_len((offset + bytes.len()) as u64)?;
+        }
+        f.sync_data()?;
+        if new_file {
+            sync_dir(dir)?;
+        }
+        if new_dir {
+            sync_dir(&layout.seg_root())?;
+        }
+        report.files += 1;
+    }
+
+    // Step 4: the logs are no longer needed.
+    for log in &logs {
+        fs::remove_file(log)?;
+    }
+    sync_dir(&layout.wal_dir())?;
+    fs::remove_file(&rlog)?;
+    sync_dir(&layout.wal_dir())?;
+    Ok(report)
+}
+
+/// Every tag file in the data directory: (segment, tag, path).
+pub fn list_tag_files(layout: &Layout) -> io::Result<Vec<(i64, String, PathBuf)>> {
+    let mut out = Vec::new();
+    for dir in fs::read_dir(layout.seg_root())? {
+        let dir = dir?;
+        let Some(seg) = dir.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+            continue;
+        };
+        for f in fs::read_dir(dir.path())? {
+            let f = f?;
+            let name = f.file_name();
+            let Some(stem) = name.to_str().and_then(|s| s.strip_suffix(".rec")) else {
+                continue;
+            };
+            match crate::tag::from_file_name(stem) {
+                Some(tag) => out.push((seg, tag, f.path())),
+                None => eprintln!("warning: ignoring unexpected file {}", f.path().display()),
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(t: i64) -> Record {
+        Record {
+            time: t,
+            values: [t as f64; 10],
+        }
+    }
+
+    fn write_log(layout: &Layout, name: &str, commits: &[Vec<(String, u64, Record)>]) {
+        let mut log = Vec::new();
+        let mut block = Vec::new();
+        for (i, c) in commits.iter().enumerate() {
+            let mut payload = Vec::new();
+            for (tag, index, r) in c {
+                wal::put_record(&mut payload, tag, *index, r);
+            }
+            wal::frame(i as u64, &payload, &mut block);
+            log.extend_from_slice(&block);
+        }
+        fs::write(layout.wal_dir().join(name), log).unwrap();
+    }
+
+    #[test]
+    fn logs_become_tag_files_and_replay_is_idempotent() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout::new(d.path());
+        layout.prepare(1000).unwrap();
+        let recs: Vec<(String, u64, Record)> = (0..120)
+            .map(|i| ("a/b".to_string(), i, rec(5 + i as i64 % 3)))
+            .collect();
+        write_log(
+            &layout,
+            "1-0.wal",
+            &[recs[..50].to_vec(), recs[50..].to_vec()],
+        );
+        let r = recover(&layout, 1000, "x").unwrap();
+        assert_eq!((r.logs, r.records, r.files), (1, 120, 1));
+        let path = layout.tag_file(0, "a/b");
+        assert_eq!(
+            read_records(&path).unwrap(),
+            recs.iter().map(|x| x.2).collect::<Vec<_>>()
+        );
+        assert_eq!(count_file(&path).unwrap(), 120);
+        assert_eq!(fs::read_dir(layout.wal_dir()).unwrap().count(), 0);
+        // A later log with more records of the same file, overlapping the old ones (a checkpoint's pre-image).
+        let more: Vec<(String, u64, Record)> =
+            (100..130).map(|i| ("a/b".to_string(), i, rec(7))).collect();
+        write_log(&layout, "2-0.wal", &[more.clone()]);
+        recover(&layout, 1000, "y").unwrap();
+        let got = read_records(&path).unwrap();
+        assert_eq!(got.len(), 130);
+        assert_eq!(
+            got[..100],
+            recs[..100].iter().map(|x| x.2).collect::<Vec<_>>()[..]
+        );
+        assert_eq!(got[129], rec(7));
+        assert_eq!(
+            list_tag_files(&layout).unwrap(),
+            vec![(0, "a/b".to_string(), path)]
+        );
+    }
+
+    #[test]
+    fn a_hole_is_corruption() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout::new(d.path());
+        layout.prepare(1000).unwrap();
+        write_log(&layout, "1.wal", &[vec![("t".into(), 5, rec(1))]]);
+        let e = recover(&layout, 1000, "x").unwrap_err();
+        assert!(e.to_string().contains("corruption"), "{e}");
+    }
+}

@@ -1,0 +1,691 @@
+//! One core's store: the tags whose hash this core owns, their segments, the write-ahead log with group
+//! commit, checkpoints into tag files and retention. Lives on one executor (`Rc`, `RefCell`, no locks);
+//! no `RefCell` borrow is ever held across an `.await`.
+//!
+//! Write protocol (`--durability sync`): `append` queues the messages for the commit loop and waits. The
+//! commit loop takes *everything* queued (natural batching: the next group forms while an fdatasync runs,
+//! with no timer), assigns record indexes, writes one log commit, fdatasyncs, and only then pushes the
+//! records into the segments (visible to queries) and answers the waiters. `async`: records are visible and
+//! acknowledged at once; the same loop makes them durable moments later.
+//!
+//! **Invariant:** a segment's records `0..persisted` are in its tag file, fdatasync'd; records
+//! `persisted..committed()` are in the live log generation (or the previous one while a checkpoint runs).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
+use glommio::io::{DmaFile, OpenOptions};
+
+use crate::config::Durability;
+use crate::ingest::decode::Message;
+use crate::query::{asof, params::Window, render};
+use crate::record::{Record, RECORD_BYTES};
+use crate::store::layout::{sync_dir, Layout};
+use crate::store::view::Segment;
+use crate::store::{align_down, tagfile, wal, StoreError};
+
+/// A checkpoint starts once the live log holds this many bytes...
+pub const WAL_CHECKPOINT_BYTES: u64 = 64 << 20;
+/// ...or this long after the previous one when anything is dirty.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+/// Largest commit the loop builds before writing (bounds one DMA buffer).
+const COMMIT_BYTES_MAX: usize = 8 << 20;
+
+#[derive(Default)]
+pub struct Tag {
+    pub segs: BTreeMap<i64, Segment>,
+}
+
+struct Job {
+    msgs: Vec<Message>,
+    /// `async`: indexes handed out (and records made visible) at append time.
+    preassigned: Option<Vec<usize>>,
+    done: Option<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+enum Cmd {
+    Append(Job),
+    Rotate {
+        file: DmaFile,
+        path: PathBuf,
+        done: oneshot::Sender<Result<PathBuf, StoreError>>,
+    },
+    Checkpoint {
+        payload: Vec<u8>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+struct WalWriter {
+    file: DmaFile,
+    path: PathBuf,
+    offset: u64,
+    seq: u64,
+    /// Set after a failed write or fdatasync: the file is not written again (no fsync retry).
+    broken: Option<StoreError>,
+}
+
+pub struct Shard {
+    pub id: usize,
+    layout: Layout,
+    segment_ns: i64,
+    durability: Durability,
+    retention_ns: i64,
+    unique: String,
+    pub tags: RefCell<HashMap<String, Tag>>,
+    queue: mpsc::UnboundedSender<Cmd>,
+    wal_bytes: Cell<u64>,
+    generation: Cell<u64>,
+}
+
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn io_err(context: &str, e: impl std::fmt::Display) -> StoreError {
+    let s = e.to_string();
+    if s.contains("No space left") || s.contains("os error 28") {
+        StoreError::NoSpace(format!("{context}: {s}"))
+    } else {
+        StoreError::Io(format!("{context}: {s}"))
+    }
+}
+
+async fn create_log(path: &PathBuf) -> Result<DmaFile, StoreError> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .dma_open(path)
+        .await
+        .map_err(|e| io_err(&format!("creating {}", path.display()), e))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir).map_err(|e| StoreError::from_io("syncing the log directory", &e))?;
+    }
+    Ok(f)
+}
+
+impl Shard {
+    /// Opens this core's store: reads the probe file first (glommio's iopoll probe must see a non-empty
+    /// file), loads the tag files this core owns, creates a fresh log and starts the commit loop.
+    pub async fn open(
+        id: usize,
+        shards: usize,
+        layout: Layout,
+        segment_ns: i64,
+        durability: Durability,
+        retention_ns: i64,
+        unique: String,
+    ) -> Result<Rc<Shard>, String> {
+        let probe = DmaFile::open(layout.probe())
+            .await
+            .map_err(|e| format!("opening {}: {e}", layout.probe().display()))?;
+        probe
+            .read_at(0, 4096)
+            .await
+            .map_err(|e| format!("reading {}: {e}", layout.probe().display()))?;
+        let _ = probe.close().await;
+
+        let mut tags: HashMap<String, Tag> = HashMap::new();
+        let files = crate::store::recovery::list_tag_files(&layout)
+            .map_err(|e| format!("listing tag files: {e}"))?;
+        for (seg, tag, path) in files {
+            if crate::tag::owner(crate::tag::hash(&tag), shards) != id {
+                continue;
+            }
+            let n = crate::store::recovery::count_file(&path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            tags.entry(tag)
+                .or_default()
+                .segs
+                .insert(seg, Segment::loaded(n));
+        }
+        let path = layout.wal_dir().join(format!("{unique}-c{id}-g0.wal"));
+        let file = create_log(&path).await.map_err(|e| e.to_string())?;
+        let (queue, rx) = mpsc::unbounded();
+        let shard = Rc::new(Shard {
+            id,
+            layout,
+            segment_ns,
+            durability,
+            retention_ns,
+            unique,
+            tags: RefCell::new(tags),
+            queue,
+            wal_bytes: Cell::new(0),
+            generation: Cell::new(0),
+        });
+        let writer = WalWriter {
+            file,
+            path,
+            offset: 0,
+            seq: 0,
+            broken: None,
+        };
+        glommio::spawn_local(Rc::clone(&shard).commit_loop(rx, writer)).detach();
+        Ok(shard)
+    }
+
+    pub fn tag_count(&self) -> usize {
+        self.tags.borrow().len()
+    }
+
+    /// Oldest record time accepted now (records older than the retention window are refused).
+    pub fn retention_cutoff(&self) -> i64 {
+        now_ns().saturating_sub(self.retention_ns)
+    }
+
+    /// Stores messages owned by this core. Resolves once they are durable (sync) or visible (async).
+    pub async fn append(&self, msgs: Vec<Message>) -> Result<(), StoreError> {
+        match self.durability {
+            Durability::Sync => {
+                let (tx, rx) = oneshot::channel();
+                self.queue
+                    .unbounded_send(Cmd::Append(Job {
+                        msgs,
+                        preassigned: None,
+                        done: Some(tx),
+                    }))
+                    .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))?;
+                rx.await
+                    .unwrap_or_else(|_| Err(StoreError::Unavailable("commit loop stopped".into())))
+            }
+            Durability::Async => {
+                let mut idx = Vec::with_capacity(msgs.len());
+                {
+                    let mut tags = self.tags.borrow_mut();
+                    for m in &msgs {
+                        let seg = self.segment_mut(&mut tags, m);
+                        idx.push(seg.next_index);
+                        seg.next_index += 1;
+                        seg.push(m.record);
+                    }
+                }
+                self.queue
+                    .unbounded_send(Cmd::Append(Job {
+                        msgs,
+                        preassigned: Some(idx),
+                        done: None,
+                    }))
+                    .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))
+            }
+        }
+    }
+
+    fn segment_mut<'a>(&self, tags: &'a mut HashMap<String, Tag>, m: &Message) -> &'a mut Segment {
+        let seg = m.record.time.div_euclid(self.segment_ns);
+        if !tags.contains_key(&m.tag) {
+            tags.insert(m.tag.clone(), Tag::default());
+        }
+        tags.get_mut(&m.tag)
+            .expect("inserted above")
+            .segs
+            .entry(seg)
+            .or_default()
+    }
+
+    async fn commit_loop(self: Rc<Self>, mut rx: mpsc::UnboundedReceiver<Cmd>, mut w: WalWriter) {
+        let mut payload = Vec::new();
+        let mut block = Vec::new();
+        while let Some(first) = rx.next().await {
+            let mut group: Vec<Job> = Vec::new();
+            payload.clear();
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Cmd::Append(job) => {
+                        self.encode(&job, &mut payload);
+                        group.push(job);
+                    }
+                    Cmd::Checkpoint { payload: p, done } => {
+                        self.flush(&mut w, &mut payload, &mut block, &mut group)
+                            .await;
+                        payload.extend_from_slice(&p);
+                        let r = self.write_commit(&mut w, &payload, &mut block).await;
+                        payload.clear();
+                        let _ = done.send(r);
+                    }
+                    Cmd::Rotate { file, path, done } => {
+                        self.flush(&mut w, &mut payload, &mut block, &mut group)
+                            .await;
+                        let old = std::mem::replace(
+                            &mut w,
+                            WalWriter {
+                                file,
+                                path,
+                                offset: 0,
+                                seq: 0,
+                                broken: None,
+                            },
+                        );
+                        let _ = old.file.close().await;
+                        self.wal_bytes.set(0);
+                        let _ = done.send(Ok(old.path));
+                    }
+                }
+                if payload.len() < COMMIT_BYTES_MAX {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.flush(&mut w, &mut payload, &mut block, &mut group)
+                .await;
+        }
+        let _ = w.file.close().await;
+    }
+
+    /// Encodes a job's records, handing out indexes for sync jobs (async ones have them already).
+    fn encode(&self, job: &Job, payload: &mut Vec<u8>) {
+        let mut tags = self.tags.borrow_mut();
+        for (i, m) in job.msgs.iter().enumerate() {
+            let index = match &job.preassigned {
+                Some(idx) => idx[i],
+                None => {
+                    let seg = self.segment_mut(&mut tags, m);
+                    seg.next_index += 1;
+                    seg.next_index - 1
+                }
+            };
+            wal::put_record(payload, &m.tag, index as u64, &m.record);
+        }
+    }
+
+    async fn write_commit(
+        &self,
+        w: &mut WalWriter,
+        payload: &[u8],
+        block: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        if let Some(e) = &w.broken {
+            return Err(e.clone());
+        }
+        wal::frame(w.seq, payload, block);
+        let mut buf = w.file.alloc_dma_buffer(block.len());
+        buf.as_bytes_mut().copy_from_slice(block);
+        let r = async {
+            let n = w
+                .file
+                .write_at(buf, w.offset)
+                .await
+                .map_err(|e| io_err("writing the log", e))?;
+            if n != block.len() {
+                return Err(StoreError::Io(format!(
+                    "short log write: {n} of {} bytes",
+                    block.len()
+                )));
+            }
+            w.file
+                .fdatasync()
+                .await
+                .map_err(|e| io_err("fdatasync of the log", e))
+        }
+        .await;
+        match &r {
+            Ok(()) => {
+                w.seq += 1;
+                w.offset += block.len() as u64;
+                self.wal_bytes
+                    .set(self.wal_bytes.get() + block.len() as u64);
+            }
+            Err(e) => {
+                eprintln!(
+                    "core {}: {e}; the log {} is not written again",
+                    self.id,
+                    w.path.display()
+                );
+                w.broken = Some(e.clone());
+            }
+        }
+        r
+    }
+
+    async fn flush(
+        &self,
+        w: &mut WalWriter,
+        payload: &mut Vec<u8>,
+        block: &mut Vec<u8>,
+        group: &mut Vec<Job>,
+    ) {
+        if group.is_empty() {
+            return;
+        }
+        let r = self.write_commit(w, payload, block).await;
+        payload.clear();
+        {
+            let mut tags = self.tags.borrow_mut();
+            for job in group.iter() {
+                if job.preassigned.is_some() {
+                    continue;
+                }
+                for m in &job.msgs {
+                    let seg = self.segment_mut(&mut tags, m);
+                    match r {
+                        Ok(()) => seg.push(m.record),
+                        Err(_) => seg.next_index = seg.committed(),
+                    }
+                }
+            }
+        }
+        for job in group.drain(..) {
+            if let Some(done) = job.done {
+                let _ = done.send(r.clone());
+            }
+        }
+    }
+
+    /// Moves every committed record into the tag files and starts a new log generation.
+    pub async fn checkpoint(&self) -> Result<usize, StoreError> {
+        // 1. A fresh log; every commit from here on goes there.
+        let g = self.generation.get() + 1;
+        self.generation.set(g);
+        let path = self
+            .layout
+            .wal_dir()
+            .join(format!("{}-c{}-g{g}.wal", self.unique, self.id));
+        let file = create_log(&path).await?;
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .unbounded_send(Cmd::Rotate {
+                file,
+                path,
+                done: tx,
+            })
+            .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))?;
+        let old = rx
+            .await
+            .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))??;
+
+        // 2. Plan: for each dirty segment, the records from the first block to rewrite up to `committed()`.
+        struct Plan {
+            tag: String,
+            seg: i64,
+            first: usize,
+            first_new: usize,
+            records: Vec<Record>,
+        }
+        let mut plans = Vec::new();
+        let mut pre = Vec::new();
+        {
+            let tags = self.tags.borrow();
+            for (tag, t) in tags.iter() {
+                for (&seg, s) in t.segs.iter().filter(|(_, s)| !s.mem.is_empty()) {
+                    let first = align_down(s.persisted * RECORD_BYTES) / RECORD_BYTES;
+                    let records: Vec<Record> = (first..s.committed()).map(|i| s.raw(i)).collect();
+                    for (k, r) in records.iter().enumerate().take(s.persisted - first) {
+                        wal::put_record(&mut pre, tag, (first + k) as u64, r);
+                    }
+                    wal::put_length(&mut pre, tag, seg, s.committed() as u64);
+                    plans.push(Plan {
+                        tag: tag.clone(),
+                        seg,
+                        first,
+                        first_new: s.persisted,
+                        records,
+                    });
+                }
+            }
+        }
+        // The partial blocks about to be rewritten are first made durable in the new log.
+        if !plans.is_empty() {
+            let (tx, rx) = oneshot::channel();
+            self.queue
+                .unbounded_send(Cmd::Checkpoint {
+                    payload: pre,
+                    done: tx,
+                })
+                .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))?;
+            rx.await
+                .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))??;
+        }
+
+        // 3. Write and fdatasync the tag files.
+        for p in &plans {
+            let path = self.layout.tag_file(p.seg, &p.tag);
+            let dir = self.layout.seg_dir(p.seg);
+            let new_dir = !dir.exists();
+            if new_dir {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| StoreError::from_io("creating a segment directory", &e))?;
+                sync_dir(&self.layout.seg_root())
+                    .map_err(|e| StoreError::from_io("syncing seg/", &e))?;
+            }
+            let new_file = p.first_new == 0 && !path.exists();
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .dma_open(&path)
+                .await
+                .map_err(|e| io_err(&format!("opening {}", path.display()), e))?;
+            let (offset, bytes) = tagfile::block_image(p.first, &p.records, p.first_new);
+            let mut buf = f.alloc_dma_buffer(bytes.len());
+            buf.as_bytes_mut().copy_from_slice(&bytes);
+            let r = async {
+                let n = f
+                    .write_at(buf, offset as u64)
+                    .await
+                    .map_err(|e| io_err(&format!("writing {}", path.display()), e))?;
+                if n != bytes.len() {
+                    return Err(StoreError::Io(format!("short write to {}", path.display())));
+                }
+                f.fdatasync()
+                    .await
+                    .map_err(|e| io_err(&format!("fdatasync of {}", path.display()), e))
+            }
+            .await;
+            let _ = f.close().await;
+            r?;
+            if new_file {
+                sync_dir(&dir)
+                    .map_err(|e| StoreError::from_io("syncing a segment directory", &e))?;
+            }
+        }
+
+        // 4. The records are in the tag files: drop them from memory and the old log from disk.
+        {
+            let mut tags = self.tags.borrow_mut();
+            for p in &plans {
+                if let Some(s) = tags.get_mut(&p.tag).and_then(|t| t.segs.get_mut(&p.seg)) {
+                    s.persisted_up_to(p.first + p.records.len());
+                }
+            }
+        }
+        std::fs::remove_file(&old)
+            .map_err(|e| StoreError::from_io("removing a checkpointed log", &e))?;
+        Ok(plans.len())
+    }
+
+    /// True when a checkpoint is due.
+    pub fn checkpoint_due(&self, since_last: Duration) -> bool {
+        self.wal_bytes.get() >= WAL_CHECKPOINT_BYTES
+            || (since_last >= CHECKPOINT_INTERVAL && self.wal_bytes.get() > 0)
+    }
+
+    /// Deletes the segments that ended before the retention cutoff. Returns the files removed.
+    pub fn enforce_retention(&self) -> usize {
+        let cutoff = self.retention_cutoff();
+        let mut removed = 0;
+        let mut tags = self.tags.borrow_mut();
+        tags.retain(|tag, t| {
+            let expired: Vec<i64> = t
+                .segs
+                .keys()
+                .copied()
+                .take_while(|&seg| (seg as i128 + 1) * self.segment_ns as i128 <= cutoff as i128)
+                .collect();
+            for seg in expired {
+                t.segs.remove(&seg);
+                let path = self.layout.tag_file(seg, tag);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => eprintln!(
+                        "core {}: retention: removing {}: {e}",
+                        self.id,
+                        path.display()
+                    ),
+                }
+                // The directory goes once every core has removed its files from it.
+                let _ = std::fs::remove_dir(self.layout.seg_dir(seg));
+            }
+            !t.segs.is_empty()
+        });
+        removed
+    }
+
+    /// Prepares (maps, orders) the segments of `tag` up to `last_seg` and returns them, or None if unknown.
+    fn prepared(
+        &self,
+        tag: &str,
+        first_seg: Option<i64>,
+        last_seg: i64,
+    ) -> Result<Option<Vec<i64>>, String> {
+        let mut tags = self.tags.borrow_mut();
+        let Some(t) = tags.get_mut(tag) else {
+            return Ok(None);
+        };
+        // For as-of, the nearest non-empty segment before the window counts too.
+        let from = match first_seg {
+            Some(f) => f,
+            None => i64::MIN,
+        };
+        let keys: Vec<i64> = t.segs.range(from..=last_seg).map(|(&k, _)| k).collect();
+        for &k in &keys {
+            let path = self.layout.tag_file(k, tag);
+            if let Some(s) = t.segs.get_mut(&k) {
+                s.prepare(&path)
+                    .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            }
+        }
+        Ok(Some(keys))
+    }
+
+    /// Answers `/api`: the rendered JSON body, `Ok(None)` for an unknown tag.
+    pub fn api(&self, w: &Window, out: &mut Vec<u8>) -> Result<Option<()>, String> {
+        let last_seg = w.end.div_euclid(self.segment_ns);
+        let first_t = asof::sample_time(w.start, w.end, 0, w.samples);
+        let first_seg = first_t.div_euclid(self.segment_ns);
+        // Include the closest non-empty segment before the first sample's.
+        let before = {
+            let tags = self.tags.borrow();
+            let Some(t) = tags.get(&w.tag) else {
+                return Ok(None);
+            };
+            t.segs
+                .range(..first_seg)
+                .rev()
+                .find(|(_, s)| s.committed() > 0)
+                .map(|(&k, _)| k)
+        };
+        let Some(keys) = self.prepared(&w.tag, Some(before.unwrap_or(first_seg)), last_seg)? else {
+            return Ok(None);
+        };
+        let tags = self.tags.borrow();
+        let t = tags.get(&w.tag).expect("prepared above");
+        let views: Vec<_> = keys
+            .iter()
+            .filter_map(|k| t.segs.get(k))
+            .map(|s| s.view())
+            .collect();
+        let refs: Vec<&crate::store::view::View> = views.iter().collect();
+        render::api_head(out, &w.tag, w.start, w.end);
+        let mut first = true;
+        asof::sample(&refs, w.start, w.end, w.samples, |time, r| {
+            render::api_sample(out, first, time, r.as_ref());
+            first = false;
+        });
+        render::api_tail(out);
+        Ok(Some(()))
+    }
+
+    /// Streams `/export` as NDJSON chunks into `tx`; the first message is an error for an unknown tag.
+    pub async fn export(
+        self: Rc<Self>,
+        w: Window,
+        mut tx: mpsc::Sender<Result<Vec<u8>, (u16, String)>>,
+    ) {
+        use futures::SinkExt;
+        let first_seg = w.start.div_euclid(self.segment_ns);
+        let last_seg = (w.end - 1).div_euclid(self.segment_ns);
+        let keys = match self.prepared(&w.tag, Some(first_seg), last_seg) {
+            Ok(Some(k)) => k,
+            Ok(None) => {
+                let _ = tx
+                    .send(Err((
+                        404,
+                        format!("tag {:?} has never been written", w.tag),
+                    )))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                let _ = tx.send(Err((503, e))).await;
+                return;
+            }
+        };
+        for k in keys {
+            // Snapshot this segment's sorted order; records below `len` never move or change.
+            let (len, perm, lo) = {
+                let tags = self.tags.borrow();
+                let Some(s) = tags.get(&w.tag).and_then(|t| t.segs.get(&k)) else {
+                    continue;
+                };
+                let v = s.view();
+                let lo = asof::lower_bound(&v, w.start);
+                let (len, perm) = v.snapshot();
+                (len, perm, lo)
+            };
+            let mut i = lo;
+            while i < len {
+                let mut chunk = Vec::with_capacity(64 << 10);
+                {
+                    let tags = self.tags.borrow();
+                    let Some(s) = tags.get(&w.tag).and_then(|t| t.segs.get(&k)) else {
+                        break;
+                    };
+                    while i < len && chunk.len() < 60 << 10 {
+                        let r = s.raw(perm.as_ref().map_or(i, |p| p[i] as usize));
+                        if r.time >= w.end {
+                            i = len;
+                            break;
+                        }
+                        render::export_line(&mut chunk, &r);
+                        i += 1;
+                    }
+                }
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Final flush at shutdown: checkpoint everything and remove the (then empty) live log.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.checkpoint().await?;
+        let (tx, rx) = oneshot::channel();
+        let g = self.generation.get() + 1;
+        let path = self
+            .layout
+            .wal_dir()
+            .join(format!("{}-c{}-g{g}.wal", self.unique, self.id));
+        let file = create_log(&path).await?;
+        let _ = self.queue.unbounded_send(Cmd::Rotate {
+            file,
+            path: path.clone(),
+            done: tx,
+        });
+        if let Ok(Ok(old)) = rx.await {
+            let _ = std::fs::remove_file(old);
+        }
+        let _ = std::fs::remove_file(&path);
+        self.queue.close_channel();
+        Ok(())
+    }
+}

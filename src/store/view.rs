@@ -1,0 +1,190 @@
+//! Read views over one tag's segment: records `0..persisted` come from the memory-mapped tag file and the
+//! rest from the in-memory tail, in arrival order; a segment whose records did not arrive in time order
+//! is read through a permutation sorted by time (stable, so ties keep arrival order).
+
+use std::rc::Rc;
+
+use memmap2::{Mmap, MmapOptions};
+
+use crate::query::asof::Run;
+use crate::record::{Record, RECORD_BYTES};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Order {
+    /// Not known yet (a segment loaded from disk and not read since start).
+    Unknown,
+    /// Arrival order is time order; `max` is the last time.
+    Sorted {
+        max: i64,
+    },
+    Unsorted,
+}
+
+/// The readable state of one (tag, segment).
+#[derive(Default)]
+pub struct Segment {
+    /// Records durable in the tag file (a checkpoint completed for them).
+    pub persisted: usize,
+    /// Committed records not yet in the tag file: indexes `persisted..persisted + mem.len()`.
+    pub mem: Vec<Record>,
+    /// Next index to hand out; equals `committed()` except while a group commit is in flight.
+    pub next_index: usize,
+    map: Option<Mmap>,
+    order: Option<Order>,
+    perm: Option<(usize, Rc<Vec<u32>>)>,
+}
+
+impl Segment {
+    pub fn loaded(persisted: usize) -> Self {
+        Segment {
+            persisted,
+            next_index: persisted,
+            ..Default::default()
+        }
+    }
+
+    pub fn committed(&self) -> usize {
+        self.persisted + self.mem.len()
+    }
+
+    fn order(&self) -> Order {
+        self.order.unwrap_or(if self.persisted == 0 {
+            Order::Sorted { max: i64::MIN }
+        } else {
+            Order::Unknown
+        })
+    }
+
+    pub fn push(&mut self, r: Record) {
+        self.mem.push(r);
+        self.order = Some(match self.order() {
+            Order::Sorted { max } if r.time >= max => Order::Sorted { max: r.time },
+            Order::Sorted { .. } | Order::Unsorted => Order::Unsorted,
+            Order::Unknown => Order::Unknown,
+        });
+    }
+
+    /// After a checkpoint made `count` records durable in the file.
+    pub fn persisted_up_to(&mut self, count: usize) {
+        assert!(
+            count >= self.persisted && count <= self.committed(),
+            "BUG: persisted {count} of {}..{}",
+            self.persisted,
+            self.committed()
+        );
+        self.mem.drain(..count - self.persisted);
+        self.persisted = count;
+    }
+
+    fn disk(&self) -> &[Record] {
+        match &self.map {
+            Some(m) => bytemuck::cast_slice(&m[..self.persisted * RECORD_BYTES]),
+            None => &[],
+        }
+    }
+
+    pub fn raw(&self, i: usize) -> Record {
+        let disk = self.disk();
+        if i < disk.len() {
+            disk[i]
+        } else {
+            self.mem[i - disk.len()]
+        }
+    }
+
+    /// Maps the file as far as it is persisted, learns the order, sorts a permutation when needed.
+    /// Call before [`Segment::view`]; `path` is this segment's tag file.
+    pub fn prepare(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        let mapped = self.map.as_ref().map_or(0, |m| m.len() / RECORD_BYTES);
+        if self.persisted > 0 && mapped < self.persisted {
+            let f = std::fs::File::open(path)?;
+            // SAFETY: only this core writes the file, and only past `persisted` records (whole blocks
+            // rewritten with identical leading bytes); the mapped prefix never changes while mapped.
+            let m = unsafe {
+                MmapOptions::new()
+                    .len(self.persisted * RECORD_BYTES)
+                    .map(&f)?
+            };
+            self.map = Some(m);
+        }
+        if self.order() == Order::Unknown {
+            let n = self.committed();
+            let mut max = i64::MIN;
+            let mut sorted = true;
+            for i in 0..n {
+                let t = self.raw(i).time;
+                sorted &= t >= max;
+                max = max.max(t);
+            }
+            self.order = Some(if sorted {
+                Order::Sorted { max }
+            } else {
+                Order::Unsorted
+            });
+        }
+        if self.order() == Order::Unsorted
+            && self
+                .perm
+                .as_ref()
+                .map_or(true, |(n, _)| *n != self.committed())
+        {
+            let n = self.committed();
+            let mut perm: Vec<u32> = (0..n as u32).collect();
+            perm.sort_by_key(|&i| self.raw(i as usize).time);
+            self.perm = Some((n, Rc::new(perm)));
+        }
+        Ok(())
+    }
+
+    /// A sorted view of the first `committed()` records. [`Segment::prepare`] must have run since the
+    /// last change.
+    pub fn view(&self) -> View<'_> {
+        let perm = match self.order() {
+            Order::Sorted { .. } => None,
+            _ => {
+                let (n, p) = self
+                    .perm
+                    .as_ref()
+                    .expect("BUG: view of an unsorted segment without prepare");
+                assert_eq!(*n, self.committed(), "BUG: stale permutation");
+                Some(Rc::clone(p))
+            }
+        };
+        View {
+            seg: self,
+            len: self.committed(),
+            perm,
+        }
+    }
+}
+
+pub struct View<'a> {
+    seg: &'a Segment,
+    len: usize,
+    perm: Option<Rc<Vec<u32>>>,
+}
+
+impl View<'_> {
+    /// The arrival index of the i-th record in time order.
+    pub fn index(&self, i: usize) -> usize {
+        match &self.perm {
+            Some(p) => p[i] as usize,
+            None => i,
+        }
+    }
+    pub fn snapshot(&self) -> (usize, Option<Rc<Vec<u32>>>) {
+        (self.len, self.perm.clone())
+    }
+}
+
+impl Run for View<'_> {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn time(&self, i: usize) -> i64 {
+        self.seg.raw(self.index(i)).time
+    }
+    fn record(&self, i: usize) -> Record {
+        self.seg.raw(self.index(i))
+    }
+}
