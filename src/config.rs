@@ -44,6 +44,10 @@ pub struct Config {
     /// How often each core prints its console line (`0` = never).
     #[arg(long, env = "TICKCORE_REPORT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub report_interval: Duration,
+    /// Longest time committed records stay only in the write-ahead log before a checkpoint copies them
+    /// into the tag files (a checkpoint also starts whenever a core's log reaches 64 MiB).
+    #[arg(long, env = "TICKCORE_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub checkpoint_interval: Duration,
     /// Listen backlog of each core's socket (raise net.core.somaxconn with it).
     #[arg(long, env = "TICKCORE_BACKLOG", default_value_t = 4096)]
     pub backlog: i32,

@@ -57,9 +57,22 @@ fn is_blank(line: &[u8]) -> bool {
     line.iter().all(|b| b.is_ascii_whitespace())
 }
 
+/// Only used to explain a failure: the values array whatever its length.
+#[derive(Deserialize)]
+struct LooseValues {
+    values: Vec<f64>,
+}
+
 /// Parses and validates one message (a complete JSON text with nothing after it).
 pub fn decode_one(json: &[u8]) -> Result<Message, String> {
-    let wire: Wire = sonic_rs::from_slice(json).map_err(|e| describe(&e))?;
+    let wire: Wire = sonic_rs::from_slice(json).map_err(|e| {
+        match sonic_rs::from_slice::<LooseValues>(json) {
+            Ok(l) if l.values.len() != VALUES => {
+                format!("values has {} numbers, expected {VALUES}", l.values.len())
+            }
+            _ => describe(&e),
+        }
+    })?;
     tag::validate(&wire.tag).map_err(|e| e.to_string())?;
     if let Some(i) = wire.values.iter().position(|v| !v.is_finite()) {
         return Err(format!("values[{i}] is not a finite number"));
@@ -197,7 +210,7 @@ mod tests {
         check_err(
             r#"{"time":1,"tag":"t","values":[1,2,3,4,5,6,7,8,9]}"#,
             Position::Line(1),
-            "length",
+            "values has 9",
         );
         check_err(
             r#"{"time":1,"tag":"t","values":[1,2,3,4,5,6,7,8,9,10,11]}"#,

@@ -203,7 +203,10 @@ pub async fn run(s: Start) -> Result<(), String> {
             let mut last = Instant::now();
             while !closing.get() {
                 glommio::timer::sleep(Duration::from_millis(200)).await;
-                if core.shard.checkpoint_due(last.elapsed()) {
+                if core
+                    .shard
+                    .checkpoint_due(last.elapsed(), core.config.checkpoint_interval)
+                {
                     if let Err(e) = core.shard.checkpoint().await {
                         eprintln!("core {}: checkpoint failed: {e}", core.id);
                     }

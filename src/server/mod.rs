@@ -101,8 +101,13 @@ pub fn run(config: Config) -> Result<(), String> {
         .prepare(config.segment_ns())
         .map_err(|e| format!("preparing {}: {e}", config.data_dir.display()))?;
     let unique = format!("{:020}", crate::store::shard::now_ns());
-    let report = crate::store::recovery::recover(&layout, segment_ns, &unique)
-        .map_err(|e| format!("recovery failed: {e}"))?;
+    let report = crate::store::recovery::recover(
+        &layout,
+        segment_ns,
+        crate::store::shard::now_ns().saturating_sub(config.retention_ns()),
+        &unique,
+    )
+    .map_err(|e| format!("recovery failed: {e}"))?;
     if report.logs > 0 {
         println!(
             "recovered {} records from {} commits in {} logs into {} tag files",

@@ -71,7 +71,9 @@ pub fn count_file(path: &Path) -> io::Result<usize> {
     Ok(tagfile::count_records(len, &tail))
 }
 
-pub fn recover(layout: &Layout, segment_ns: i64, unique: &str) -> io::Result<Report> {
+/// `cutoff`: records whose segment ended at or before this time are past retention and not replayed.
+pub fn recover(layout: &Layout, segment_ns: i64, cutoff: i64, unique: &str) -> io::Result<Report> {
+    let expired = |seg: i64| (seg as i128 + 1) * segment_ns as i128 <= cutoff as i128;
     let mut report = Report::default();
     let mut logs: Vec<PathBuf> = fs::read_dir(layout.wal_dir())?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -106,12 +108,18 @@ pub fn recover(layout: &Layout, segment_ns: i64, unique: &str) -> io::Result<Rep
                 match e {
                     wal::Entry::Record { tag, index, record } => {
                         let seg = record.time.div_euclid(segment_ns);
+                        if expired(seg) {
+                            continue;
+                        }
                         let p = touched.entry((tag, seg)).or_default();
                         p.records.insert(index, record);
                         p.count = p.count.max(index + 1);
                         report.records += 1;
                     }
                     wal::Entry::Length { tag, seg, count } => {
+                        if expired(seg) {
+                            continue;
+                        }
                         let p = touched.entry((tag, seg)).or_default();
                         p.count = p.count.max(count);
                     }
@@ -291,7 +299,7 @@ mod tests {
             "1-0.wal",
             &[recs[..50].to_vec(), recs[50..].to_vec()],
         );
-        let r = recover(&layout, 1000, "x").unwrap();
+        let r = recover(&layout, 1000, i64::MIN, "x").unwrap();
         assert_eq!((r.logs, r.records, r.files), (1, 120, 1));
         let path = layout.tag_file(0, "a/b");
         assert_eq!(
@@ -304,7 +312,7 @@ mod tests {
         let more: Vec<(String, u64, Record)> =
             (100..130).map(|i| ("a/b".to_string(), i, rec(7))).collect();
         write_log(&layout, "2-0.wal", &[more.clone()]);
-        recover(&layout, 1000, "y").unwrap();
+        recover(&layout, 1000, i64::MIN, "y").unwrap();
         let got = read_records(&path).unwrap();
         assert_eq!(got.len(), 130);
         assert_eq!(
@@ -324,7 +332,7 @@ mod tests {
         let layout = Layout::new(d.path());
         layout.prepare(1000).unwrap();
         write_log(&layout, "1.wal", &[vec![("t".into(), 5, rec(1))]]);
-        let e = recover(&layout, 1000, "x").unwrap_err();
+        let e = recover(&layout, 1000, i64::MIN, "x").unwrap_err();
         assert!(e.to_string().contains("corruption"), "{e}");
     }
 }

@@ -31,8 +31,6 @@ use crate::store::{align_down, tagfile, wal, StoreError};
 
 /// A checkpoint starts once the live log holds this many bytes...
 pub const WAL_CHECKPOINT_BYTES: u64 = 64 << 20;
-/// ...or this long after the previous one when anything is dirty.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 /// Largest commit the loop builds before writing (bounds one DMA buffer).
 const COMMIT_BYTES_MAX: usize = 8 << 20;
 
@@ -502,9 +500,9 @@ impl Shard {
     }
 
     /// True when a checkpoint is due.
-    pub fn checkpoint_due(&self, since_last: Duration) -> bool {
+    pub fn checkpoint_due(&self, since_last: Duration, interval: Duration) -> bool {
         self.wal_bytes.get() >= WAL_CHECKPOINT_BYTES
-            || (since_last >= CHECKPOINT_INTERVAL && self.wal_bytes.get() > 0)
+            || (since_last >= interval && self.wal_bytes.get() > 0)
     }
 
     /// Deletes the segments that ended before the retention cutoff. Returns the files removed.

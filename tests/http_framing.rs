@@ -1,0 +1,177 @@
+//! HTTP framing against the real binary: keep-alive, pipelining, chunked bodies, Expect: 100-continue,
+//! HTTP/1.0, and every error status of the connection layer (each rejected request stores nothing).
+mod common;
+use common::*;
+
+fn engine() -> (tempfile::TempDir, Engine) {
+    let d = tempfile::tempdir().unwrap();
+    let e = start(d.path(), "0,1", &["--max-body", "4096"]);
+    (d, e)
+}
+
+#[test]
+fn keep_alive_and_pipelining() {
+    let (_d, e) = engine();
+    let now = now_ns();
+    let mut c = e.connect();
+    for i in 0..3 {
+        let r = c.request("POST", "/save", &[], msg("ka", now + i, 1.0).as_bytes());
+        assert_eq!(r.status, 204);
+    }
+    // Five requests in one write, answered in order on the same connection.
+    let mut raw = Vec::new();
+    for i in 0..4 {
+        let b = msg("pipe", now + i, i as f64);
+        raw.extend_from_slice(
+            format!(
+                "POST /save HTTP/1.1\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            )
+            .as_bytes(),
+        );
+    }
+    raw.extend_from_slice(
+        format!(
+            "GET /export?tag=pipe&start={now}&end={} HTTP/1.1\r\n\r\n",
+            now + 10
+        )
+        .as_bytes(),
+    );
+    c.send(&raw);
+    for _ in 0..4 {
+        assert_eq!(c.read_response().status, 204);
+    }
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text().lines().count(), 4);
+    assert_eq!(c.request("GET", "/health", &[], b"").status, 200);
+}
+
+#[test]
+fn chunked_and_expect_continue() {
+    let (_d, e) = engine();
+    let now = now_ns();
+    let body = format!("{}\n{}\n", msg("ch", now, 1.0), msg("ch", now + 1, 2.0));
+    let (a, b) = body.split_at(30);
+    let mut c = e.connect();
+    let raw = format!("POST /save HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len());
+    c.send(raw.as_bytes());
+    assert_eq!(c.read_response().status, 204);
+    // Expect: 100-continue: the server says 100 before the body is sent.
+    let body = msg("ex", now, 3.0);
+    c.send(
+        format!(
+            "POST /save HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.read_response().status, 100);
+    c.send(body.as_bytes());
+    assert_eq!(c.read_response().status, 204);
+    assert_eq!(e.export("ch").len(), 2);
+    assert_eq!(e.export("ex").len(), 1);
+}
+
+#[test]
+fn http_1_0_closes_unless_keep_alive() {
+    let (_d, e) = engine();
+    let mut c = e.connect();
+    c.send(b"GET /health HTTP/1.0\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert!(c.is_closed());
+    let mut c = e.connect();
+    c.send(b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(c.read_response().status, 200);
+    c.send(b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(c.read_response().status, 200);
+}
+
+fn raw_status(e: &Engine, raw: &[u8], expect_close: bool) -> (Response, bool) {
+    let mut c = e.connect();
+    c.send(raw);
+    let r = c.read_response();
+    let closed = expect_close && c.is_closed();
+    (r, closed)
+}
+
+#[test]
+fn error_statuses_have_json_reasons_and_store_nothing() {
+    let (_d, e) = engine();
+    let now = now_ns();
+    let ok = msg("err", now, 1.0);
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (b"GET /nope HTTP/1.1\r\n\r\n".to_vec(), 404),
+        (b"GET /save HTTP/1.1\r\n\r\n".to_vec(), 405),
+        (
+            format!(
+                "PUT /api HTTP/1.1\r\nContent-Length: {}\r\n\r\n{ok}",
+                ok.len()
+            )
+            .into_bytes(),
+            405,
+        ),
+        (format!("POST /save HTTP/1.1\r\n\r\n{ok}").into_bytes(), 411),
+        (
+            b"POST /save HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            b"POST /save HTTP/1.1\r\nContent-Length: 5000\r\n\r\n".to_vec(),
+            413,
+        ),
+        (
+            format!(
+                "POST /save HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1001\r\n{}\r\n0\r\n\r\n",
+                "x".repeat(4097)
+            )
+            .into_bytes(),
+            413,
+        ),
+        (
+            format!(
+                "GET /health HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(20_000)
+            )
+            .into_bytes(),
+            431,
+        ),
+        (b"GET /health HTTP/2.0\r\n\r\n".to_vec(), 505),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), 505),
+        (b"BLAH\r\n\r\n".to_vec(), 400),
+        (
+            format!(
+                "POST /save HTTP/1.1\r\nContent-Length: {}\r\n\r\n{}",
+                ok.len() + 2,
+                format!("{ok}xx")
+            )
+            .into_bytes(),
+            400,
+        ),
+    ];
+    for (raw, status) in cases {
+        let closing = matches!(status, 505 | 431 | 413 | 411) || raw.starts_with(b"BLAH");
+        let (r, closed) = raw_status(&e, &raw, closing);
+        assert_eq!(
+            r.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&raw[..raw.len().min(80)])
+        );
+        assert!(
+            r.json()["error"].as_str().is_some_and(|s| !s.is_empty()),
+            "{}",
+            r.text()
+        );
+        assert_eq!(
+            closed, closing,
+            "{status}: a framing error closes the connection"
+        );
+    }
+    assert!(
+        e.export("err").is_empty(),
+        "rejected requests stored nothing"
+    );
+    assert_eq!(e.get("/api?tag=err&start=0&end=10").status, 404);
+}
