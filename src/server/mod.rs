@@ -75,16 +75,27 @@ fn preflight(cores: usize, io_memory: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Online CPUs of the machine (not the calling thread's affinity mask, which `taskset` narrows).
+fn online_cpus() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 {
+        n as usize
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
 fn cpus(config: &Config) -> Vec<usize> {
     match &config.cpus {
         Some(list) => list.0.clone(),
-        None => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+        None => (0..online_cpus()).collect(),
     }
 }
 
 pub fn run(config: Config) -> Result<(), String> {
     let cpus = cpus(&config);
-    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let online = online_cpus();
     if let Some(bad) = cpus.iter().find(|&&c| c >= online) {
         return Err(format!(
             "--cpus names CPU {bad}, but this machine has CPUs 0-{}",

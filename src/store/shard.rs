@@ -410,9 +410,13 @@ impl Shard {
         let mut plans = Vec::new();
         let mut pre = Vec::new();
         {
-            let tags = self.tags.borrow();
-            for (tag, t) in tags.iter() {
-                for (&seg, s) in t.segs.iter().filter(|(_, s)| !s.mem.is_empty()) {
+            let mut tags = self.tags.borrow_mut();
+            for (tag, t) in tags.iter_mut() {
+                for (&seg, s) in t.segs.iter_mut().filter(|(_, s)| !s.mem.is_empty()) {
+                    let path = self.layout.tag_file(seg, tag);
+                    s.map_file(&path).map_err(|e| {
+                        StoreError::from_io(&format!("mapping {}", path.display()), &e)
+                    })?;
                     let first = align_down(s.persisted * RECORD_BYTES) / RECORD_BYTES;
                     let records: Vec<Record> = (first..s.committed()).map(|i| s.raw(i)).collect();
                     for (k, r) in records.iter().enumerate().take(s.persisted - first) {

@@ -78,9 +78,38 @@ impl Segment {
 
     fn disk(&self) -> &[Record] {
         match &self.map {
-            Some(m) => bytemuck::cast_slice(&m[..self.persisted * RECORD_BYTES]),
-            None => &[],
+            Some(m) => {
+                assert!(
+                    m.len() >= self.persisted * RECORD_BYTES,
+                    "BUG: tag file mapped short of persisted records"
+                );
+                bytemuck::cast_slice(&m[..self.persisted * RECORD_BYTES])
+            }
+            None => {
+                assert_eq!(
+                    self.persisted, 0,
+                    "BUG: persisted records read before the tag file was mapped"
+                );
+                &[]
+            }
         }
+    }
+
+    /// Maps the tag file as far as it is persisted (records `0..persisted` become readable by [`Segment::raw`]).
+    pub fn map_file(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        let mapped = self.map.as_ref().map_or(0, |m| m.len() / RECORD_BYTES);
+        if self.persisted > 0 && mapped < self.persisted {
+            let f = std::fs::File::open(path)?;
+            // SAFETY: only this core writes the file, and only past `persisted` records (whole blocks
+            // rewritten with identical leading bytes); the mapped prefix never changes while mapped.
+            let m = unsafe {
+                MmapOptions::new()
+                    .len(self.persisted * RECORD_BYTES)
+                    .map(&f)?
+            };
+            self.map = Some(m);
+        }
+        Ok(())
     }
 
     pub fn raw(&self, i: usize) -> Record {
@@ -95,18 +124,7 @@ impl Segment {
     /// Maps the file as far as it is persisted, learns the order, sorts a permutation when needed.
     /// Call before [`Segment::view`]; `path` is this segment's tag file.
     pub fn prepare(&mut self, path: &std::path::Path) -> std::io::Result<()> {
-        let mapped = self.map.as_ref().map_or(0, |m| m.len() / RECORD_BYTES);
-        if self.persisted > 0 && mapped < self.persisted {
-            let f = std::fs::File::open(path)?;
-            // SAFETY: only this core writes the file, and only past `persisted` records (whole blocks
-            // rewritten with identical leading bytes); the mapped prefix never changes while mapped.
-            let m = unsafe {
-                MmapOptions::new()
-                    .len(self.persisted * RECORD_BYTES)
-                    .map(&f)?
-            };
-            self.map = Some(m);
-        }
+        self.map_file(path)?;
         if self.order() == Order::Unknown {
             let n = self.committed();
             let mut max = i64::MIN;

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Single-message POST /save throughput, three columns in one run, same wrk client pinned to CPU 0, each server
+# pinned to CPU 1: the nginx no-op (`return 204`), the glommio no-op (benches/noop) and tickcore
+# --durability sync. Usage: benches/save_compare.sh [SECONDS] [ROUNDS]
+set -euo pipefail
+secs=${1:-20}; rounds=${2:-1}
+here=$(cd "$(dirname "$0")" && pwd); root=$(dirname "$here")
+peers=$root/../shared/peers
+command -v wrk >/dev/null && command -v nginx >/dev/null || bash "$peers/install.sh" >/dev/null
+cargo build --release --manifest-path "$root/Cargo.toml" --bin tickcore --bin noop-glommio >/dev/null 2>&1
+ulimit -l 65536 2>/dev/null || true
+run_wrk() { taskset -c 0 wrk -t1 -c40 -d"${secs}s" --timeout 10s -s "$here/lua/save.lua" "$1" | sed -n 's/^RESULT //p'; }
+# shellcheck disable=SC1091
+source "$peers/peers.sh"
+for r in $(seq "$rounds"); do
+  start_nginx >/dev/null 2>&1
+  ng=$(run_wrk "http://127.0.0.1:$NGINX_PORT/save"); stop_peer nginx >/dev/null 2>&1
+  taskset -c 1 "$root/target/release/noop-glommio" 127.0.0.1:18091 1 >/dev/null & np=$!; sleep 0.5
+  no=$(run_wrk "http://127.0.0.1:18091/save"); kill "$np"; wait "$np" 2>/dev/null || true
+  d=$(mktemp -d /tmp/tickcore-bench.XXXXXX)
+  taskset -c 1 "$root/target/release/tickcore" --cpus 1 --listen 127.0.0.1:18092 --data-dir "$d" --report-interval 0 >/dev/null & tp=$!; sleep 1
+  tc=$(run_wrk "http://127.0.0.1:18092/save"); kill -TERM "$tp"; wait "$tp" 2>/dev/null || true; rm -rf "$d"
+  echo "round $r"
+  echo "  nginx no-op      $ng"
+  echo "  glommio no-op    $no"
+  echo "  tickcore (sync)  $tc"
+  python3 - "$ng" "$no" "$tc" <<'PY'
+import sys
+rps = [float(a.split()[0].split('=')[1]) for a in sys.argv[1:]]
+print("  ratios: glommio-noop/nginx %.2f  tickcore/nginx %.2f  tickcore/glommio-noop %.2f" % (rps[1]/rps[0], rps[2]/rps[0], rps[2]/rps[1]))
+PY
+done
