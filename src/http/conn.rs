@@ -32,7 +32,9 @@ enum Next {
 }
 
 pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
-    let mut inbuf: Vec<u8> = Vec::with_capacity(READ_BYTES);
+    // `buf[..filled]` holds unread bytes; the buffer is zeroed once and only grows for large bodies.
+    let mut buf: Vec<u8> = vec![0; READ_BYTES];
+    let mut filled = 0;
     let mut out: Vec<u8> = Vec::with_capacity(READ_BYTES);
     let mut body: Vec<u8> = Vec::new();
     let mut continued_at: Option<usize> = None;
@@ -41,6 +43,7 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
         let mut start = 0;
         let mut close = false;
         // Frame and handle every complete request in the buffer.
+        let inbuf = &buf[..filled];
         while start < inbuf.len() {
             let head = match parse::parse_head(&inbuf[start..], HEAD_BYTES_MAX, max_body) {
                 Ok(Some(h)) => h,
@@ -113,23 +116,25 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
             let _ = stream.close().await;
             return;
         }
-        inbuf.drain(..start);
+        buf.copy_within(start..filled, 0);
+        filled -= start;
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 return;
             }
             out.clear();
         }
-        if inbuf.len() > HEAD_BYTES_MAX + max_body + 64 {
+        if filled > HEAD_BYTES_MAX + max_body + 64 {
             return;
         }
-        let filled = inbuf.len();
-        inbuf.resize(filled + READ_BYTES, 0);
-        let n = match select(stream.read(&mut inbuf[filled..]), stop.clone()).await {
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match select(stream.read(&mut buf[filled..]), stop.clone()).await {
             Either::Left((Ok(n), _)) => n,
             Either::Left((Err(_), _)) | Either::Right(_) => 0,
         };
-        inbuf.truncate(filled + n);
+        filled += n;
         if n == 0 {
             return;
         }

@@ -75,6 +75,12 @@ pub fn count_file(path: &Path) -> io::Result<usize> {
 pub fn recover(layout: &Layout, segment_ns: i64, cutoff: i64, unique: &str) -> io::Result<Report> {
     let expired = |seg: i64| (seg as i128 + 1) * segment_ns as i128 <= cutoff as i128;
     let mut report = Report::default();
+    // Spare logs hold only checkpointed commits (or zeros): nothing to replay.
+    for e in fs::read_dir(layout.wal_dir())?.flatten() {
+        if e.path().extension().is_some_and(|x| x == "spare") {
+            fs::remove_file(e.path())?;
+        }
+    }
     let mut logs: Vec<PathBuf> = fs::read_dir(layout.wal_dir())?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "wal"))
