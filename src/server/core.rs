@@ -197,24 +197,35 @@ pub async fn run(s: Start) -> Result<(), String> {
     )));
 
     let closing = Rc::new(Cell::new(false));
+    // Checkpoints and retention run in their own task queue with a small share, so they yield to
+    // request handling instead of stalling it.
+    let background_tq = glommio::executor().create_task_queue(
+        glommio::Shares::Static(100),
+        glommio::Latency::NotImportant,
+        "background",
+    );
     let background = {
         let (core, closing) = (Rc::clone(&core), Rc::clone(&closing));
-        glommio::spawn_local(async move {
-            let mut last = Instant::now();
-            while !closing.get() {
-                glommio::timer::sleep(Duration::from_millis(200)).await;
-                if core
-                    .shard
-                    .checkpoint_due(last.elapsed(), core.config.checkpoint_interval)
-                {
-                    if let Err(e) = core.shard.checkpoint().await {
-                        eprintln!("core {}: checkpoint failed: {e}", core.id);
+        glommio::spawn_local_into(
+            async move {
+                let mut last = Instant::now();
+                while !closing.get() {
+                    glommio::timer::sleep(Duration::from_millis(200)).await;
+                    if core
+                        .shard
+                        .checkpoint_due(last.elapsed(), core.config.checkpoint_interval)
+                    {
+                        if let Err(e) = core.shard.checkpoint().await {
+                            eprintln!("core {}: checkpoint failed: {e}", core.id);
+                        }
+                        last = Instant::now();
                     }
-                    last = Instant::now();
+                    core.shard.enforce_retention();
                 }
-                core.shard.enforce_retention();
-            }
-        })
+            },
+            background_tq,
+        )
+        .map_err(|e| format!("core {id}: starting the background task: {e}"))?
     };
     if !s.config.report_interval.is_zero() {
         let core = Rc::clone(&core);

@@ -34,6 +34,8 @@ use crate::store::{align_down, tagfile, wal, StoreError};
 pub const WAL_CHECKPOINT_BYTES: u64 = 64 << 20;
 /// Largest commit the loop builds before writing (bounds one DMA buffer).
 const COMMIT_BYTES_MAX: usize = 8 << 20;
+/// Tag files a checkpoint writes and fdatasyncs at once.
+const CHECKPOINT_FILES_IN_FLIGHT: usize = 16;
 /// Log commits written and being fdatasync'd at once.
 pub const COMMITS_IN_FLIGHT: usize = 4;
 
@@ -599,47 +601,29 @@ impl Shard {
                 .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))??;
         }
 
-        // 3. Write and fdatasync the tag files.
+        // 3. Write and fdatasync the tag files, a batch at a time; then sync each directory that gained
+        //    an entry once (not once per file: a directory fsync is a blocking call on this executor).
+        let mut new_dirs = std::collections::BTreeSet::new();
         for p in &plans {
-            let path = self.layout.tag_file(p.seg, &p.tag);
             let dir = self.layout.seg_dir(p.seg);
-            let new_dir = !dir.exists();
-            if new_dir {
+            if p.first_new == 0 && new_dirs.insert(p.seg) && !dir.exists() {
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| StoreError::from_io("creating a segment directory", &e))?;
                 sync_dir(&self.layout.seg_root())
                     .map_err(|e| StoreError::from_io("syncing seg/", &e))?;
             }
-            let new_file = p.first_new == 0 && !path.exists();
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .dma_open(&path)
-                .await
-                .map_err(|e| io_err(&format!("opening {}", path.display()), e))?;
-            let (offset, bytes) = tagfile::block_image(p.first, &p.records, p.first_new);
-            let mut buf = f.alloc_dma_buffer(bytes.len());
-            buf.as_bytes_mut().copy_from_slice(&bytes);
-            let r = async {
-                let n = f
-                    .write_at(buf, offset as u64)
-                    .await
-                    .map_err(|e| io_err(&format!("writing {}", path.display()), e))?;
-                if n != bytes.len() {
-                    return Err(StoreError::Io(format!("short write to {}", path.display())));
-                }
-                f.fdatasync()
-                    .await
-                    .map_err(|e| io_err(&format!("fdatasync of {}", path.display()), e))
+        }
+        for batch in plans.chunks(CHECKPOINT_FILES_IN_FLIGHT) {
+            let writes = batch
+                .iter()
+                .map(|p| self.write_tag_file(p.seg, &p.tag, p.first, &p.records, p.first_new));
+            for r in futures::future::join_all(writes).await {
+                r?;
             }
-            .await;
-            let _ = f.close().await;
-            r?;
-            if new_file {
-                sync_dir(&dir)
-                    .map_err(|e| StoreError::from_io("syncing a segment directory", &e))?;
-            }
+        }
+        for seg in new_dirs {
+            sync_dir(&self.layout.seg_dir(seg))
+                .map_err(|e| StoreError::from_io("syncing a segment directory", &e))?;
         }
 
         // 4. The records are in the tag files: drop them from memory and the old log from disk.
@@ -653,6 +637,43 @@ impl Shard {
         }
         self.retire_log(&old)?;
         Ok(plans.len())
+    }
+
+    /// Writes one segment's new tail (whole blocks from the one holding record `first_new`) and fdatasyncs it.
+    async fn write_tag_file(
+        &self,
+        seg: i64,
+        tag: &str,
+        first: usize,
+        records: &[Record],
+        first_new: usize,
+    ) -> Result<(), StoreError> {
+        let path = self.layout.tag_file(seg, tag);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .dma_open(&path)
+            .await
+            .map_err(|e| io_err(&format!("opening {}", path.display()), e))?;
+        let (offset, bytes) = tagfile::block_image(first, records, first_new);
+        let mut buf = f.alloc_dma_buffer(bytes.len());
+        buf.as_bytes_mut().copy_from_slice(&bytes);
+        let r = async {
+            let n = f
+                .write_at(buf, offset as u64)
+                .await
+                .map_err(|e| io_err(&format!("writing {}", path.display()), e))?;
+            if n != bytes.len() {
+                return Err(StoreError::Io(format!("short write to {}", path.display())));
+            }
+            f.fdatasync()
+                .await
+                .map_err(|e| io_err(&format!("fdatasync of {}", path.display()), e))
+        }
+        .await;
+        let _ = f.close().await;
+        r
     }
 
     /// True when a checkpoint is due.
