@@ -112,6 +112,10 @@ fn bulk_validation_names_the_line_and_stores_nothing() {
             "invalid",
         ),
         ("not json".to_string(), "invalid"),
+        (
+            r#"{"time":1,"tag":"x","values":[1,2,3,4,5,6,7,8,9,1e999]}"#.to_string(),
+            "finite",
+        ),
     ];
     for (bad, needle) in bad_cases {
         let body = format!(

@@ -278,3 +278,11 @@ impl Conn {
         matches!(self.reader.read(&mut b), Ok(0))
     }
 }
+
+impl Drop for Engine {
+    /// An engine a test forgets is killed, never left running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

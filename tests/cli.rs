@@ -1,0 +1,55 @@
+//! The command line: `--help` documents every flag, and a flag beats its `TICKCORE_*` variable, which beats
+//! the default.
+mod common;
+use common::*;
+
+#[test]
+fn help_documents_every_flag() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickcore"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--cpus",
+        "--durability",
+        "--max-body",
+        "--retention",
+        "--report-interval",
+        "--backlog",
+        "--checkpoint-interval",
+        "TICKCORE_LISTEN",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+}
+
+#[test]
+fn flag_beats_environment_beats_default() {
+    let body = msg("cli", now_ns(), 1.0); // about 100 bytes
+    std::env::set_var("TICKCORE_MAX_BODY", "50");
+    let d = tempfile::tempdir().unwrap();
+    let e = start(d.path(), "0", &[]);
+    assert_eq!(
+        e.post(&body).status,
+        413,
+        "the environment lowers the default limit"
+    );
+    drop(e);
+    let d = tempfile::tempdir().unwrap();
+    let e = start(d.path(), "0", &["--max-body", "1000"]);
+    assert_eq!(e.post(&body).status, 204, "the flag beats the environment");
+    std::env::remove_var("TICKCORE_MAX_BODY");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickcore"))
+        .args(["--cpus", "0-999"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--cpus names CPU"),
+        "a clear error for a bad CPU list"
+    );
+}
