@@ -1,0 +1,167 @@
+//! A minimal keep-alive HTTP/1.1 client: one request at a time per connection, responses framed by
+//! Content-Length or chunked encoding (parsed with httparse).
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub struct Conn {
+    addr: String,
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
+    req: Vec<u8>,
+}
+
+/// Host and port of an `http://host:port` URL.
+pub fn host_port(url: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("only http:// URLs are supported: {url}"))?;
+    let hp = rest.split('/').next().unwrap_or(rest);
+    Ok(if hp.contains(':') {
+        hp.to_string()
+    } else {
+        format!("{hp}:80")
+    })
+}
+
+impl Conn {
+    pub fn new(addr: &str) -> Self {
+        Conn {
+            addr: addr.to_string(),
+            stream: None,
+            buf: Vec::with_capacity(64 << 10),
+            req: Vec::with_capacity(64 << 10),
+        }
+    }
+
+    /// Sends one request and returns (status, body). On any error the connection is dropped and the next
+    /// call reconnects.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        target: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>)> {
+        let r = self.try_request(method, target, body).await;
+        if r.is_err() {
+            self.stream = None;
+        }
+        r
+    }
+
+    async fn try_request(
+        &mut self,
+        method: &str,
+        target: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>)> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect(&self.addr)
+                .await
+                .with_context(|| format!("connect {}", self.addr))?;
+            s.set_nodelay(true)?;
+            self.stream = Some(s);
+            self.buf.clear();
+        }
+        let stream = self
+            .stream
+            .as_mut()
+            .ok_or_else(|| anyhow!("no connection"))?;
+        self.req.clear();
+        self.req.extend_from_slice(method.as_bytes());
+        self.req.push(b' ');
+        self.req.extend_from_slice(target.as_bytes());
+        self.req
+            .extend_from_slice(b" HTTP/1.1\r\nHost: loadgen\r\n");
+        if method == "POST" {
+            self.req
+                .extend_from_slice(b"Content-Type: application/json\r\nContent-Length: ");
+            self.req
+                .extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+            self.req.extend_from_slice(b"\r\n");
+        }
+        self.req.extend_from_slice(b"\r\n");
+        self.req.extend_from_slice(body);
+        stream.write_all(&self.req).await?;
+        // Read the head.
+        let (status, head_len, length, chunked, close) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(n) = resp.parse(&self.buf)? {
+                let status = resp.code.unwrap_or(0);
+                let mut length = None;
+                let mut chunked = false;
+                let mut close = false;
+                for h in resp.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        length = Some(std::str::from_utf8(h.value)?.trim().parse::<usize>()?);
+                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        chunked = true;
+                    } else if h.name.eq_ignore_ascii_case("connection")
+                        && h.value.eq_ignore_ascii_case(b"close")
+                    {
+                        close = true;
+                    }
+                }
+                break (status, n, length, chunked, close);
+            }
+            self.fill().await?;
+        };
+        let body = if status == 204 || status == 304 {
+            self.buf.drain(..head_len);
+            Vec::new()
+        } else if let Some(n) = length {
+            while self.buf.len() < head_len + n {
+                self.fill().await?;
+            }
+            let body = self.buf[head_len..head_len + n].to_vec();
+            self.buf.drain(..head_len + n);
+            body
+        } else if chunked {
+            self.buf.drain(..head_len);
+            self.read_chunked().await?
+        } else {
+            bail!("response without length")
+        };
+        if close {
+            self.stream = None;
+        }
+        Ok((status, body))
+    }
+
+    async fn fill(&mut self) -> Result<()> {
+        let stream = self
+            .stream
+            .as_mut()
+            .ok_or_else(|| anyhow!("no connection"))?;
+        let mut tmp = [0u8; 16 << 10];
+        let n = stream.read(&mut tmp).await?;
+        if n == 0 {
+            bail!("connection closed by the server");
+        }
+        self.buf.extend_from_slice(&tmp[..n]);
+        Ok(())
+    }
+
+    async fn read_chunked(&mut self) -> Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let (start, size) = loop {
+                match httparse::parse_chunk_size(&self.buf) {
+                    Ok(httparse::Status::Complete((n, size))) => break (n, size as usize),
+                    Ok(httparse::Status::Partial) => self.fill().await?,
+                    Err(_) => bail!("bad chunk size"),
+                }
+            };
+            while self.buf.len() < start + size + 2 {
+                self.fill().await?;
+            }
+            body.extend_from_slice(&self.buf[start..start + size]);
+            self.buf.drain(..start + size + 2);
+            if size == 0 {
+                return Ok(body);
+            }
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Drives a run on one thread (tokio current-thread runtime): the dispatcher walks the plan and hands each
+//! request to the first free connection at its planned time; latency is measured from the planned time, so a
+//! slow server shows as latency, never as a lower send rate (no coordinated omission). Query clients and the
+//! lag probe run beside it; a reporter prints a block every interval.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{mpsc, Mutex};
+
+use crate::client::{host_port, Conn};
+use crate::message::{now_ns, render, Generator};
+use crate::schedule::{Plan, Planner};
+use crate::stats::{self, Slos, Stats};
+
+pub struct Options {
+    pub url: String,
+    pub plan: Plan,
+    pub duration: Duration,
+    pub connections: usize,
+    pub batch: usize,
+    pub query_clients: usize,
+    pub query_rate: f64,
+    pub window: Duration,
+    pub probe_interval: Duration,
+    pub report_interval: Duration,
+    pub slos: Slos,
+    pub check: bool,
+    pub json: Option<std::path::PathBuf>,
+    pub seed: u64,
+}
+
+struct Ticket {
+    planned: Instant,
+    body: Vec<u8>,
+    msgs: u64,
+    /// (tag, time, values) of the messages that `--check` follows.
+    tracked: Vec<(usize, i64, [f64; 10])>,
+}
+
+/// Tags whose acknowledged records `--check` verifies: the five most popular and a few rarer ones.
+fn tracked(tag: usize) -> bool {
+    tag < 5 || matches!(tag, 10 | 50 | 99 | 200)
+}
+
+type Acked = Rc<RefCell<HashMap<usize, Vec<(i64, [f64; 10])>>>>;
+
+/// Runs the whole load; returns true when every SLO holds (and `--check` found no difference).
+pub async fn run(o: Options) -> Result<bool> {
+    let addr = host_port(&o.url)?;
+    let stats = Rc::new(RefCell::new(Stats::default()));
+    let acked: Acked = Rc::default();
+    let start = Instant::now();
+    let start_ns = now_ns();
+    println!(
+        "loadgen: {} -> {} for {:?}, {} connections, batch {}",
+        o.plan.describe(),
+        o.url,
+        o.duration,
+        o.connections,
+        o.batch
+    );
+    println!(
+        "loadgen: {} query clients x {}/s over a {:?} window of the top 100 tags; lag probe every {:?}",
+        o.query_clients, o.query_rate, o.window, o.probe_interval
+    );
+    let local = tokio::task::LocalSet::new();
+    let ok = local
+        .run_until(async {
+            let (tx, rx) = mpsc::channel::<Ticket>(o.connections * 4);
+            let rx = Rc::new(Mutex::new(rx));
+            let mut senders = Vec::new();
+            for _ in 0..o.connections {
+                let (rx, stats, acked, addr) = (Rc::clone(&rx), Rc::clone(&stats), Rc::clone(&acked), addr.clone());
+                senders.push(tokio::task::spawn_local(async move {
+                    let mut conn = Conn::new(&addr);
+                    loop {
+                        let t = { rx.lock().await.recv().await };
+                        let Some(t) = t else { break };
+                        let r = conn.request("POST", "/save", &t.body).await;
+                        let us = t.planned.elapsed().as_micros() as u64;
+                        let mut s = stats.borrow_mut();
+                        match r {
+                            Ok((204, _)) => {
+                                s.write(us, t.msgs);
+                                let mut a = acked.borrow_mut();
+                                for (tag, time, v) in t.tracked {
+                                    a.entry(tag).or_default().push((time, v));
+                                }
+                            }
+                            Ok((st, _)) => s.error(&format!("write_http_{st}")),
+                            Err(_) => s.error("write_io"),
+                        }
+                    }
+                }));
+            }
+            let stop = Rc::new(std::cell::Cell::new(false));
+            let mut side = Vec::new();
+            for q in 0..o.query_clients {
+                let (stats, stop, addr, window) = (Rc::clone(&stats), Rc::clone(&stop), addr.clone(), o.window);
+                let every = Duration::from_secs_f64(1.0 / o.query_rate.max(1e-3));
+                side.push(tokio::task::spawn_local(async move {
+                    let mut conn = Conn::new(&addr);
+                    let mut rng = SmallRng::seed_from_u64(1000 + q as u64);
+                    // Spread the clients over the period so their queries do not all coincide.
+                    let mut planned = Instant::now() + every.mul_f64(q as f64 / 10.0);
+                    while !stop.get() {
+                        tokio::time::sleep_until(planned.into()).await;
+                        let end = now_ns();
+                        let tag = rng.gen_range(0..100);
+                        let target = format!("/api?tag=t{tag}&start={}&end={end}", end - window.as_nanos() as i64);
+                        let r = conn.request("GET", &target, b"").await;
+                        let us = planned.elapsed().as_micros() as u64;
+                        let mut s = stats.borrow_mut();
+                        match r {
+                            Ok((200, _)) => s.query(us),
+                            Ok((404, _)) => s.not_found(),
+                            Ok((st, _)) => s.error(&format!("query_http_{st}")),
+                            Err(_) => s.error("query_io"),
+                        }
+                        planned += every;
+                    }
+                }));
+            }
+            {
+                let (stats, stop, addr, every) = (Rc::clone(&stats), Rc::clone(&stop), addr.clone(), o.probe_interval);
+                side.push(tokio::task::spawn_local(async move {
+                    let mut w = Conn::new(&addr);
+                    let mut r = Conn::new(&addr);
+                    let mut seq = 0u64;
+                    while !stop.get() {
+                        tokio::time::sleep(every).await;
+                        seq += 1;
+                        let time = now_ns();
+                        let body = format!("{{\"time\":{time},\"tag\":\"loadgen-probe\",\"values\":[{seq},0,0,0,0,0,0,0,0,0]}}");
+                        let sent = Instant::now();
+                        match w.request("POST", "/save", body.as_bytes()).await {
+                            Ok((204, _)) => {}
+                            Ok((st, _)) => {
+                                stats.borrow_mut().error(&format!("probe_http_{st}"));
+                                continue;
+                            }
+                            Err(_) => {
+                                stats.borrow_mut().error("probe_io");
+                                continue;
+                            }
+                        }
+                        let acked = Instant::now();
+                        let target = format!("/export?tag=loadgen-probe&start={time}&end={}", time + 1);
+                        loop {
+                            match r.request("GET", &target, b"").await {
+                                Ok((200, b)) if !b.is_empty() => break,
+                                Ok(_) | Err(_) if acked.elapsed() > Duration::from_secs(60) => {
+                                    stats.borrow_mut().error("probe_never_visible");
+                                    break;
+                                }
+                                _ => tokio::time::sleep(Duration::from_millis(1)).await,
+                            }
+                        }
+                        let seen = Instant::now();
+                        stats.borrow_mut().lag((seen - acked).as_micros() as u64, (seen - sent).as_micros() as u64);
+                    }
+                }));
+            }
+            {
+                let (stats, stop, every) = (Rc::clone(&stats), Rc::clone(&stop), o.report_interval);
+                side.push(tokio::task::spawn_local(async move {
+                    let mut last = Instant::now();
+                    while !stop.get() {
+                        tokio::time::sleep(every).await;
+                        let secs = last.elapsed().as_secs_f64();
+                        last = Instant::now();
+                        let mut s = stats.borrow_mut();
+                        print!("{}", stats::block(start.elapsed().as_secs_f64(), secs, &s.interval));
+                        s.interval = Default::default();
+                    }
+                }));
+            }
+
+            // The dispatcher: the plan, a body per request, handed out at its planned time.
+            let mut gen = Generator::new(o.seed);
+            let mut body = Vec::with_capacity(o.batch * 200);
+            for at in Planner::new(o.plan.clone(), o.batch, o.duration) {
+                let planned = start + Duration::from_secs_f64(at);
+                if planned > Instant::now() {
+                    tokio::time::sleep_until(planned.into()).await;
+                }
+                let now = now_ns();
+                body.clear();
+                let mut tracked_msgs = Vec::new();
+                for i in 0..o.batch {
+                    let m = gen.next(now);
+                    if i > 0 {
+                        body.push(b'\n');
+                    }
+                    render(&mut body, &m);
+                    if o.check && tracked(m.tag) {
+                        tracked_msgs.push((m.tag, m.time, m.values));
+                    }
+                }
+                let behind = planned.elapsed().as_micros() as u64;
+                stats.borrow_mut().planned(o.batch as u64, behind);
+                let t = Ticket { planned, body: body.clone(), msgs: o.batch as u64, tracked: tracked_msgs };
+                if tx.send(t).await.is_err() {
+                    break;
+                }
+            }
+            drop(tx);
+            for s in senders {
+                let _ = s.await;
+            }
+            stop.set(true);
+            for s in side {
+                let _ = s.await;
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let s = stats.borrow();
+            let f = &s.total;
+            println!("\n== summary over {secs:.1}s ==");
+            print!("{}", stats::block(secs, secs, f));
+            for (name, h) in [("write latency", &f.write_us), ("query latency", &f.query_us), ("lag ack->visible", &f.lag_ack_us), ("lag send->visible", &f.lag_send_us)] {
+                println!("\n{}", stats::table(name, h));
+            }
+            let verdicts = stats::verdicts(f, &o.slos);
+            let mut ok = true;
+            for v in &verdicts {
+                println!("SLO {:<24} {:>12}  limit {:<12} {}", v.name, v.measured, v.limit, if v.pass { "PASS" } else { "FAIL" });
+                ok &= v.pass;
+            }
+            let achieved = f.acked_msgs as f64 / secs;
+            let planned = f.planned_msgs as f64 / secs;
+            println!("rate: planned {planned:.0} msg/s, acknowledged {achieved:.0} msg/s");
+            if f.generator_behind_us > 10_000 {
+                println!("note: the generator fell behind its plan by up to {} ms: figures are limited by this client", stats::ms(f.generator_behind_us));
+            }
+            let mut summary = stats::summary_json(f, secs, &verdicts);
+            drop(s);
+            if o.check {
+                let diffs = check(&addr, &acked.borrow(), start_ns).await;
+                println!("check: {}", if diffs.is_empty() { "every acknowledged record of the followed tags reads back exactly".to_string() } else { format!("{} differences", diffs.len()) });
+                for d in diffs.iter().take(20) {
+                    println!("  {d}");
+                }
+                summary["check_differences"] = serde_json::json!(diffs);
+                ok &= diffs.is_empty();
+            }
+            if let Some(path) = &o.json {
+                if let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(&summary).unwrap_or_default()) {
+                    eprintln!("loadgen: writing {}: {e}", path.display());
+                }
+            }
+            ok
+        })
+        .await;
+    Ok(ok)
+}
+
+/// Reads back the followed tags over the run's time range and compares with what was acknowledged.
+async fn check(
+    addr: &str,
+    acked: &HashMap<usize, Vec<(i64, [f64; 10])>>,
+    start_ns: i64,
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let mut conn = Conn::new(addr);
+    let mut tags: Vec<_> = acked.keys().copied().collect();
+    tags.sort_unstable();
+    for tag in tags {
+        let want = &acked[&tag];
+        let end = want.iter().map(|x| x.0).max().unwrap_or(start_ns) + 1;
+        let target = format!("/export?tag=t{tag}&start={start_ns}&end={end}");
+        let got: Vec<(i64, Vec<f64>)> = match conn.request("GET", &target, b"").await {
+            Ok((200, body)) => String::from_utf8_lossy(&body)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .map(|v| {
+                    let t = v["time"].as_i64().unwrap_or(i64::MIN);
+                    let vals = v["values"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+                        .unwrap_or_default();
+                    (t, vals)
+                })
+                .collect(),
+            Ok((st, _)) => {
+                diffs.push(format!("t{tag}: /export answered {st}"));
+                continue;
+            }
+            Err(e) => {
+                diffs.push(format!("t{tag}: /export failed: {e}"));
+                continue;
+            }
+        };
+        let mut want = want.clone();
+        want.sort_by_key(|x| x.0);
+        // Other writers may have added records in the range; every acknowledged one must be there exactly.
+        let mut it = got.iter().peekable();
+        let mut missing = 0;
+        for (t, v) in &want {
+            while it.peek().is_some_and(|(gt, _)| gt < t) {
+                it.next();
+            }
+            match it.peek() {
+                Some((gt, gv)) if gt == t && gv.as_slice() == v.as_slice() => {
+                    it.next();
+                }
+                Some((gt, gv)) if gt == t => diffs.push(format!(
+                    "t{tag} time {t}: values {gv:?}, acknowledged {v:?}"
+                )),
+                _ => missing += 1,
+            }
+        }
+        if missing > 0 {
+            diffs.push(format!(
+                "t{tag}: {missing} of {} acknowledged records missing",
+                want.len()
+            ));
+        }
+    }
+    diffs
+}

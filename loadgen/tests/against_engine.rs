@@ -1,0 +1,149 @@
+//! Runs the real loadgen binary for a few seconds against the real engine binary: a passing verdict under
+//! loose SLOs (with --check), and a non-zero exit when an SLO is impossible.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+struct Engine {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn engine_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_loadgen"));
+    let profile_dir = exe
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target.join("debug"));
+    let bin = profile_dir.join("tickcore");
+    if !bin.exists() {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "--bin", "tickcore"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    bin
+}
+
+fn engine() -> Engine {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(engine_binary())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--cpus",
+            "0,1",
+            "--report-interval",
+            "0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("engine exited").unwrap();
+        if let Some(rest) = line.strip_prefix("ready: listening on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Engine {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+fn loadgen(url: &str, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--url",
+            url,
+            "--rate",
+            "2000",
+            "--duration",
+            "3s",
+            "--connections",
+            "8",
+            "--query-clients",
+            "3",
+            "--query-rate",
+            "4",
+            "--report-interval",
+            "1s",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn loose_slos_pass_and_acknowledged_records_read_back() {
+    let e = engine();
+    let json = tempfile::NamedTempFile::new().unwrap();
+    let (code, out) = loadgen(
+        &e.url,
+        &[
+            "--slo-query-p99-ms",
+            "5000",
+            "--slo-lag-ms",
+            "5000",
+            "--check",
+            "--json",
+            json.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("SLO query p99") && out.contains("PASS"),
+        "{out}"
+    );
+    assert!(
+        out.contains("every acknowledged record of the followed tags reads back exactly"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Percentile"),
+        "the final percentile tables are printed:\n{out}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(json.path()).unwrap()).unwrap();
+    let acked = j["acked_msgs"].as_u64().unwrap();
+    assert!(
+        (5_000..=6_100).contains(&acked),
+        "about 3 s x 2000 msg/s acknowledged: {acked}"
+    );
+    assert!(j["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["pass"] == true));
+}
+
+#[test]
+fn an_impossible_slo_exits_non_zero() {
+    let e = engine();
+    let (code, out) = loadgen(&e.url, &["--slo-query-p99-ms", "0.000001", "--batch", "10"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL"), "{out}");
+}
