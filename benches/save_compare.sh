@@ -9,7 +9,7 @@ peers=$root/../shared/peers
 command -v wrk >/dev/null && command -v nginx >/dev/null || bash "$peers/install.sh" >/dev/null
 cargo build --release --manifest-path "$root/Cargo.toml" --bin tickcore --bin noop-glommio >/dev/null 2>&1
 ulimit -l 65536 2>/dev/null || true
-run_wrk() { taskset -c 0 wrk -t1 -c40 -d"${secs}s" --timeout 10s -s "$here/lua/save.lua" "$1" | sed -n 's/^RESULT //p'; }
+run_wrk() { taskset -c 0 wrk -t1 -c40 -d"${secs}s" --timeout 10s -s "$root/loadgen/wrk/save.lua" "$1" | sed -n 's/^RESULT //p'; }
 # shellcheck disable=SC1091
 source "$peers/peers.sh"
 for r in $(seq "$rounds"); do

@@ -62,6 +62,18 @@ impl Plan {
         }
     }
 
+    /// Messages the schedule asks for between `a` and `b` seconds (1 ms steps).
+    pub fn messages_between(&self, a: f64, b: f64) -> f64 {
+        let mut t = a;
+        let mut m = 0.0;
+        while t < b {
+            let dt = STEP.min(b - t);
+            m += self.rate_at(t) * dt;
+            t += dt;
+        }
+        m
+    }
+
     /// A human description printed at start.
     pub fn describe(&self) -> String {
         match self {

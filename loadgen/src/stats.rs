@@ -17,11 +17,16 @@ pub struct Figures {
     pub lag_ack_us: Histogram<u64>,
     pub lag_send_us: Histogram<u64>,
     pub errors: BTreeMap<String, u64>,
-    pub planned_msgs: u64,
+    /// Messages the schedule asked for (set by whoever closes the interval).
+    pub scheduled_msgs: f64,
+    /// Messages the generator handed to connections.
+    pub dispatched_msgs: u64,
     pub acked_msgs: u64,
     pub queries: u64,
     /// Queries answered 404: the tag had not been written yet (warm-up), reported but not an error.
     pub not_found: u64,
+    /// Requests that found every connection busy and the client queue full (the server was slower than the plan).
+    pub saturated: u64,
     /// Largest delay between a request's planned time and the moment the generator could hand it out.
     pub generator_behind_us: u64,
 }
@@ -34,10 +39,12 @@ impl Default for Figures {
             lag_ack_us: hist(),
             lag_send_us: hist(),
             errors: BTreeMap::new(),
-            planned_msgs: 0,
+            scheduled_msgs: 0.0,
+            dispatched_msgs: 0,
             acked_msgs: 0,
             queries: 0,
             not_found: 0,
+            saturated: 0,
             generator_behind_us: 0,
         }
     }
@@ -72,6 +79,11 @@ impl Stats {
             rec(&mut f.lag_send_us, send_us);
         }
     }
+    pub fn saturated(&mut self) {
+        for f in [&mut self.interval, &mut self.total] {
+            f.saturated += 1;
+        }
+    }
     pub fn not_found(&mut self) {
         for f in [&mut self.interval, &mut self.total] {
             f.not_found += 1;
@@ -84,7 +96,7 @@ impl Stats {
     }
     pub fn planned(&mut self, msgs: u64, behind_us: u64) {
         for f in [&mut self.interval, &mut self.total] {
-            f.planned_msgs += msgs;
+            f.dispatched_msgs += msgs;
             f.generator_behind_us = f.generator_behind_us.max(behind_us);
         }
     }
@@ -112,10 +124,11 @@ fn pcts(h: &Histogram<u64>) -> String {
 pub fn block(elapsed: f64, secs: f64, f: &Figures) -> String {
     let mut s = String::new();
     let achieved = f.acked_msgs as f64 / secs;
-    let planned = f.planned_msgs as f64 / secs;
     let _ = writeln!(
         s,
-        "[{elapsed:>7.1}s] write {achieved:>9.0} msg/s acked (planned {planned:.0}), {} q",
+        "[{elapsed:>7.1}s] write {achieved:>9.0} msg/s acked (schedule {:.0}, dispatched {:.0}), {} q",
+        f.scheduled_msgs / secs,
+        f.dispatched_msgs as f64 / secs,
         f.queries
     );
     if f.not_found > 0 {
@@ -136,6 +149,13 @@ pub fn block(elapsed: f64, secs: f64, f: &Figures) -> String {
     if !f.errors.is_empty() {
         let e: Vec<String> = f.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(s, "  errors {}", e.join(" "));
+    }
+    if f.saturated > 0 {
+        let _ = writeln!(
+            s,
+            "  {} requests waited for a free connection (server slower than the plan; the wait is in the latency)",
+            f.saturated
+        );
     }
     if f.generator_behind_us > 10_000 {
         let _ = writeln!(
@@ -230,11 +250,13 @@ fn hist_json(h: &Histogram<u64>) -> serde_json::Value {
 pub fn summary_json(f: &Figures, secs: f64, verdicts: &[Verdict]) -> serde_json::Value {
     serde_json::json!({
         "duration_s": secs,
-        "planned_msgs": f.planned_msgs,
+        "scheduled_msgs": f.scheduled_msgs,
+        "dispatched_msgs": f.dispatched_msgs,
         "acked_msgs": f.acked_msgs,
         "achieved_msg_per_s": f.acked_msgs as f64 / secs,
         "queries": f.queries,
         "queries_not_found": f.not_found,
+        "requests_waiting_for_a_connection": f.saturated,
         "generator_behind_max_ms": f.generator_behind_us as f64 / 1000.0,
         "errors": f.errors,
         "write": hist_json(&f.write_us),

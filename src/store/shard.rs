@@ -555,6 +555,8 @@ impl Shard {
             .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))??;
 
         // 2. Plan: for each dirty segment, the records from the first block to rewrite up to `committed()`.
+        //    The new records are in memory; the ones already in the partial last block (its pre-image) are
+        //    read back with DMA reads, a batch at a time, so the core never waits on page faults or mmap.
         struct Plan {
             tag: String,
             seg: i64,
@@ -563,29 +565,40 @@ impl Shard {
             records: Vec<Record>,
         }
         let mut plans = Vec::new();
-        let mut pre = Vec::new();
         {
-            let mut tags = self.tags.borrow_mut();
-            for (tag, t) in tags.iter_mut() {
-                for (&seg, s) in t.segs.iter_mut().filter(|(_, s)| !s.mem.is_empty()) {
-                    let path = self.layout.tag_file(seg, tag);
-                    s.map_file(&path).map_err(|e| {
-                        StoreError::from_io(&format!("mapping {}", path.display()), &e)
-                    })?;
+            let tags = self.tags.borrow();
+            for (tag, t) in tags.iter() {
+                for (&seg, s) in t.segs.iter().filter(|(_, s)| !s.mem.is_empty()) {
                     let first = align_down(s.persisted * RECORD_BYTES) / RECORD_BYTES;
-                    let records: Vec<Record> = (first..s.committed()).map(|i| s.raw(i)).collect();
-                    for (k, r) in records.iter().enumerate().take(s.persisted - first) {
-                        wal::put_record(&mut pre, tag, (first + k) as u64, r);
-                    }
-                    wal::put_length(&mut pre, tag, seg, s.committed() as u64);
                     plans.push(Plan {
                         tag: tag.clone(),
                         seg,
                         first,
                         first_new: s.persisted,
-                        records,
+                        records: s.mem.clone(),
                     });
                 }
+            }
+        }
+        let mut pre = Vec::new();
+        for batch in plans.chunks_mut(CHECKPOINT_FILES_IN_FLIGHT) {
+            let reads = batch
+                .iter()
+                .map(|p| self.read_records(p.seg, &p.tag, p.first, p.first_new));
+            let images = futures::future::join_all(reads).await;
+            for (p, image) in batch.iter_mut().zip(images) {
+                let mut records = image?;
+                for (k, r) in records.iter().enumerate() {
+                    wal::put_record(&mut pre, &p.tag, (p.first + k) as u64, r);
+                }
+                wal::put_length(
+                    &mut pre,
+                    &p.tag,
+                    p.seg,
+                    (p.first_new + p.records.len()) as u64,
+                );
+                records.append(&mut p.records);
+                p.records = records;
             }
         }
         // The partial blocks about to be rewritten are first made durable in the new log.
@@ -637,6 +650,41 @@ impl Shard {
         }
         self.retire_log(&old)?;
         Ok(plans.len())
+    }
+
+    /// Reads records `first..end` of a tag file (the checkpoint's pre-image of a partial last block).
+    async fn read_records(
+        &self,
+        seg: i64,
+        tag: &str,
+        first: usize,
+        end: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        if first == end {
+            return Ok(Vec::new());
+        }
+        let path = self.layout.tag_file(seg, tag);
+        let f = DmaFile::open(&path)
+            .await
+            .map_err(|e| io_err(&format!("opening {}", path.display()), e))?;
+        let want = (end - first) * RECORD_BYTES;
+        let r = f.read_at((first * RECORD_BYTES) as u64, want).await;
+        let _ = f.close().await;
+        let buf = r.map_err(|e| io_err(&format!("reading {}", path.display()), e))?;
+        if buf.len() != want {
+            return Err(StoreError::Io(format!(
+                "{}: short read of a persisted block ({} of {want} bytes)",
+                path.display(),
+                buf.len()
+            )));
+        }
+        let records: Vec<Record> = bytemuck::pod_collect_to_vec(&buf[..]);
+        assert!(
+            records.iter().all(|r| r.all_finite()),
+            "BUG: padding or garbage inside the persisted records of {}",
+            path.display()
+        );
+        Ok(records)
     }
 
     /// Writes one segment's new tail (whole blocks from the one holding record `first_new`) and fdatasyncs it.

@@ -1,8 +1,7 @@
--- wrk script: one specification message per POST /save.
+-- Shared generator for loadgen/wrk/save.lua and save_bulk.lua (the specification's messages):
 --   tag N = floor(ln(U)/ln(0.99)) capped at 9999 (tag 0 gets 1 % of messages, tag 1 1 % of the rest, ...),
 --   10 values doing a small random walk per tag, time = wall-clock second followed by a 9-digit per-thread
 --   counter (wrk's Lua clock has 1 s resolution), so times strictly increase per thread.
--- Usage: wrk -t1 -c40 -d20s -s benches/lua/save.lua http://127.0.0.1:8080/save
 local floor, log, random, fmt = math.floor, math.log, math.random, string.format
 local LN99 = log(0.99)
 local vals, tid, last_sec, sub = {}, 1, 0, 0
@@ -43,18 +42,25 @@ local function values(n)
   return v
 end
 
-local headers = { ["Content-Type"] = "application/json" }
-function request()
+function message()
   local n = tag()
   local v = values(n)
-  local body = fmt('{"time":%s,"tag":"t%d","values":[%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f]}',
+  return fmt('{"time":%s,"tag":"t%d","values":[%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f]}',
     ts(), n, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10])
-  return wrk.format("POST", nil, headers, body)
 end
 
-function done(summary, latency, requests)
+headers = { ["Content-Type"] = "application/json" }
+
+-- rows: messages per request, for the msg/s figure.
+function report(rows)
+  return function(summary, latency, requests) done_impl(summary, latency, rows) end
+end
+
+function done_impl(summary, latency, rows)
   local e = summary.errors
-  io.write(fmt("RESULT rps=%.0f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f non2xx=%d errors=%d\n",
+  local rps = summary.requests / (summary.duration / 1e6)
+  io.write(fmt("RESULT msgs_per_s=%.0f ", rps * rows))
+  io.write(fmt("rps=%.0f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f non2xx=%d errors=%d\n",
     summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000,
     latency.max / 1000, e.status, e.connect + e.read + e.write + e.timeout))
 end
