@@ -162,6 +162,11 @@ pub fn zeroed_log(path: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Runs blocking file-system work (directory fsyncs, renames) on glommio's blocking thread.
+async fn offload<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    glommio::executor().spawn_blocking(f).await
+}
+
 async fn open_log(path: &PathBuf) -> Result<DmaFile, StoreError> {
     OpenOptions::new()
         .read(true)
@@ -510,8 +515,10 @@ impl Shard {
     /// The next log generation's file: the spare renamed, or a new (unzeroed) file when none is ready.
     async fn next_log(&self, path: &PathBuf) -> Result<DmaFile, StoreError> {
         if let Some(spare) = self.take_spare() {
+            let (to, dir) = (path.clone(), self.layout.wal_dir());
+            let from = spare.clone();
             let renamed =
-                std::fs::rename(&spare, path).and_then(|()| sync_dir(&self.layout.wal_dir()));
+                offload(move || std::fs::rename(&from, &to).and_then(|()| sync_dir(&dir))).await;
             match renamed {
                 Ok(()) => return open_log(path).await,
                 Err(e) => eprintln!("core {}: recycling {}: {e}", self.id, spare.display()),
@@ -522,14 +529,21 @@ impl Shard {
 
     /// A checkpointed log is no longer needed: keep it as the spare (its blocks are allocated and written,
     /// so the next generation's commits are pure overwrites), or delete it.
-    fn retire_log(&self, old: &PathBuf) -> Result<(), StoreError> {
+    async fn retire_log(&self, old: &PathBuf) -> Result<(), StoreError> {
         let keep = self.spare.borrow().is_none() && self.spare_pending.borrow().is_none();
-        if keep && std::fs::rename(old, self.spare_path()).is_ok() {
+        let (old, spare) = (old.clone(), self.spare_path());
+        let kept = offload(move || {
+            if keep && std::fs::rename(&old, &spare).is_ok() {
+                return Ok(true);
+            }
+            std::fs::remove_file(&old).map(|()| false)
+        })
+        .await
+        .map_err(|e| StoreError::from_io("retiring a checkpointed log", &e))?;
+        if kept {
             *self.spare.borrow_mut() = Some(self.spare_path());
-            return Ok(());
         }
-        std::fs::remove_file(old)
-            .map_err(|e| StoreError::from_io("removing a checkpointed log", &e))
+        Ok(())
     }
 
     /// Moves every committed record into the tag files and starts a new log generation.
@@ -616,16 +630,32 @@ impl Shard {
 
         // 3. Write and fdatasync the tag files, a batch at a time; then sync each directory that gained
         //    an entry once (not once per file: a directory fsync is a blocking call on this executor).
-        let mut new_dirs = std::collections::BTreeSet::new();
-        for p in &plans {
-            let dir = self.layout.seg_dir(p.seg);
-            if p.first_new == 0 && new_dirs.insert(p.seg) && !dir.exists() {
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| StoreError::from_io("creating a segment directory", &e))?;
-                sync_dir(&self.layout.seg_root())
-                    .map_err(|e| StoreError::from_io("syncing seg/", &e))?;
+        //    Directory work runs on glommio's blocking thread, never on the core.
+        let new_dirs: std::collections::BTreeSet<i64> = plans
+            .iter()
+            .filter(|p| p.first_new == 0)
+            .map(|p| p.seg)
+            .collect();
+        let (dirs, root) = (
+            new_dirs
+                .iter()
+                .map(|&s| self.layout.seg_dir(s))
+                .collect::<Vec<_>>(),
+            self.layout.seg_root(),
+        );
+        offload(move || -> std::io::Result<()> {
+            let mut created = false;
+            for dir in dirs.iter().filter(|d| !d.exists()) {
+                std::fs::create_dir_all(dir)?;
+                created = true;
             }
-        }
+            if created {
+                sync_dir(&root)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::from_io("creating segment directories", &e))?;
         for batch in plans.chunks(CHECKPOINT_FILES_IN_FLIGHT) {
             let writes = batch
                 .iter()
@@ -634,10 +664,10 @@ impl Shard {
                 r?;
             }
         }
-        for seg in new_dirs {
-            sync_dir(&self.layout.seg_dir(seg))
-                .map_err(|e| StoreError::from_io("syncing a segment directory", &e))?;
-        }
+        let dirs: Vec<PathBuf> = new_dirs.iter().map(|&s| self.layout.seg_dir(s)).collect();
+        offload(move || dirs.iter().try_for_each(|d| sync_dir(d)))
+            .await
+            .map_err(|e| StoreError::from_io("syncing segment directories", &e))?;
 
         // 4. The records are in the tag files: drop them from memory and the old log from disk.
         {
@@ -648,7 +678,7 @@ impl Shard {
                 }
             }
         }
-        self.retire_log(&old)?;
+        self.retire_log(&old).await?;
         Ok(plans.len())
     }
 
