@@ -39,6 +39,15 @@ impl Record {
     }
 }
 
+/// A record whose every value equals its time: easy to check in tests.
+#[cfg(test)]
+pub(crate) fn test_record(t: i64) -> Record {
+    Record {
+        time: t,
+        values: [t as f64; VALUES],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -187,7 +187,8 @@ pub async fn run(o: Options) -> Result<bool> {
             // The dispatcher: the plan, a body per request, handed out at its planned time.
             let mut gen = Generator::new(o.seed);
             let mut body = Vec::with_capacity(o.batch * 200);
-            let mut waited_for_server = false;
+            // When a send last had to wait for a free connection (the server was behind), and until when.
+            let mut unblocked_at = start;
             for at in Planner::new(o.plan.clone(), o.batch, o.duration) {
                 let planned = start + Duration::from_secs_f64(at);
                 if planned > Instant::now() {
@@ -208,18 +209,17 @@ pub async fn run(o: Options) -> Result<bool> {
                 }
                 // Lateness after a wait for a free connection is the server's (all connections busy and the
                 // queue full): it shows as latency. Only lateness without such a wait is this generator's.
-                let behind = if waited_for_server { 0 } else { planned.elapsed().as_micros() as u64 };
+                let behind = Instant::now().saturating_duration_since(planned.max(unblocked_at)).as_micros() as u64;
                 stats.borrow_mut().planned(o.batch as u64, behind);
                 let t = Ticket { planned, body: body.clone(), msgs: o.batch as u64, tracked: tracked_msgs };
-                waited_for_server = false;
                 match tx.try_send(t) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(t)) => {
-                        waited_for_server = true;
                         stats.borrow_mut().saturated();
                         if tx.send(t).await.is_err() {
                             break;
                         }
+                        unblocked_at = Instant::now();
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => break,
                 }

@@ -228,7 +228,7 @@ mod tests {
         check_err(
             r#"{"time":1,"tag":"t","values":[1,2,3,4,5,6,7,8,9,10,11]}"#,
             Position::Line(1),
-            "",
+            "values has 11",
         );
         check_err(
             r#"{"time":1,"tag":"","values":[1,2,3,4,5,6,7,8,9,10]}"#,
@@ -258,7 +258,7 @@ mod tests {
         check_err(
             r#"{"time":1,"tag":"t","values":[1,2,3,4,5,6,7,8,9,1e999]}"#,
             Position::Line(1),
-            "",
+            "finite",
         );
         check_err(
             r#"{"time":1,"tag":"t","values":[1,2,3,4,5,6,7,8,9,10],"x":1}"#,

@@ -271,12 +271,7 @@ pub fn list_tag_files(layout: &Layout) -> io::Result<Vec<(i64, String, PathBuf)>
 mod tests {
     use super::*;
 
-    fn rec(t: i64) -> Record {
-        Record {
-            time: t,
-            values: [t as f64; 10],
-        }
-    }
+    use crate::record::test_record as rec;
 
     fn write_log(layout: &Layout, name: &str, commits: &[Vec<(String, u64, Record)>]) {
         let mut log = Vec::new();

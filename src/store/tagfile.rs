@@ -46,12 +46,7 @@ pub fn block_image(first_index: usize, records: &[Record], first_new: usize) -> 
 mod tests {
     use super::*;
 
-    fn rec(t: i64) -> Record {
-        Record {
-            time: t,
-            values: [t as f64; 10],
-        }
-    }
+    use crate::record::test_record as rec;
 
     #[test]
     fn images_stack_into_a_countable_file() {
