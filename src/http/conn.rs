@@ -81,9 +81,9 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
             } else {
                 &inbuf[body_range]
             };
-            let query = std::str::from_utf8(&inbuf[start..][head.query.clone()])
-                .unwrap_or("\u{fffd}")
-                .to_string();
+            // Borrowed from the read buffer, which is not touched until this request is answered.
+            let query =
+                std::str::from_utf8(&inbuf[start..][head.query.clone()]).unwrap_or("\u{fffd}");
             let keep = head.keep_alive;
             let next = if head.path == Path::Export && head.method == Method::Get {
                 // Streams: everything before it goes out first.
@@ -91,9 +91,9 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
                     return;
                 }
                 out.clear();
-                export(&core, &mut stream, &query, &head).await
+                export(&core, &mut stream, query, &head).await
             } else {
-                let (n, err) = handle(&core, &head, &query, req_body, &mut out).await;
+                let (n, err) = handle(&core, &head, query, req_body, &mut out).await;
                 core.stats
                     .borrow_mut()
                     .record(began.elapsed().as_nanos() as u64, n, err);
