@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Single-message POST /save throughput, three columns in one run, same wrk client pinned to CPU 0, each server
 # pinned to CPU 1: the nginx no-op (`return 204`), the glommio no-op (benches/noop) and tickcore
-# --durability sync. Usage: benches/save_compare.sh [SECONDS] [ROUNDS]
+# --durability sync. Usage: benches/save_compare.sh [SECONDS] [ROUNDS] [CONNECTIONS]
+# (40 connections by default, as the issue's wrk -c40; a closed-loop client with few connections measures
+# the commit latency of a durable store as much as its throughput, so try 200 too).
 set -euo pipefail
-secs=${1:-20}; rounds=${2:-1}
+secs=${1:-20}; rounds=${2:-1}; conns=${3:-40}
 here=$(cd "$(dirname "$0")" && pwd); root=$(dirname "$here")
 peers=$root/../shared/peers
 command -v wrk >/dev/null && command -v nginx >/dev/null || bash "$peers/install.sh" >/dev/null
 cargo build --release --manifest-path "$root/Cargo.toml" --bin tickcore --bin noop-glommio >/dev/null 2>&1
 ulimit -l 65536 2>/dev/null || true
-run_wrk() { taskset -c 0 wrk -t1 -c40 -d"${secs}s" --timeout 10s -s "$root/loadgen/wrk/save.lua" "$1" | sed -n 's/^RESULT //p'; }
+run_wrk() { taskset -c 0 wrk -t1 -c"$conns" -d"${secs}s" --timeout 10s -s "$root/loadgen/wrk/save.lua" "$1" | sed -n 's/^RESULT //p'; }
 # shellcheck disable=SC1091
 source "$peers/peers.sh"
 for r in $(seq "$rounds"); do
@@ -20,7 +22,7 @@ for r in $(seq "$rounds"); do
   d=$(mktemp -d /tmp/tickcore-bench.XXXXXX)
   taskset -c 1 "$root/target/release/tickcore" --cpus 1 --listen 127.0.0.1:18092 --data-dir "$d" --report-interval 0 >/dev/null & tp=$!; sleep 1
   tc=$(run_wrk "http://127.0.0.1:18092/save"); kill -TERM "$tp"; wait "$tp" 2>/dev/null || true; rm -rf "$d"
-  echo "round $r"
+  echo "round $r ($conns connections, ${secs}s each)"
   echo "  nginx no-op      $ng"
   echo "  glommio no-op    $no"
   echo "  tickcore (sync)  $tc"

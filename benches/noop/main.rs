@@ -12,42 +12,48 @@ use glommio::{LocalExecutorBuilder, Placement};
 use tickcore::http::parse::{self, Body};
 
 async fn serve(mut s: TcpStream) {
-    let mut inbuf = vec![0u8; 0];
+    // `buf[..filled]` holds unread bytes; zeroed once and grown only for large bodies, as in tickcore.
+    let mut buf = vec![0u8; 64 << 10];
+    let mut filled = 0;
     let mut out = Vec::with_capacity(64 << 10);
     let mut body = Vec::new();
     loop {
         let mut start = 0;
-        while start < inbuf.len() {
-            let Ok(Some(h)) = parse::parse_head(&inbuf[start..], 16 << 10, 16 << 20) else {
+        while start < filled {
+            let inbuf = &buf[start..filled];
+            let Ok(Some(h)) = parse::parse_head(inbuf, 16 << 10, 16 << 20) else {
                 break;
             };
-            let at = start + h.len;
             let consumed = match h.body {
                 Body::None => h.len,
-                Body::Length(n) if inbuf.len() - at >= n => h.len + n,
+                Body::Length(n) if inbuf.len() - h.len >= n => h.len + n,
                 Body::Length(_) => break,
-                Body::Chunked => match parse::decode_chunked(&inbuf[at..], 16 << 20, &mut body) {
-                    Ok(Some(n)) => h.len + n,
-                    _ => break,
-                },
+                Body::Chunked => {
+                    match parse::decode_chunked(&inbuf[h.len..], 16 << 20, &mut body) {
+                        Ok(Some(n)) => h.len + n,
+                        _ => break,
+                    }
+                }
             };
             out.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
             start += consumed;
         }
-        inbuf.drain(..start);
+        buf.copy_within(start..filled, 0);
+        filled -= start;
         if !out.is_empty() {
             if s.write_all(&out).await.is_err() {
                 return;
             }
             out.clear();
         }
-        let filled = inbuf.len();
-        inbuf.resize(filled + (64 << 10), 0);
-        let n = s.read(&mut inbuf[filled..]).await.unwrap_or(0);
-        inbuf.truncate(filled + n);
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = s.read(&mut buf[filled..]).await.unwrap_or(0);
         if n == 0 {
             return;
         }
+        filled += n;
     }
 }
 

@@ -3,8 +3,9 @@
 //! no `RefCell` borrow is ever held across an `.await`.
 //!
 //! Write protocol (`--durability sync`): `append` queues the messages for the commit loop and waits. The
-//! commit loop takes *everything* queued (natural batching: the next group forms while an fdatasync runs,
-//! with no timer), assigns record indexes, writes one log commit, fdatasyncs, and only then pushes the
+//! commit loop takes *everything* queued (natural batching: the next group forms while a commit is on its way
+//! to the disk, with no timer), assigns record indexes, writes one log commit (`O_DSYNC`: durable when the
+//! write completes), and only then pushes the
 //! records into the segments (visible to queries) and answers the waiters. `async`: records are visible and
 //! acknowledged at once; the same loop makes them durable moments later.
 //!
@@ -36,7 +37,7 @@ pub const WAL_CHECKPOINT_BYTES: u64 = 64 << 20;
 const COMMIT_BYTES_MAX: usize = 8 << 20;
 /// Tag files a checkpoint writes and fdatasyncs at once.
 const CHECKPOINT_FILES_IN_FLIGHT: usize = 16;
-/// Log commits written and being fdatasync'd at once.
+/// Log commits on their way to stable storage at once.
 pub const COMMITS_IN_FLIGHT: usize = 4;
 
 #[derive(Default)]
@@ -91,7 +92,11 @@ impl WalWriter {
     }
 }
 
-async fn write_and_sync(file: &DmaFile, block: &[u8], offset: u64) -> Result<(), StoreError> {
+/// Writes one commit block. Log files are opened `O_DIRECT | O_DSYNC`, so the write completes only once its
+/// data is on stable storage (the kernel adds the device flush, or uses FUA): one io_uring operation per
+/// commit instead of a write then an fdatasync (measured here: +8-10 % single-message 204/s at 40
+/// connections, and half the io-wq worker time).
+async fn write_commit(file: &DmaFile, block: &[u8], offset: u64) -> Result<(), StoreError> {
     let mut buf = file.alloc_dma_buffer(block.len());
     buf.as_bytes_mut().copy_from_slice(block);
     let n = file
@@ -104,9 +109,7 @@ async fn write_and_sync(file: &DmaFile, block: &[u8], offset: u64) -> Result<(),
             block.len()
         )));
     }
-    file.fdatasync()
-        .await
-        .map_err(|e| io_err("fdatasync of the log", e))
+    Ok(())
 }
 
 pub struct Shard {
@@ -141,8 +144,8 @@ fn io_err(context: &str, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
-/// Bytes of zeros a log file is created with. Commits then overwrite existing blocks, so their fdatasync is
-/// a pure data flush; appending past the end would also journal a size change at every commit (measured:
+/// Bytes of zeros a log file is created with. Commits then overwrite existing blocks, so each is a pure
+/// data write plus device flush; appending past the end would also journal a size change at every commit (measured:
 /// 40k -> 56k single-message commits/s on one core here).
 pub const LOG_PREALLOC_BYTES: usize = 64 << 20;
 
@@ -171,34 +174,18 @@ async fn open_log(path: &PathBuf) -> Result<DmaFile, StoreError> {
     OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(libc::O_DSYNC)
         .dma_open(path)
         .await
         .map_err(|e| io_err(&format!("opening {}", path.display()), e))
 }
 
 async fn create_log(path: &PathBuf) -> Result<DmaFile, StoreError> {
-    if std::env::var_os("TICKCORE_EXPERIMENT_PREZERO").is_some() {
-        use std::io::Write;
-        let mut f =
-            std::fs::File::create_new(path).map_err(|e| StoreError::from_io("creating log", &e))?;
-        let zeros = vec![0u8; 1 << 20];
-        for _ in 0..64 {
-            f.write_all(&zeros)
-                .map_err(|e| StoreError::from_io("zeroing log", &e))?;
-        }
-        f.sync_all()
-            .map_err(|e| StoreError::from_io("syncing log", &e))?;
-        return OpenOptions::new()
-            .read(true)
-            .write(true)
-            .dma_open(path)
-            .await
-            .map_err(|e| io_err("open", e));
-    }
     let f = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
+        .custom_flags(libc::O_DSYNC)
         .dma_open(path)
         .await
         .map_err(|e| io_err(&format!("creating {}", path.display()), e))?;
@@ -333,13 +320,18 @@ impl Shard {
     }
 
     /// The commit loop: forms groups from everything queued and launches each as one log commit. Up to
-    /// [`COMMITS_IN_FLIGHT`] commits run at once (the next group is written while the previous fdatasync is
-    /// still in flight); each commit finishes (records visible, waiters answered) only after every earlier
+    /// [`COMMITS_IN_FLIGHT`] commits run at once (the next group is written while the previous one is still
+    /// on its way to the disk); each commit finishes (records visible, waiters answered) only after every earlier
     /// one, so acknowledgements and record indexes stay in log order, and a failure fails all later commits.
     async fn commit_loop(self: Rc<Self>, mut rx: mpsc::UnboundedReceiver<Cmd>, mut w: WalWriter) {
         let slots = Rc::new(glommio::sync::Semaphore::new(COMMITS_IN_FLIGHT as u64));
         let mut payload = Vec::new();
         while let Some(first) = rx.next().await {
+            // Take a commit slot *before* forming the group: everything that queued while the pipeline was
+            // full then joins one commit instead of waiting behind a group of one.
+            let Ok(mut permit) = slots.acquire_static_permit(1).await else {
+                break;
+            };
             let mut group: Vec<Job> = Vec::new();
             payload.clear();
             let mut next = Some(first);
@@ -358,7 +350,7 @@ impl Shard {
                         });
                     }
                     Cmd::Rotate { file, path, done } => {
-                        self.launch(&mut w, &slots, &mut payload, &mut group).await;
+                        self.launch(&mut w, permit, &mut payload, &mut group);
                         if let Some(last) = w.last.take() {
                             let _ = last.await;
                         }
@@ -367,13 +359,17 @@ impl Shard {
                         let _ = old.file.close_rc().await;
                         self.wal_bytes.set(0);
                         let _ = done.send(Ok(old.path));
+                        permit = match slots.acquire_static_permit(1).await {
+                            Ok(p) => p,
+                            Err(_) => return,
+                        };
                     }
                 }
                 if payload.len() < COMMIT_BYTES_MAX {
                     next = rx.try_recv().ok();
                 }
             }
-            self.launch(&mut w, &slots, &mut payload, &mut group).await;
+            self.launch(&mut w, permit, &mut payload, &mut group);
         }
         if let Some(last) = w.last.take() {
             let _ = last.await;
@@ -397,21 +393,18 @@ impl Shard {
         }
     }
 
-    /// Starts one commit of `payload` for `group` (both taken) at the log's next block.
-    async fn launch(
+    /// Starts one commit of `payload` for `group` (both taken) at the log's next block, holding `permit` (one
+    /// of the [`COMMITS_IN_FLIGHT`] slots) until it finishes.
+    fn launch(
         self: &Rc<Self>,
         w: &mut WalWriter,
-        slots: &Rc<glommio::sync::Semaphore>,
+        permit: glommio::sync::StaticPermit,
         payload: &mut Vec<u8>,
         group: &mut Vec<Job>,
     ) {
         if group.is_empty() {
             return;
         }
-        let permit = match slots.acquire_static_permit(1).await {
-            Ok(p) => p,
-            Err(_) => return,
-        };
         let mut block = Vec::new();
         wal::frame(w.seq, payload, &mut block);
         payload.clear();
@@ -432,7 +425,7 @@ impl Shard {
             let own = if let Some(e) = broken.borrow().clone() {
                 Err(e)
             } else {
-                write_and_sync(&file, &block, offset).await
+                write_commit(&file, &block, offset).await
             };
             let before = match prev {
                 Some(p) => p.await,
