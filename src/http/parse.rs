@@ -24,6 +24,15 @@ pub enum Path {
     Other,
 }
 
+/// Every route the engine answers: its path, and the one method it takes (any other method gets 405).
+/// docs/openapi.json describes exactly these (`tests/openapi.rs` holds the two together).
+pub const ROUTES: [(&str, Path, Method); 4] = [
+    ("/save", Path::Save, Method::Post),
+    ("/api", Path::Api, Method::Get),
+    ("/export", Path::Export, Method::Get),
+    ("/health", Path::Health, Method::Get),
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body {
     None,
@@ -134,13 +143,10 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
         let at = query.as_ptr() as usize - buf.as_ptr() as usize;
         at..at + query.len()
     };
-    let path = match path {
-        "/save" => Path::Save,
-        "/api" => Path::Api,
-        "/export" => Path::Export,
-        "/health" => Path::Health,
-        _ => Path::Other,
-    };
+    let path = ROUTES
+        .iter()
+        .find(|r| r.0 == path)
+        .map_or(Path::Other, |r| r.1);
     let mut content_length: Option<usize> = None;
     let mut chunked = false;
     let mut expect_continue = false;

@@ -235,7 +235,13 @@ pub async fn run(s: Start) -> Result<(), String> {
                 glommio::timer::sleep(every).await;
                 println!(
                     "{}",
-                    report::line(core.id, &core.stats, every, core.shard.tag_count())
+                    report::line(
+                        core.id,
+                        &core.stats,
+                        &core.shard.io_stats,
+                        every,
+                        core.shard.tag_count(),
+                    )
                 );
             }
         })

@@ -1,10 +1,13 @@
 //! Per-core counters and the console line printed every `--report-interval`: requests, records, errors and
-//! the hdrhistogram percentiles of service time (head parsed -> response queued) since the last line.
+//! the hdrhistogram percentiles of service time (head parsed -> response queued) since the last line, then
+//! the storage's side: log commits (count, p99, max device time) and checkpoints (count, files, longest).
 
 use std::cell::RefCell;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+
+use crate::store::iostats::IoStats;
 
 pub struct Stats {
     pub requests: u64,
@@ -43,8 +46,15 @@ fn fmt_ns(ns: u64) -> String {
 }
 
 /// One console line; resets the counters.
-pub fn line(core: usize, stats: &RefCell<Stats>, interval: Duration, tags: usize) -> String {
+pub fn line(
+    core: usize,
+    stats: &RefCell<Stats>,
+    io: &RefCell<IoStats>,
+    interval: Duration,
+    tags: usize,
+) -> String {
     let mut s = stats.borrow_mut();
+    let mut io = io.borrow_mut();
     let h = &s.service_ns;
     let secs = interval.as_secs_f64().max(1e-9);
     let text = format!(
@@ -60,6 +70,28 @@ pub fn line(core: usize, stats: &RefCell<Stats>, interval: Duration, tags: usize
         fmt_ns(h.value_at_quantile(0.999)),
         fmt_ns(h.max()),
     );
+    let c = &io.commit_ns;
+    let text = if c.is_empty() {
+        text
+    } else {
+        format!(
+            "{text} | commit n {} p99 {} max {}",
+            c.len(),
+            fmt_ns(c.value_at_quantile(0.99)),
+            fmt_ns(c.max())
+        )
+    };
+    let text = if io.checkpoints == 0 {
+        text
+    } else {
+        format!(
+            "{text} | checkpoint {} ({} files, max {})",
+            io.checkpoints,
+            io.checkpoint_files,
+            fmt_ns(io.checkpoint_ns_max)
+        )
+    };
     *s = Stats::default();
+    *io = IoStats::default();
     text
 }

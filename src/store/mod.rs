@@ -2,6 +2,7 @@
 //! start-up recovery (`recovery`, plain blocking I/O before any executor runs) and the per-core shard
 //! (`shard`: in-memory index, group commit, checkpoints, retention) with its read views (`view`).
 //! Formats and the commit/fsync order are described in docs/format.md.
+pub mod iostats;
 pub mod layout;
 pub mod recovery;
 pub mod shard;

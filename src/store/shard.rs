@@ -27,6 +27,7 @@ use crate::config::Durability;
 use crate::ingest::decode::Message;
 use crate::query::{asof, params::Window, render};
 use crate::record::{Record, RECORD_BYTES};
+use crate::store::iostats::IoStats;
 use crate::store::layout::{sync_dir, Layout};
 use crate::store::view::Segment;
 use crate::store::{align_down, tagfile, wal, StoreError};
@@ -114,6 +115,8 @@ async fn write_commit(file: &DmaFile, block: &[u8], offset: u64) -> Result<(), S
 
 pub struct Shard {
     pub id: usize,
+    /// Commit and checkpoint timings for the console line.
+    pub io_stats: RefCell<IoStats>,
     layout: Layout,
     segment_ns: i64,
     durability: Durability,
@@ -264,6 +267,7 @@ impl Shard {
             .map_err(|e| format!("starting a helper thread: {e}"))?;
         let (queue, rx) = mpsc::unbounded();
         let shard = Rc::new(Shard {
+            io_stats: RefCell::default(),
             id,
             layout,
             segment_ns,
@@ -446,7 +450,13 @@ impl Shard {
             let own = if let Some(e) = broken.borrow().clone() {
                 Err(e)
             } else {
-                write_commit(&file, &block, offset).await
+                let began = std::time::Instant::now();
+                let r = write_commit(&file, &block, offset).await;
+                shard
+                    .io_stats
+                    .borrow_mut()
+                    .commit(began.elapsed().as_nanos() as u64);
+                r
             };
             let before = match prev {
                 Some(p) => p.await,
@@ -562,6 +572,15 @@ impl Shard {
 
     /// Moves every committed record into the tag files and starts a new log generation.
     pub async fn checkpoint(&self) -> Result<usize, StoreError> {
+        let began = std::time::Instant::now();
+        let files = self.checkpoint_steps().await?;
+        self.io_stats
+            .borrow_mut()
+            .checkpoint(files, began.elapsed().as_nanos() as u64);
+        Ok(files)
+    }
+
+    async fn checkpoint_steps(&self) -> Result<usize, StoreError> {
         // 1. A fresh log; every commit from here on goes there.
         let g = self.generation.get() + 1;
         self.generation.set(g);

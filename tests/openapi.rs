@@ -1,0 +1,95 @@
+//! docs/openapi.json and the engine agree: the described (path, method) pairs are exactly the engine's routes,
+//! and the real binary answers each described operation with one of the statuses the description lists.
+mod common;
+use std::collections::BTreeSet;
+
+use common::*;
+use tickcore::http::parse::{Method, ROUTES};
+
+fn openapi() -> serde_json::Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
+        .expect("docs/openapi.json");
+    serde_json::from_str(&text).expect("docs/openapi.json is JSON")
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Get => "get",
+        Method::Post => "post",
+        Method::Head => "head",
+        Method::Other => "other",
+    }
+}
+
+#[test]
+fn described_operations_are_exactly_the_routes() {
+    let doc = openapi();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let described: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .expect("operations")
+                .keys()
+                .map(move |m| (p.clone(), m.clone()))
+        })
+        .collect();
+    let routes: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(p, _, m)| (p.to_string(), method_name(*m).to_string()))
+        .collect();
+    assert_eq!(described, routes);
+}
+
+#[test]
+fn the_engine_answers_each_described_operation_as_described() {
+    let doc = openapi();
+    let d = tempfile::tempdir().unwrap();
+    let e = start(d.path(), "0,1", &[]);
+    let now = now_ns();
+    assert_eq!(e.post(&msg("oa", now, 1.0)).status, 204);
+    let query = format!("?tag=oa&start={}&end={}", now - 1_000_000_000, now + 1);
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let documented: BTreeSet<u16> = op["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.parse().unwrap())
+                .collect();
+            let mut c = e.connect();
+            let r = match method.as_str() {
+                "post" => c.request("POST", path, &[], msg("oa", now, 2.0).as_bytes()),
+                "get" if path == "/health" => c.request("GET", path, &[], b""),
+                "get" => c.request("GET", &format!("{path}{query}"), &[], b""),
+                other => panic!("undocumented method {other}"),
+            };
+            assert!(
+                documented.contains(&r.status),
+                "{method} {path}: {} not among {documented:?}",
+                r.status
+            );
+            assert!(
+                r.status < 400,
+                "{method} {path} with good input: {}",
+                r.text()
+            );
+            // A bad request gets one of the documented error statuses too.
+            if path != "/health" {
+                let mut c = e.connect();
+                let bad = match method.as_str() {
+                    "post" => c.request("POST", path, &[], b"{}"),
+                    _ => c.request("GET", &format!("{path}?tag=oa"), &[], b""),
+                };
+                assert!(
+                    documented.contains(&bad.status) && bad.json()["error"].is_string(),
+                    "{method} {path} bad input: {} {}",
+                    bad.status,
+                    bad.text()
+                );
+            }
+        }
+    }
+}
