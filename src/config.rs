@@ -25,7 +25,7 @@ pub struct Config {
     /// Data directory (created if missing; locked while the engine runs).
     #[arg(long, env = "TICKCORE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// CPUs that get a pinned executor, e.g. `1`, `0,1` or `0-3`. Default: every online CPU.
+    /// CPUs that get a pinned executor, e.g. `1`, `0,1` or `0-3`; `all` (the default): every online CPU.
     #[arg(long, env = "TICKCORE_CPUS", value_parser = parse_cpus)]
     pub cpus: Option<CpuList>,
     /// What a 204 promises: `sync` (durable) or `async` (visible, durable moments later).
@@ -69,9 +69,13 @@ impl Config {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A CPU list; empty means every online CPU (`all`).
 pub struct CpuList(pub Vec<usize>);
 
 pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    if s.trim() == "all" {
+        return Ok(CpuList(Vec::new()));
+    }
     let mut cpus = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let num = |x: &str| {
@@ -114,6 +118,10 @@ mod tests {
         assert_eq!(parse_cpus("1").unwrap().0, vec![1]);
         assert_eq!(parse_cpus("0,1").unwrap().0, vec![0, 1]);
         assert_eq!(parse_cpus("0-3,2").unwrap().0, vec![0, 1, 2, 3]);
+        assert!(
+            parse_cpus("all").unwrap().0.is_empty(),
+            "all = every online CPU"
+        );
         assert!(parse_cpus("3-1").is_err() && parse_cpus("x").is_err() && parse_cpus("").is_err());
         assert_eq!(
             parse_duration("30d").unwrap(),

@@ -24,7 +24,8 @@ struct Args {
     /// How long to run, e.g. `180s`, `10m`.
     #[arg(long, default_value = "60s", value_parser = dur)]
     duration: Duration,
-    /// Constant write rate in messages per second (ignored with --schedule spec).
+    /// Constant write rate in messages per second (ignored with --schedule spec; 0: no writes, a query-only
+    /// run against data written by others).
     #[arg(long, default_value_t = 10_000.0)]
     rate: f64,
     /// `constant` (use --rate) or `spec`: the specification's repeating cycle (see the --spec-* flags).
@@ -57,7 +58,8 @@ struct Args {
     /// Messages per POST: 1 = single-message JSON, N > 1 = NDJSON bodies of N lines.
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Query clients calling GET /api for random tags among the top 100.
+    /// Query clients calling GET /api for random tags among the top 100 (0: a producer-only run, the query
+    /// SLO is not judged).
     #[arg(long, default_value_t = 10)]
     query_clients: usize,
     /// Queries per second per client.
@@ -66,7 +68,8 @@ struct Args {
     /// Query window, ending now.
     #[arg(long, default_value = "1h", value_parser = dur)]
     window: Duration,
-    /// How often the lag probe writes a marker and polls until it is visible.
+    /// How often the lag probe writes a marker and polls until it is visible (0s: no probe, the lag SLO is not
+    /// judged).
     #[arg(long, default_value = "100ms", value_parser = dur)]
     probe_interval: Duration,
     /// Console block interval.
@@ -123,6 +126,8 @@ fn main() {
             query_p99_ms: a.slo_query_p99_ms,
             lag_ms: a.slo_lag_ms,
             errors: a.slo_errors,
+            judge_queries: a.query_clients > 0,
+            judge_lag: !a.probe_interval.is_zero(),
         },
         check: a.check,
         json: a.json,

@@ -127,7 +127,7 @@ pub async fn run(o: Options) -> Result<bool> {
                     }
                 }));
             }
-            {
+            if !o.probe_interval.is_zero() {
                 let (stats, stop, addr, every) = (Rc::clone(&stats), Rc::clone(&stop), addr.clone(), o.probe_interval);
                 side.push(tokio::task::spawn_local(async move {
                     let mut w = Conn::new(&addr);
@@ -228,6 +228,8 @@ pub async fn run(o: Options) -> Result<bool> {
             for s in senders {
                 let _ = s.await;
             }
+            // A plan with no writes (`--rate 0`: a query-only run) still runs for the whole duration.
+            tokio::time::sleep_until((start + o.duration).into()).await;
             stop.set(true);
             // Side tasks may be asleep for a whole interval: stop them where they are.
             for s in side {

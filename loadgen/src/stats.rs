@@ -205,6 +205,10 @@ pub struct Slos {
     pub query_p99_ms: f64,
     pub lag_ms: f64,
     pub errors: u64,
+    /// False when the run has no query clients (a producer-only run): the query SLO is not judged.
+    pub judge_queries: bool,
+    /// False when the run has no lag probe: the lag SLO is not judged.
+    pub judge_lag: bool,
 }
 
 pub fn verdicts(f: &Figures, slo: &Slos) -> Vec<Verdict> {
@@ -214,23 +218,27 @@ pub fn verdicts(f: &Figures, slo: &Slos) -> Vec<Verdict> {
     vec![
         Verdict {
             name: "query p99".into(),
-            measured: if f.query_us.is_empty() {
+            measured: if !slo.judge_queries {
+                "not run".into()
+            } else if f.query_us.is_empty() {
                 "no queries".into()
             } else {
                 format!("{q99:.2} ms")
             },
             limit: format!("<= {} ms", slo.query_p99_ms),
-            pass: !f.query_us.is_empty() && q99 <= slo.query_p99_ms,
+            pass: !slo.judge_queries || (!f.query_us.is_empty() && q99 <= slo.query_p99_ms),
         },
         Verdict {
             name: "lag max (send->visible)".into(),
-            measured: if f.lag_send_us.is_empty() {
+            measured: if !slo.judge_lag {
+                "not run".into()
+            } else if f.lag_send_us.is_empty() {
                 "no probes".into()
             } else {
                 format!("{lag:.2} ms")
             },
             limit: format!("<= {} ms", slo.lag_ms),
-            pass: !f.lag_send_us.is_empty() && lag <= slo.lag_ms,
+            pass: !slo.judge_lag || (!f.lag_send_us.is_empty() && lag <= slo.lag_ms),
         },
         Verdict {
             name: "errors".into(),
@@ -294,6 +302,8 @@ mod tests {
                 query_p99_ms: 1.0,
                 lag_ms: 2.0,
                 errors: 0,
+                judge_queries: true,
+                judge_lag: true,
             },
         );
         assert!(v.iter().all(|v| v.pass), "{v:?}");
@@ -303,9 +313,36 @@ mod tests {
                 query_p99_ms: 0.5,
                 lag_ms: 1.0,
                 errors: 0,
+                judge_queries: true,
+                judge_lag: true,
             },
         );
         assert_eq!(v.iter().filter(|v| !v.pass).count(), 2);
+        // A producer-only run without a probe judges neither queries nor lag.
+        let empty = Figures::default();
+        let v = verdicts(
+            &empty,
+            &Slos {
+                query_p99_ms: 0.5,
+                lag_ms: 1.0,
+                errors: 0,
+                judge_queries: false,
+                judge_lag: false,
+            },
+        );
+        assert!(v.iter().all(|v| v.pass), "{v:?}");
+        assert_eq!(v[0].measured, "not run");
+        let v = verdicts(
+            &empty,
+            &Slos {
+                query_p99_ms: 0.5,
+                lag_ms: 1.0,
+                errors: 0,
+                judge_queries: true,
+                judge_lag: true,
+            },
+        );
+        assert!(!v[0].pass && !v[1].pass, "expected but missing: {v:?}");
         s.error("http_503");
         assert!(
             !verdicts(
@@ -313,7 +350,9 @@ mod tests {
                 &Slos {
                     query_p99_ms: 1.0,
                     lag_ms: 2.0,
-                    errors: 0
+                    errors: 0,
+                    judge_queries: true,
+                    judge_lag: true,
                 }
             )[2]
             .pass

@@ -88,8 +88,8 @@ fn online_cpus() -> usize {
 
 fn cpus(config: &Config) -> Vec<usize> {
     match &config.cpus {
-        Some(list) => list.0.clone(),
-        None => (0..online_cpus()).collect(),
+        Some(list) if !list.0.is_empty() => list.0.clone(),
+        _ => (0..online_cpus()).collect(),
     }
 }
 

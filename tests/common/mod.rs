@@ -28,7 +28,27 @@ pub fn start(dir: &Path, cpus: &str, extra: &[&str]) -> Engine {
 }
 
 pub fn try_start(dir: &Path, cpus: &str, extra: &[&str]) -> Result<Engine, String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickcore"))
+    try_start_via(&[], dir, cpus, extra)
+}
+
+/// As [`try_start`], with the engine run by `launcher` (a command and its arguments, the engine's path and
+/// flags appended), e.g. a seccomp wrapper.
+pub fn try_start_via(
+    launcher: &[&str],
+    dir: &Path,
+    cpus: &str,
+    extra: &[&str],
+) -> Result<Engine, String> {
+    let bin = env!("CARGO_BIN_EXE_tickcore");
+    let mut cmd = match launcher.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let mut child = cmd
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(["--cpus", cpus, "--report-interval", "0"])
