@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # GET /api over 1 h of a tag holding 360k records (100/s), 1000 samples, 200 queries after 5 warm-up:
 # tickcore (pinned to CPU 1) and, in the same run with the same kind of client, VictoriaMetrics from
-# ../shared/peers (skip it with PEER=none). Client pinned to CPU 0. Usage: benches/query_bench.sh
+# ../shared/peers (skip it with PEER=none). Client pinned to CPU 0. READS=dma (and READ_CACHE_MIB) choose
+# the engine's read path. Usage: benches/query_bench.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); root=$(dirname "$here")
 cargo build --release --manifest-path "$root/Cargo.toml" --bin tickcore >/dev/null 2>&1
 ulimit -l 65536 2>/dev/null || true
 d=$(mktemp -d /tmp/tickcore-qbench.XXXXXX)
-taskset -c 1 "$root/target/release/tickcore" --cpus 1 --listen 127.0.0.1:18093 --data-dir "$d" --report-interval 0 >/dev/null & tp=$!
+taskset -c 1 "$root/target/release/tickcore" --cpus 1 --listen 127.0.0.1:18093 --data-dir "$d" --report-interval 0 --reads "${READS:-mmap}" --read-cache-mib "${READ_CACHE_MIB:-64}" >/dev/null & tp=$!
 sleep 1
 taskset -c 0 python3 "$here/query_bench.py" --port 18093 --queries "${QUERIES:-200}" --out "$d/tickcore.json"
 echo "  (again after a checkpoint moved the hour from memory into the tag file)"

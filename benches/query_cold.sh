@@ -2,13 +2,14 @@
 # Cold-cache GET /api: the cost of serving from memory-mapped tag files whose pages are not in the page cache
 # (each fault stalls the whole core). Loads 1 h of t0 (360k records) plus 24 h of a second tag, checkpoints,
 # then alternates: drop the page cache (needs root), one query; and reports the distribution beside warm
-# queries in the same run. Usage: sudo benches/query_cold.sh [ROUNDS]
+# queries in the same run. READS=dma reads with O_DIRECT instead (READ_CACHE_MIB=1 keeps its own block cache
+# from holding the hour, so every query reads the disk). Usage: sudo benches/query_cold.sh [ROUNDS]
 set -euo pipefail
 rounds=${1:-30}
 here=$(cd "$(dirname "$0")" && pwd); root=$(dirname "$here")
 cargo build --release --manifest-path "$root/Cargo.toml" --bin tickcore >/dev/null 2>&1
 d=$(mktemp -d /tmp/tickcore-cold.XXXXXX)
-taskset -c 1 "$root/target/release/tickcore" --cpus 1 --listen 127.0.0.1:18094 --data-dir "$d" --report-interval 0 \
+taskset -c 1 "$root/target/release/tickcore" --cpus 1 --listen 127.0.0.1:18094 --data-dir "$d" --report-interval 0 --reads "${READS:-mmap}" --read-cache-mib "${READ_CACHE_MIB:-64}" \
   --checkpoint-interval 1s >/dev/null & tp=$!
 trap 'kill -TERM $tp 2>/dev/null; wait $tp 2>/dev/null; rm -rf "$d"' EXIT
 sleep 1

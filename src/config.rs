@@ -8,7 +8,7 @@ use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Durability {
-    /// A 204 means the records are on stable storage (write-ahead log fdatasync'd, group commit).
+    /// A 204 means the records are on stable storage (an O_DSYNC write-ahead log write, group commit).
     Sync,
     /// A 204 means the records are in memory and visible; they reach the disk within milliseconds
     /// (bounded by one log commit, at most ~1 s under overload); a crash can lose that window.
@@ -54,6 +54,20 @@ pub struct Config {
     /// Locked memory for io_uring buffers per executor, in KiB (needs RLIMIT_MEMLOCK to cover all cores).
     #[arg(long, env = "TICKCORE_IO_MEMORY_KIB", default_value_t = 1024)]
     pub io_memory_kib: usize,
+    /// How queries read tag files: `mmap` (page cache; a cold page stalls the core while it faults in) or
+    /// `dma` (O_DIRECT block reads through a per-core cache of --read-cache-mib; the core keeps serving while a
+    /// read is in flight). Segments whose records arrived out of time order are read through mmap either way.
+    #[arg(long, env = "TICKCORE_READS", value_enum, default_value = "mmap")]
+    pub reads: Reads,
+    /// Per-core cache of tag-file blocks for `--reads dma`, in MiB.
+    #[arg(long, env = "TICKCORE_READ_CACHE_MIB", default_value_t = 64)]
+    pub read_cache_mib: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Reads {
+    Mmap,
+    Dma,
 }
 
 impl Config {

@@ -75,7 +75,7 @@ impl Core {
         let k = self.owner(&w.tag);
         if k == self.id {
             let mut out = Vec::with_capacity(w.samples * 200 + 128);
-            return Ok(self.shard.api(&w, &mut out)?.map(|()| out));
+            return Ok(self.shard.api(&w, &mut out).await?.map(|()| out));
         }
         let senders = self.senders.as_ref().ok_or("no mesh")?;
         let (tx, rx) = oneshot::channel();
@@ -113,7 +113,8 @@ impl Core {
             }
             Forward::Api(w, reply) => {
                 let mut out = Vec::with_capacity(w.samples * 200 + 128);
-                let _ = reply.send(self.shard.api(&w, &mut out).map(|o| o.map(|()| out)));
+                let r = self.shard.api(&w, &mut out).await;
+                let _ = reply.send(r.map(|o| o.map(|()| out)));
             }
             Forward::Export(w, tx) => Rc::clone(&self.shard).export(w, tx).await,
         }
@@ -159,6 +160,8 @@ pub async fn run(s: Start) -> Result<(), String> {
         s.config.durability,
         s.config.retention_ns(),
         s.unique,
+        s.config.reads,
+        s.config.read_cache_mib << 20,
     )
     .await;
     let shard = match opened {

@@ -2,6 +2,8 @@
 //! start-up recovery (`recovery`, plain blocking I/O before any executor runs) and the per-core shard
 //! (`shard`: in-memory index, group commit, checkpoints, retention) with its read views (`view`).
 //! Formats and the commit/fsync order are described in docs/format.md.
+pub mod blockcache;
+pub mod dmaread;
 pub mod iostats;
 pub mod layout;
 pub mod recovery;

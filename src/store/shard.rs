@@ -23,13 +23,16 @@ use futures::future::{LocalBoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use glommio::io::{DmaFile, OpenOptions};
 
-use crate::config::Durability;
+use crate::config::{Durability, Reads};
 use crate::ingest::decode::Message;
 use crate::query::{asof, params::Window, render};
 use crate::record::{Record, RECORD_BYTES};
+use crate::store::blockcache::BlockCache;
 use crate::store::iostats::IoStats;
 use crate::store::layout::{sync_dir, Layout};
 use crate::store::view::Segment;
+
+mod dma;
 use crate::store::{align_down, tagfile, wal, StoreError};
 
 /// A checkpoint starts once the live log holds this many bytes...
@@ -115,6 +118,9 @@ async fn write_commit(file: &DmaFile, block: &[u8], offset: u64) -> Result<(), S
 
 pub struct Shard {
     pub id: usize,
+    /// How queries read tag files, and the block cache of `--reads dma` (`shard/dma.rs`).
+    reads: Reads,
+    cache: RefCell<BlockCache>,
     /// Commit and checkpoint timings for the console line.
     pub io_stats: RefCell<IoStats>,
     layout: Layout,
@@ -227,6 +233,8 @@ impl Shard {
         durability: Durability,
         retention_ns: i64,
         unique: String,
+        reads: Reads,
+        read_cache_bytes: usize,
     ) -> Result<Rc<Shard>, String> {
         let probe = DmaFile::open(layout.probe())
             .await
@@ -267,6 +275,8 @@ impl Shard {
             .map_err(|e| format!("starting a helper thread: {e}"))?;
         let (queue, rx) = mpsc::unbounded();
         let shard = Rc::new(Shard {
+            reads,
+            cache: RefCell::new(BlockCache::new(read_cache_bytes)),
             io_stats: RefCell::default(),
             id,
             layout,
@@ -852,24 +862,39 @@ impl Shard {
         Ok(Some(keys))
     }
 
-    /// Answers `/api`: the rendered JSON body, `Ok(None)` for an unknown tag.
-    pub fn api(&self, w: &Window, out: &mut Vec<u8>) -> Result<Option<()>, String> {
+    /// Answers `/api`: the rendered JSON body, `Ok(None)` for an unknown tag. With `--reads dma` the tag files
+    /// of time-ordered segments are read with DMA reads (`shard/dma.rs`), the others through mmap.
+    pub async fn api(&self, w: &Window, out: &mut Vec<u8>) -> Result<Option<()>, String> {
+        if self.reads == Reads::Dma {
+            if let Some(answered) = self.api_dma(w, out).await? {
+                return Ok(answered);
+            }
+        }
+        self.api_mmap(w, out)
+    }
+
+    /// The segments an `/api` window reads: from the nearest non-empty one before the first sample's (as-of
+    /// carries its last record in) to the one holding `end`. `None`: an unknown tag.
+    fn api_segments(&self, w: &Window) -> Option<(i64, i64)> {
         let last_seg = w.end.div_euclid(self.segment_ns);
         let first_t = asof::sample_time(w.start, w.end, 0, w.samples);
         let first_seg = first_t.div_euclid(self.segment_ns);
-        // Include the closest non-empty segment before the first sample's.
-        let before = {
-            let tags = self.tags.borrow();
-            let Some(t) = tags.get(&w.tag) else {
-                return Ok(None);
-            };
-            t.segs
-                .range(..first_seg)
-                .rev()
-                .find(|(_, s)| s.committed() > 0)
-                .map(|(&k, _)| k)
+        let tags = self.tags.borrow();
+        let t = tags.get(&w.tag)?;
+        let before = t
+            .segs
+            .range(..first_seg)
+            .rev()
+            .find(|(_, s)| s.committed() > 0)
+            .map(|(&k, _)| k);
+        Some((before.unwrap_or(first_seg), last_seg))
+    }
+
+    fn api_mmap(&self, w: &Window, out: &mut Vec<u8>) -> Result<Option<()>, String> {
+        let Some((first_seg, last_seg)) = self.api_segments(w) else {
+            return Ok(None);
         };
-        let Some(keys) = self.prepared(&w.tag, Some(before.unwrap_or(first_seg)), last_seg)? else {
+        let Some(keys) = self.prepared(&w.tag, Some(first_seg), last_seg)? else {
             return Ok(None);
         };
         let tags = self.tags.borrow();

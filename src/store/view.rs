@@ -20,9 +20,14 @@ pub enum Order {
     Unsorted,
 }
 
+thread_local! {
+    static NEXT_ID: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+}
+
 /// The readable state of one (tag, segment).
-#[derive(Default)]
 pub struct Segment {
+    /// Never reused within the process: the key of this segment's blocks in the core's block cache.
+    pub id: u64,
     /// Records durable in the tag file (a checkpoint completed for them).
     pub persisted: usize,
     /// Committed records not yet in the tag file: indexes `persisted..persisted + mem.len()`.
@@ -32,6 +37,24 @@ pub struct Segment {
     map: Option<Mmap>,
     order: Option<Order>,
     perm: Option<(usize, Rc<Vec<u32>>)>,
+}
+
+impl Default for Segment {
+    fn default() -> Self {
+        Segment {
+            id: NEXT_ID.with(|n| {
+                let id = n.get();
+                n.set(id + 1);
+                id
+            }),
+            persisted: 0,
+            mem: Vec::new(),
+            next_index: 0,
+            map: None,
+            order: None,
+            perm: None,
+        }
+    }
 }
 
 impl Segment {
@@ -45,6 +68,33 @@ impl Segment {
 
     pub fn committed(&self) -> usize {
         self.persisted + self.mem.len()
+    }
+
+    /// True when the segment's records are known to be in time order (arrival order is time order).
+    pub fn is_sorted(&self) -> bool {
+        matches!(self.order(), Order::Sorted { .. })
+    }
+
+    /// True when the order of the persisted records has not been learned since start.
+    pub fn order_unknown(&self) -> bool {
+        self.order() == Order::Unknown
+    }
+
+    /// Records what a scan of records `0..scanned` found (`max`: their last time, when in order); a scan of
+    /// fewer records than are now committed only counts if the rest are known to follow in order.
+    pub fn learned_order(&mut self, scanned: usize, sorted: bool, max: i64) {
+        if self.order() != Order::Unknown || scanned != self.persisted {
+            return;
+        }
+        let mem_sorted = self.mem.windows(2).all(|w| w[0].time <= w[1].time)
+            && self.mem.first().map_or(true, |r| r.time >= max);
+        self.order = Some(if sorted && mem_sorted {
+            Order::Sorted {
+                max: self.mem.last().map_or(max, |r| r.time),
+            }
+        } else {
+            Order::Unsorted
+        });
     }
 
     fn order(&self) -> Order {
