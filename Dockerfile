@@ -5,7 +5,7 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin tickcore --bin loadgen \
+RUN cargo build --release --locked -p tickcore -p loadgen --bin tickcore --bin loadgen \
  && install -m 0755 target/release/tickcore target/release/loadgen /usr/local/bin/
 
 FROM debian:bookworm-slim

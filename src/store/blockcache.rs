@@ -7,6 +7,7 @@
 use std::rc::Rc;
 
 use lru::LruCache;
+use rustc_hash::FxBuildHasher;
 
 pub const BLOCK_BYTES: usize = 4096;
 
@@ -14,7 +15,7 @@ pub const BLOCK_BYTES: usize = 4096;
 pub type BlockKey = (u64, u64);
 
 pub struct BlockCache {
-    blocks: LruCache<BlockKey, Rc<[u8]>>,
+    blocks: LruCache<BlockKey, Rc<[u8]>, FxBuildHasher>,
     pub hits: u64,
     pub misses: u64,
 }
@@ -24,7 +25,10 @@ impl BlockCache {
     pub fn new(bytes_max: usize) -> Self {
         let n = (bytes_max / BLOCK_BYTES).max(1);
         BlockCache {
-            blocks: LruCache::new(std::num::NonZeroUsize::new(n).expect("at least one block")),
+            blocks: LruCache::with_hasher(
+                std::num::NonZeroUsize::new(n).expect("at least one block"),
+                FxBuildHasher,
+            ),
             hits: 0,
             misses: 0,
         }

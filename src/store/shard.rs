@@ -457,7 +457,10 @@ impl Shard {
         let group = std::mem::take(group);
         let prev = w.last.take();
         let commit = async move {
-            let own = if let Some(e) = broken.borrow().clone() {
+            // Copied out first: an `if let` scrutinee's borrow would live across the write's await, and a
+            // failing commit sets `broken` while later ones are in flight.
+            let failed = broken.borrow().clone();
+            let own = if let Some(e) = failed {
                 Err(e)
             } else {
                 let began = std::time::Instant::now();
