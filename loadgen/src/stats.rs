@@ -279,6 +279,17 @@ pub fn summary_json(f: &Figures, secs: f64, verdicts: &[Verdict]) -> serde_json:
 mod tests {
     use super::*;
 
+    /// SLOs with no errors allowed; `judged`: a run with query clients and a lag probe.
+    fn slos(query_p99_ms: f64, lag_ms: f64, judged: bool) -> Slos {
+        Slos {
+            query_p99_ms,
+            lag_ms,
+            errors: 0,
+            judge_queries: judged,
+            judge_lag: judged,
+        }
+    }
+
     #[test]
     fn percentiles_tables_and_verdicts() {
         let mut s = Stats::default();
@@ -296,67 +307,19 @@ mod tests {
         let t = table("query", &f.query_us);
         assert!(t.contains("Total count = 1000"), "{t}");
         assert!(t.lines().count() > 10);
-        let v = verdicts(
-            f,
-            &Slos {
-                query_p99_ms: 1.0,
-                lag_ms: 2.0,
-                errors: 0,
-                judge_queries: true,
-                judge_lag: true,
-            },
-        );
+        let v = verdicts(f, &slos(1.0, 2.0, true));
         assert!(v.iter().all(|v| v.pass), "{v:?}");
-        let v = verdicts(
-            f,
-            &Slos {
-                query_p99_ms: 0.5,
-                lag_ms: 1.0,
-                errors: 0,
-                judge_queries: true,
-                judge_lag: true,
-            },
-        );
+        let v = verdicts(f, &slos(0.5, 1.0, true));
         assert_eq!(v.iter().filter(|v| !v.pass).count(), 2);
         // A producer-only run without a probe judges neither queries nor lag.
         let empty = Figures::default();
-        let v = verdicts(
-            &empty,
-            &Slos {
-                query_p99_ms: 0.5,
-                lag_ms: 1.0,
-                errors: 0,
-                judge_queries: false,
-                judge_lag: false,
-            },
-        );
+        let v = verdicts(&empty, &slos(0.5, 1.0, false));
         assert!(v.iter().all(|v| v.pass), "{v:?}");
         assert_eq!(v[0].measured, "not run");
-        let v = verdicts(
-            &empty,
-            &Slos {
-                query_p99_ms: 0.5,
-                lag_ms: 1.0,
-                errors: 0,
-                judge_queries: true,
-                judge_lag: true,
-            },
-        );
+        let v = verdicts(&empty, &slos(0.5, 1.0, true));
         assert!(!v[0].pass && !v[1].pass, "expected but missing: {v:?}");
         s.error("http_503");
-        assert!(
-            !verdicts(
-                &s.total,
-                &Slos {
-                    query_p99_ms: 1.0,
-                    lag_ms: 2.0,
-                    errors: 0,
-                    judge_queries: true,
-                    judge_lag: true,
-                }
-            )[2]
-            .pass
-        );
+        assert!(!verdicts(&s.total, &slos(1.0, 2.0, true))[2].pass);
         let j = summary_json(&s.total, 1.0, &v);
         assert_eq!(j["errors"]["http_503"], 1);
     }

@@ -222,6 +222,17 @@ async fn create_log(path: &PathBuf) -> Result<DmaFile, StoreError> {
     Ok(f)
 }
 
+/// Writes the `/api` answer for `w`: the as-of walk over `runs` (time-ordered, one per segment), rendered.
+fn render_api<R: asof::Run + ?Sized>(out: &mut Vec<u8>, w: &Window, runs: &[&R]) {
+    render::api_head(out, &w.tag, w.start, w.end);
+    let mut first = true;
+    asof::sample(runs, w.start, w.end, w.samples, |time, r| {
+        render::api_sample(out, first, time, r.as_ref());
+        first = false;
+    });
+    render::api_tail(out);
+}
+
 impl Shard {
     /// Opens this core's store: reads the probe file first (glommio's iopoll probe must see a non-empty
     /// file), loads the tag files this core owns, creates a fresh log and starts the commit loop.
@@ -908,13 +919,7 @@ impl Shard {
             .map(|s| s.view())
             .collect();
         let refs: Vec<&crate::store::view::View> = views.iter().collect();
-        render::api_head(out, &w.tag, w.start, w.end);
-        let mut first = true;
-        asof::sample(&refs, w.start, w.end, w.samples, |time, r| {
-            render::api_sample(out, first, time, r.as_ref());
-            first = false;
-        });
-        render::api_tail(out);
+        render_api(out, w, &refs);
         Ok(Some(()))
     }
 

@@ -9,7 +9,7 @@
 use glommio::io::DmaFile;
 
 use super::Shard;
-use crate::query::{asof, params::Window, render};
+use crate::query::{asof, params::Window};
 use crate::record::{Record, RECORD_BYTES};
 use crate::store::dmaread;
 
@@ -85,13 +85,7 @@ impl Shard {
         }
         // 3. As-of over the answers, rendered.
         let refs: Vec<&[Record]> = runs.iter().map(Vec::as_slice).collect();
-        render::api_head(out, &w.tag, w.start, w.end);
-        let mut first = true;
-        asof::sample(&refs, w.start, w.end, w.samples, |time, r| {
-            render::api_sample(out, first, time, r.as_ref());
-            first = false;
-        });
-        render::api_tail(out);
+        super::render_api(out, w, &refs);
         Ok(Some(Some(())))
     }
 
