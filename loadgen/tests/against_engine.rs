@@ -147,3 +147,31 @@ fn an_impossible_slo_exits_non_zero() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAIL"), "{out}");
 }
+
+#[test]
+fn crash_loop_finds_every_acknowledged_record_after_kill_9() {
+    let out = Command::new(env!("CARGO_BIN_EXE_crashloop"))
+        .arg("--engine")
+        .arg(engine_binary())
+        .args([
+            "--rounds",
+            "3",
+            "--writers",
+            "6",
+            "--max-run",
+            "400ms",
+            "--cpus",
+            "0,1;0;1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = text.lines().last().unwrap_or_default();
+    assert!(last.contains("lost 0, duplicated 0, corrupt 0"), "{text}");
+    assert_eq!(text.matches("round ").count(), 3, "{text}");
+}
