@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod config;
+pub mod fuzzcheck;
 pub mod http;
 pub mod ingest;
 pub mod query;

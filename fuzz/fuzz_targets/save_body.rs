@@ -1,19 +1,7 @@
 //! Any bytes as a POST /save body: all-or-nothing (an error leaves nothing decoded) and every decoded
 //! message is valid (tag 1..=19 characters, finite values).
+//! The property lives in `tickcore::fuzzcheck::save_body`, which `tests/fuzz_corpus.rs` also replays over the seeds.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tickcore::ingest::decode::decode_body;
 
-fuzz_target!(|data: &[u8]| {
-    let mut out = Vec::new();
-    match decode_body(data, &mut out) {
-        Ok(()) => {
-            assert!(!out.is_empty());
-            for m in &out {
-                assert!(tickcore::tag::validate(&m.tag).is_ok());
-                assert!(m.record.all_finite());
-            }
-        }
-        Err(_) => assert!(out.is_empty()),
-    }
-});
+fuzz_target!(|data: &[u8]| tickcore::fuzzcheck::save_body(data));

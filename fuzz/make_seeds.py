@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Writes the committed seed corpora in fuzz/seeds/<target>/ (run from the repository root): valid and invalid
+inputs for each parser, including write-ahead logs built to the format of docs/format.md (CRC32C computed
+here)."""
+import os, struct
+root = "fuzz/seeds"
+def put(target, name, data):
+    d = os.path.join(root, target); os.makedirs(d, exist_ok=True)
+    open(os.path.join(d, name), "wb").write(data if isinstance(data, bytes) else data.encode())
+
+msg = '{"time":1795536000000000000,"tag":"t0","values":[1,2,3,4,5,6,7,8,9,10]}'
+# http_head
+put("http_head", "get_api", "GET /api?tag=t0&start=1&end=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+put("http_head", "post_save_length", "POST /save HTTP/1.1\r\nHost: x\r\nContent-Length: 72\r\n\r\n" + msg)
+put("http_head", "post_chunked_expect", "POST /save HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+put("http_head", "http10_keepalive", "GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+put("http_head", "h2_preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+put("http_head", "length_and_chunked", "POST /save HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
+put("http_head", "two_lengths", "POST /save HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
+put("http_head", "bare_lf", "GET /health HTTP/1.1\nHost: x\n\n")
+put("http_head", "obs_fold", "GET /health HTTP/1.1\r\nX: a\r\n b\r\n\r\n")
+put("http_head", "nul", b"GET /he\x00alth HTTP/1.1\r\n\r\n")
+put("http_head", "incomplete", "POST /save HTTP/1.1\r\nContent-Le")
+# chunked_body
+put("chunked_body", "two_chunks", "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+put("chunked_body", "extension_trailer", "5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n")
+put("chunked_body", "bad_hex", "zz\r\nhello\r\n0\r\n\r\n")
+put("chunked_body", "huge_size", "ffffffffffffffffff\r\n")
+put("chunked_body", "missing_crlf", "5\r\nhelloX0\r\n\r\n")
+put("chunked_body", "over_limit", "1001\r\n" + "x" * 4097 + "\r\n0\r\n\r\n")
+# save_body
+put("save_body", "single", msg)
+put("save_body", "ndjson", "\n".join([msg] * 3) + "\n")
+put("save_body", "array", "[" + ",".join([msg] * 2) + "]")
+put("save_body", "nine_values", '{"time":1,"tag":"x","values":[1,2,3,4,5,6,7,8,9]}')
+put("save_body", "non_finite", '{"time":1,"tag":"x","values":[1,2,3,4,5,6,7,8,9,1e999]}')
+put("save_body", "extra_field", '{"time":1,"tag":"x","values":[1,2,3,4,5,6,7,8,9,10],"x":1}')
+put("save_body", "long_tag", '{"time":1,"tag":"12345678901234567890","values":[1,2,3,4,5,6,7,8,9,10]}')
+put("save_body", "unicode_tag_neg_zero", '{"time":-5,"tag":"ü/.. c","values":[-0.0,2,3,4,5,6,7,8,9,10]}')
+put("save_body", "trailing_garbage", msg + "x")
+put("save_body", "time_overflow", '{"time":99999999999999999999,"tag":"x","values":[1,2,3,4,5,6,7,8,9,10]}')
+put("save_body", "empty", "")
+# query_string
+put("query_string", "valid", "tag=t0&start=1&end=2")
+put("query_string", "samples", "tag=a%2Fb+c&start=-5&end=5&samples=10000")
+put("query_string", "duplicate", "tag=a&tag=b&start=1&end=2")
+put("query_string", "unknown", "tag=a&start=1&end=2&x=1")
+put("query_string", "reversed", "tag=a&start=2&end=1")
+put("query_string", "overflow", "tag=a&start=-9223372036854775808&end=9223372036854775807&samples=10001")
+put("query_string", "bad_percent", "tag=%zz&start=1&end=2")
+# wal_log: valid commits (CRC32C), a torn tail, a corrupt checksum
+def crc32c(data, crc=0):
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+def commit(seq, payload):
+    h = b"TKW1" + struct.pack("<HHQI", 1, 0, seq, len(payload))
+    crc = crc32c(payload, crc32c(h) ) if False else crc32c(h + payload)
+    out = h + struct.pack("<I", crc) + struct.pack("<Q", 0) + payload
+    return out + b"\0" * (-len(out) % 4096)
+def record_entry(tag, index, time, values):
+    t = tag.encode()
+    return bytes([1, len(t)]) + t + struct.pack("<Q", index) + struct.pack("<q", time) + struct.pack("<10d", *values)
+def length_entry(tag, seg, count):
+    t = tag.encode()
+    return bytes([2, len(t)]) + t + struct.pack("<qQ", seg, count)
+p1 = record_entry("t0", 0, 1795536000000000000, [float(i) for i in range(10)]) + record_entry("t1", 0, 5, [-0.0] * 10)
+p2 = record_entry("t0", 1, 1795536000000000001, [1.5] * 10) + length_entry("t0", 20781, 2)
+log = commit(7, p1) + commit(8, p2)
+put("wal_log", "two_commits", log)
+put("wal_log", "torn_tail", log + commit(9, p1)[:100])
+bad = bytearray(commit(7, p1)); bad[40] ^= 0xFF
+put("wal_log", "bad_checksum", bytes(bad) + commit(8, p2))
+put("wal_log", "zeros", b"\0" * 8192)
+put("wal_log", "gap_in_sequence", commit(1, p1) + commit(3, p2))
