@@ -69,6 +69,8 @@ pub enum HttpError {
     Unsupported(String),
     #[error("only HTTP/1.0 and HTTP/1.1 are supported")]
     Version,
+    #[error("expectation {0:?} is not supported (only 100-continue)")]
+    Expectation(String),
 }
 
 impl HttpError {
@@ -80,6 +82,7 @@ impl HttpError {
             HttpError::HeadTooLarge(_) => 431,
             HttpError::Unsupported(_) => 501,
             HttpError::Version => 505,
+            HttpError::Expectation(_) => 417,
         }
     }
 }
@@ -173,7 +176,9 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
             chunked = true;
         } else if h.name.eq_ignore_ascii_case("expect") {
             if !v.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
-                return Err(HttpError::Bad("unsupported Expect header".into()));
+                return Err(HttpError::Expectation(
+                    String::from_utf8_lossy(v).into_owned(),
+                ));
             }
             expect_continue = true;
         } else if h.name.eq_ignore_ascii_case("connection") {
@@ -337,6 +342,10 @@ mod tests {
         assert_eq!(
             status("POST /save HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
             501
+        );
+        assert_eq!(
+            status("POST /save HTTP/1.1\r\nContent-Length: 5\r\nExpect: 200-ok\r\n\r\n"),
+            417
         );
         assert_eq!(status("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 505);
         assert_eq!(status("GET / HTTP/1.2\r\n\r\n"), 505);
