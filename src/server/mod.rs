@@ -31,8 +31,26 @@ fn memlock_limit() -> Option<u64> {
     (unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } == 0).then_some(r.rlim_cur)
 }
 
-/// Says exactly what is in the way when io_uring cannot be used here.
-fn preflight(cores: usize, io_memory: u64) -> Result<(), String> {
+/// True when this process holds CAP_IPC_LOCK in its effective set: then locked memory is not charged against
+/// RLIMIT_MEMLOCK at all (root on bare metal usually; not in a default docker container).
+fn has_cap_ipc_lock() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))?
+                .trim()
+                .to_string();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+}
+
+/// Says exactly what is in the way when io_uring cannot be used here; on success, the line that reports the
+/// locked-memory budget at start.
+fn preflight(cores: usize, io_memory: u64) -> Result<String, String> {
     if let Ok(v) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
         if v.trim() != "0" {
             return Err(format!(
@@ -59,7 +77,30 @@ fn preflight(cores: usize, io_memory: u64) -> Result<(), String> {
     // SAFETY: closing the ring descriptor we just created.
     unsafe { libc::close(fd as i32) };
     let need = cores as u64 * (io_memory + RING_MEMLOCK_BYTES);
-    if let Some(limit) = memlock_limit() {
+    let limit = memlock_limit();
+    let shown = match limit {
+        Some(l) if l != libc::RLIM_INFINITY => format!("{} KiB", l / 1024),
+        Some(_) => "unlimited".to_string(),
+        None => "unknown".to_string(),
+    };
+    // glommio refuses to build a reactor below this limit whatever the capabilities (sys/uring.rs).
+    const GLOMMIO_MEMLOCK_FLOOR: u64 = 512 << 10;
+    if let Some(l) = limit.filter(|&l| l < GLOMMIO_MEMLOCK_FLOOR) {
+        return Err(format!(
+            "RLIMIT_MEMLOCK is {} KiB, below the 512 KiB glommio requires of every process (even with \
+             CAP_IPC_LOCK): raise it (`ulimit -l {}`, /etc/security/limits.conf `memlock`, systemd \
+             LimitMEMLOCK=, docker `ulimits: memlock`)",
+            l / 1024,
+            (need / 1024).max(512)
+        ));
+    }
+    if has_cap_ipc_lock() {
+        return Ok(format!(
+            "locked memory: {} KiB for {cores} io_uring executors; RLIMIT_MEMLOCK {shown}, not charged (CAP_IPC_LOCK)",
+            need / 1024
+        ));
+    }
+    if let Some(limit) = limit {
         if limit != libc::RLIM_INFINITY && limit < need {
             return Err(format!(
                 "RLIMIT_MEMLOCK is {} KiB but {cores} cores with --io-memory-kib {} need {} KiB: raise it \
@@ -72,7 +113,10 @@ fn preflight(cores: usize, io_memory: u64) -> Result<(), String> {
             ));
         }
     }
-    Ok(())
+    Ok(format!(
+        "locked memory: {} KiB for {cores} io_uring executors; RLIMIT_MEMLOCK {shown}",
+        need / 1024
+    ))
 }
 
 /// Online CPUs of the machine (not the calling thread's affinity mask, which `taskset` narrows).
@@ -104,7 +148,7 @@ pub fn run(config: Config) -> Result<(), String> {
     }
     let n = cpus.len();
     let io_memory = (config.io_memory_kib as u64) << 10;
-    preflight(n, io_memory)?;
+    let memlock_line = preflight(n, io_memory)?;
 
     let layout = Layout::new(&config.data_dir);
     let _lock = DirLock::acquire(&config.data_dir).map_err(|e| e.to_string())?;
@@ -173,13 +217,20 @@ pub fn run(config: Config) -> Result<(), String> {
         match ready_rx.recv() {
             Ok(Ok(line)) => lines.push(line),
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err("an executor stopped during start-up".into()),
+            Err(_) => {
+                // The executor ended before its ready line, inside glommio (its reactor could not be built);
+                // the errors we can foresee (memlock, io_uring refused) were checked by `preflight`.
+                return Err("an executor stopped during start-up (glommio could not build its io_uring \
+                            reactor: check RLIMIT_MEMLOCK, `--io-memory-kib` and the number of --cpus)"
+                    .into());
+            }
         }
     }
     lines.sort();
     for l in lines {
         println!("{l}");
     }
+    println!("{memlock_line}");
     println!(
         "ready: listening on http://{addr} with {n} cores, data in {}, durability {:?}",
         config.data_dir.display(),
