@@ -44,6 +44,18 @@ pub struct Config {
     /// How often each core prints its console line (`0` = never).
     #[arg(long, env = "TICKCORE_REPORT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub report_interval: Duration,
+    /// Longest wait for the rest of a request head once it has started (408 after it).
+    #[arg(long, env = "TICKCORE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Longest wait for more bytes of an incomplete request body (408 after it).
+    #[arg(long, env = "TICKCORE_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// Longest a keep-alive connection may stay idle between requests (closed after it).
+    #[arg(long, env = "TICKCORE_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Open connections per core; past it, new connections get 503 with Retry-After and are closed.
+    #[arg(long, env = "TICKCORE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// Longest time committed records stay only in the write-ahead log before a checkpoint copies them
     /// into the tag files (a checkpoint also starts whenever a core's log reaches 64 MiB).
     #[arg(long, env = "TICKCORE_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = parse_duration)]

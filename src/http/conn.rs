@@ -10,6 +10,7 @@ use futures::future::{select, Either};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use glommio::net::TcpStream;
 
+use crate::http::deadline::Phase;
 use crate::http::parse::{self, Body, Head, HttpError, Method, Path};
 use crate::http::response;
 use crate::ingest::decode::{self, Position};
@@ -39,15 +40,28 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
     let mut body: Vec<u8> = Vec::new();
     let mut continued_at: Option<usize> = None;
     let max_body = core.config.max_body;
+    let (header_t, body_t, idle_t) = (
+        core.config.header_timeout,
+        core.config.body_timeout,
+        core.config.idle_timeout,
+    );
+    let (watch, mut kicked) = core.watches.register(Instant::now() + idle_t);
+    // When the request at the front of the buffer started arriving (for the header timeout).
+    let mut request_since: Option<Instant> = None;
     loop {
         let mut start = 0;
         let mut close = false;
+        // What the bytes left after this pass are waiting for.
+        let mut pending = Phase::Head;
         // Frame and handle every complete request in the buffer.
         let inbuf = &buf[..filled];
         while start < inbuf.len() {
             let head = match parse::parse_head(&inbuf[start..], HEAD_BYTES_MAX, max_body) {
                 Ok(Some(h)) => h,
-                Ok(None) => break,
+                Ok(None) => {
+                    pending = Phase::Head;
+                    break;
+                }
                 Err(e) => {
                     fail(&core, &mut out, &e);
                     close = true;
@@ -60,12 +74,14 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
                 Body::Length(n) if inbuf.len() - at >= n => (at..at + n, head.len + n),
                 Body::Length(_) => {
                     expect_continue(&head, start, &mut continued_at, &mut out);
+                    pending = Phase::Body;
                     break;
                 }
                 Body::Chunked => match parse::decode_chunked(&inbuf[at..], max_body, &mut body) {
                     Ok(Some(n)) => (usize::MAX..usize::MAX, head.len + n),
                     Ok(None) => {
                         expect_continue(&head, start, &mut continued_at, &mut out);
+                        pending = Phase::Body;
                         break;
                     }
                     Err(e) => {
@@ -118,6 +134,12 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
         }
         buf.copy_within(start..filled, 0);
         filled -= start;
+        if filled == 0 {
+            request_since = None;
+        } else if start > 0 {
+            // A request was answered and the next one has begun.
+            request_since = Some(Instant::now());
+        }
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 return;
@@ -130,10 +152,35 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
         if filled == buf.len() {
             buf.resize(buf.len() * 2, 0);
         }
-        let n = match select(stream.read(&mut buf[filled..]), stop.clone()).await {
+        let now = Instant::now();
+        match (filled, pending) {
+            (0, _) => watch.set(Phase::Idle, now + idle_t),
+            (_, Phase::Body) => watch.set(Phase::Body, now + body_t),
+            _ => watch.set(Phase::Head, request_since.unwrap_or(now) + header_t),
+        }
+        let n = match select(
+            stream.read(&mut buf[filled..]),
+            select(stop.clone(), &mut kicked),
+        )
+        .await
+        {
             Either::Left((Ok(n), _)) => n,
+            Either::Right((Either::Right((Ok(phase), _)), _)) if phase != Phase::Idle => {
+                let what = if phase == Phase::Head {
+                    "request head"
+                } else {
+                    "request body"
+                };
+                fail(&core, &mut out, &HttpError::Timeout(what));
+                let _ = stream.write_all(&out).await;
+                let _ = stream.close().await;
+                return;
+            }
             Either::Left((Err(_), _)) | Either::Right(_) => 0,
         };
+        if filled == 0 && n > 0 {
+            request_since = Some(Instant::now());
+        }
         filled += n;
         if n == 0 {
             return;

@@ -71,6 +71,8 @@ pub enum HttpError {
     Version,
     #[error("expectation {0:?} is not supported (only 100-continue)")]
     Expectation(String),
+    #[error("request not received in time: the {0} took longer than its timeout")]
+    Timeout(&'static str),
 }
 
 impl HttpError {
@@ -83,6 +85,7 @@ impl HttpError {
             HttpError::Unsupported(_) => 501,
             HttpError::Version => 505,
             HttpError::Expectation(_) => 417,
+            HttpError::Timeout(_) => 408,
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct Core {
     pub shard: Rc<Shard>,
     pub config: Rc<Config>,
     pub stats: RefCell<Stats>,
+    /// Every open connection's timeout (`http/deadline.rs`), swept by a task of this core.
+    pub watches: crate::http::deadline::Watches,
     senders: Option<Senders<Forward>>,
 }
 
@@ -177,6 +179,7 @@ pub async fn run(s: Start) -> Result<(), String> {
         shard,
         config: Rc::clone(&s.config),
         stats: RefCell::new(Stats::default()),
+        watches: Default::default(),
         senders,
     });
     if let Some(mut rx) = receivers {
@@ -251,6 +254,21 @@ pub async fn run(s: Start) -> Result<(), String> {
         .detach();
     }
 
+    {
+        // The timeout sweeper: a few passes per shortest timeout.
+        let core = Rc::clone(&core);
+        let c = &core.config;
+        let every = (c.header_timeout.min(c.body_timeout).min(c.idle_timeout) / 4)
+            .clamp(Duration::from_millis(20), Duration::from_secs(1));
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(every).await;
+                core.watches.sweep(Instant::now());
+            }
+        })
+        .detach();
+    }
+
     let stop: Stop = s.stop.shared();
     let active = Rc::new(Cell::new(0usize));
     loop {
@@ -259,6 +277,17 @@ pub async fn run(s: Start) -> Result<(), String> {
             Either::Right(_) => break,
         };
         match accepted {
+            Ok(mut stream) if active.get() >= core.config.max_connections => {
+                // Over the per-core limit: say so and close, without holding a slot.
+                glommio::spawn_local(async move {
+                    let mut out = Vec::new();
+                    let body = b"{\"error\":\"too many connections on this core; retry shortly\"}";
+                    crate::http::response::json(&mut out, 503, body, true, "Retry-After: 1\r\n");
+                    let _ = futures::AsyncWriteExt::write_all(&mut stream, &out).await;
+                    let _ = futures::AsyncWriteExt::close(&mut stream).await;
+                })
+                .detach();
+            }
             Ok(stream) => {
                 let (core, stop, active) = (Rc::clone(&core), stop.clone(), Rc::clone(&active));
                 active.set(active.get() + 1);
