@@ -61,15 +61,22 @@ pub fn render(out: &mut Vec<u8>, m: &Msg) {
     out.extend_from_slice(itoa::Buffer::new().format(m.time).as_bytes());
     out.extend_from_slice(b",\"tag\":\"t");
     out.extend_from_slice(itoa::Buffer::new().format(m.tag).as_bytes());
-    out.extend_from_slice(b"\",\"values\":[");
+    out.extend_from_slice(b"\",\"values\":");
+    render_values(out, &m.values);
+    out.push(b'}');
+}
+
+/// Appends `[v0,..,v9]`, each float in shortest round-trip form.
+pub fn render_values(out: &mut Vec<u8>, values: &[f64; 10]) {
+    out.push(b'[');
     let mut f = ryu::Buffer::new();
-    for (i, v) in m.values.iter().enumerate() {
+    for (i, v) in values.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(f.format_finite(*v).as_bytes());
     }
-    out.extend_from_slice(b"]}");
+    out.push(b']');
 }
 
 #[cfg(test)]

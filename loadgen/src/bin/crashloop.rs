@@ -99,15 +99,9 @@ fn render(out: &mut Vec<u8>, m: &Sent) {
             .expect("string")
             .as_bytes(),
     );
-    out.extend_from_slice(b",\"values\":[");
-    let mut f = ryu::Buffer::new();
-    for (i, v) in m.values.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(f.format_finite(*v).as_bytes());
-    }
-    out.extend_from_slice(b"]}");
+    out.extend_from_slice(b",\"values\":");
+    loadgen::message::render_values(out, &m.values);
+    out.push(b'}');
 }
 
 struct Engine {
