@@ -20,6 +20,8 @@ use crate::server::core::{Core, Stop};
 /// Largest request head accepted (431 above).
 pub const HEAD_BYTES_MAX: usize = 16 << 10;
 const READ_BYTES: usize = 64 << 10;
+/// A deadline far enough away to mean "none" while a connection is handling requests.
+const BUSY: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 fn error_body(reason: &str, position: Option<(&str, usize)>) -> Vec<u8> {
     let mut b = Vec::with_capacity(reason.len() + 32);
@@ -178,6 +180,9 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
             }
             Either::Left((Err(_), _)) | Either::Right(_) => 0,
         };
+        // Handling what arrived (a long /export included) is not a wait on the client: no deadline until the
+        // next read sets one.
+        watch.set(Phase::Idle, now + BUSY);
         if filled == 0 && n > 0 {
             request_since = Some(Instant::now());
         }
