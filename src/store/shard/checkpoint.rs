@@ -1,0 +1,239 @@
+//! Checkpoints: moving every committed record from the write-ahead log into its tag file, one log generation
+//! at a time, with the partial last block of each tag file first made durable in the new log (so a torn
+//! rewrite can always be repaired). The order of writes and syncs is in docs/format.md.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use glommio::io::{DmaFile, OpenOptions};
+
+use super::{io_err, offload, Cmd, Shard, CHECKPOINT_FILES_IN_FLIGHT, WAL_CHECKPOINT_BYTES};
+use crate::record::{Record, RECORD_BYTES};
+use crate::store::layout::sync_dir;
+use crate::store::{align_down, tagfile, wal, StoreError};
+
+impl Shard {
+    /// Moves every committed record into the tag files and starts a new log generation.
+    pub async fn checkpoint(&self) -> Result<usize, StoreError> {
+        let began = std::time::Instant::now();
+        let files = self.checkpoint_steps().await?;
+        self.io_stats
+            .borrow_mut()
+            .checkpoint(files, began.elapsed().as_nanos() as u64);
+        Ok(files)
+    }
+
+    async fn checkpoint_steps(&self) -> Result<usize, StoreError> {
+        // 1. A fresh log; every commit from here on goes there.
+        let g = self.generation.get() + 1;
+        self.generation.set(g);
+        let path = self
+            .layout
+            .wal_dir()
+            .join(format!("{}-c{}-g{g}.wal", self.unique, self.id));
+        let file = self.next_log(&path).await?;
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .unbounded_send(Cmd::Rotate {
+                file,
+                path,
+                done: tx,
+            })
+            .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))?;
+        let old = rx
+            .await
+            .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))??;
+
+        // 2. Plan: for each dirty segment, the records from the first block to rewrite up to `committed()`.
+        //    The new records are in memory; the ones already in the partial last block (its pre-image) are
+        //    read back with DMA reads, a batch at a time, so the core never waits on page faults or mmap.
+        struct Plan {
+            tag: String,
+            seg: i64,
+            first: usize,
+            first_new: usize,
+            records: Vec<Record>,
+        }
+        let mut plans = Vec::new();
+        {
+            let tags = self.tags.borrow();
+            for (tag, t) in tags.iter() {
+                for (&seg, s) in t.segs.iter().filter(|(_, s)| !s.mem.is_empty()) {
+                    let first = align_down(s.persisted * RECORD_BYTES) / RECORD_BYTES;
+                    plans.push(Plan {
+                        tag: tag.clone(),
+                        seg,
+                        first,
+                        first_new: s.persisted,
+                        records: s.mem.clone(),
+                    });
+                }
+            }
+        }
+        let mut pre = Vec::new();
+        for batch in plans.chunks_mut(CHECKPOINT_FILES_IN_FLIGHT) {
+            let reads = batch
+                .iter()
+                .map(|p| self.read_records(p.seg, &p.tag, p.first, p.first_new));
+            let images = futures::future::join_all(reads).await;
+            for (p, image) in batch.iter_mut().zip(images) {
+                let mut records = image?;
+                for (k, r) in records.iter().enumerate() {
+                    wal::put_record(&mut pre, &p.tag, (p.first + k) as u64, r);
+                }
+                wal::put_length(
+                    &mut pre,
+                    &p.tag,
+                    p.seg,
+                    (p.first_new + p.records.len()) as u64,
+                );
+                records.append(&mut p.records);
+                p.records = records;
+            }
+        }
+        // The partial blocks about to be rewritten are first made durable in the new log.
+        if !plans.is_empty() {
+            let (tx, rx) = oneshot::channel();
+            self.queue
+                .unbounded_send(Cmd::Checkpoint {
+                    payload: pre,
+                    done: tx,
+                })
+                .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))?;
+            rx.await
+                .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))??;
+        }
+
+        // 3. Write and fdatasync the tag files, a batch at a time; then sync each directory that gained
+        //    an entry once (not once per file: a directory fsync is a blocking call on this executor).
+        //    Directory work runs on glommio's blocking thread, never on the core.
+        let new_dirs: std::collections::BTreeSet<i64> = plans
+            .iter()
+            .filter(|p| p.first_new == 0)
+            .map(|p| p.seg)
+            .collect();
+        let (dirs, root) = (
+            new_dirs
+                .iter()
+                .map(|&s| self.layout.seg_dir(s))
+                .collect::<Vec<_>>(),
+            self.layout.seg_root(),
+        );
+        offload(move || -> std::io::Result<()> {
+            let mut created = false;
+            for dir in dirs.iter().filter(|d| !d.exists()) {
+                std::fs::create_dir_all(dir)?;
+                created = true;
+            }
+            if created {
+                sync_dir(&root)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::from_io("creating segment directories", &e))?;
+        for batch in plans.chunks(CHECKPOINT_FILES_IN_FLIGHT) {
+            let writes = batch
+                .iter()
+                .map(|p| self.write_tag_file(p.seg, &p.tag, p.first, &p.records, p.first_new));
+            for r in futures::future::join_all(writes).await {
+                r?;
+            }
+        }
+        let dirs: Vec<PathBuf> = new_dirs.iter().map(|&s| self.layout.seg_dir(s)).collect();
+        offload(move || dirs.iter().try_for_each(|d| sync_dir(d)))
+            .await
+            .map_err(|e| StoreError::from_io("syncing segment directories", &e))?;
+
+        // 4. The records are in the tag files: drop them from memory and the old log from disk.
+        {
+            let mut tags = self.tags.borrow_mut();
+            for p in &plans {
+                if let Some(s) = tags.get_mut(&p.tag).and_then(|t| t.segs.get_mut(&p.seg)) {
+                    s.persisted_up_to(p.first + p.records.len());
+                }
+            }
+        }
+        self.retire_log(&old).await?;
+        Ok(plans.len())
+    }
+
+    /// Reads records `first..end` of a tag file (the checkpoint's pre-image of a partial last block).
+    async fn read_records(
+        &self,
+        seg: i64,
+        tag: &str,
+        first: usize,
+        end: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        if first == end {
+            return Ok(Vec::new());
+        }
+        let path = self.layout.tag_file(seg, tag);
+        let f = DmaFile::open(&path)
+            .await
+            .map_err(|e| io_err(&format!("opening {}", path.display()), e))?;
+        let want = (end - first) * RECORD_BYTES;
+        let r = f.read_at((first * RECORD_BYTES) as u64, want).await;
+        let _ = f.close().await;
+        let buf = r.map_err(|e| io_err(&format!("reading {}", path.display()), e))?;
+        if buf.len() != want {
+            return Err(StoreError::Io(format!(
+                "{}: short read of a persisted block ({} of {want} bytes)",
+                path.display(),
+                buf.len()
+            )));
+        }
+        let records: Vec<Record> = bytemuck::pod_collect_to_vec(&buf[..]);
+        assert!(
+            records.iter().all(|r| r.all_finite()),
+            "BUG: padding or garbage inside the persisted records of {}",
+            path.display()
+        );
+        Ok(records)
+    }
+
+    /// Writes one segment's new tail (whole blocks from the one holding record `first_new`) and fdatasyncs it.
+    async fn write_tag_file(
+        &self,
+        seg: i64,
+        tag: &str,
+        first: usize,
+        records: &[Record],
+        first_new: usize,
+    ) -> Result<(), StoreError> {
+        let path = self.layout.tag_file(seg, tag);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .dma_open(&path)
+            .await
+            .map_err(|e| io_err(&format!("opening {}", path.display()), e))?;
+        let (offset, bytes) = tagfile::block_image(first, records, first_new);
+        let mut buf = f.alloc_dma_buffer(bytes.len());
+        buf.as_bytes_mut().copy_from_slice(&bytes);
+        let r = async {
+            let n = f
+                .write_at(buf, offset as u64)
+                .await
+                .map_err(|e| io_err(&format!("writing {}", path.display()), e))?;
+            if n != bytes.len() {
+                return Err(StoreError::Io(format!("short write to {}", path.display())));
+            }
+            f.fdatasync()
+                .await
+                .map_err(|e| io_err(&format!("fdatasync of {}", path.display()), e))
+        }
+        .await;
+        let _ = f.close().await;
+        r
+    }
+
+    /// True when a checkpoint is due.
+    pub fn checkpoint_due(&self, since_last: Duration, interval: Duration) -> bool {
+        self.wal_bytes.get() >= WAL_CHECKPOINT_BYTES
+            || (since_last >= interval && self.wal_bytes.get() > 0)
+    }
+}
