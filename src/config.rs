@@ -66,6 +66,10 @@ pub struct Config {
     /// Locked memory for io_uring buffers per executor, in KiB (needs RLIMIT_MEMLOCK to cover all cores).
     #[arg(long, env = "TICKCORE_IO_MEMORY_KIB", default_value_t = 1024)]
     pub io_memory_kib: usize,
+    /// Check the data directory offline (every tag file and log, read only) and exit: 0 when consistent,
+    /// 1 when something is not as the format says (each finding names the file and offset).
+    #[arg(long)]
+    pub verify: bool,
     /// How queries read tag files: `mmap` (page cache; a cold page stalls the core while it faults in) or
     /// `dma` (O_DIRECT block reads through a per-core cache of --read-cache-mib; the core keeps serving while a
     /// read is in flight). Segments whose records arrived out of time order are read through mmap either way.

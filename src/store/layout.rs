@@ -42,6 +42,17 @@ impl Layout {
         self.root.join("probe")
     }
 
+    /// The segment length of an existing data directory, without creating or changing anything.
+    pub fn read_format(&self) -> io::Result<i64> {
+        let format = self.root.join("FORMAT");
+        parse_format(&fs::read_to_string(&format)?).ok_or_else(|| {
+            io::Error::other(format!(
+                "{} is not a tickcore format file",
+                format.display()
+            ))
+        })
+    }
+
     /// Creates the directory tree, the probe file and the format file (or checks an existing one) and
     /// returns the segment length in ns that the data directory uses.
     pub fn prepare(&self, segment_ns_wanted: i64) -> io::Result<i64> {

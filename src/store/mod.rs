@@ -9,6 +9,7 @@ pub mod layout;
 pub mod recovery;
 pub mod shard;
 pub mod tagfile;
+pub mod verify;
 pub mod view;
 pub mod wal;
 
