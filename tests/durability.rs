@@ -153,20 +153,6 @@ fn records_older_than_retention_disappear_with_their_files() {
     assert_eq!(e.export("new").len(), 1);
 }
 
-fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            if e.path().is_dir() {
-                out.extend(walk(&e.path()));
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn many_checkpoints_of_one_segment_keep_exact_values_across_kill_9() {
     let d = tempfile::tempdir().unwrap();

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::walk;
+
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("host-tuning")
@@ -86,19 +89,13 @@ fn scratch_host(root: &Path) {
 
 /// Every file under `root` with its content.
 fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
+    walk(root)
+        .into_iter()
+        .map(|p| {
+            let content = std::fs::read(&p).unwrap();
+            (p, content)
+        })
+        .collect()
 }
 
 fn read(root: &Path, p: &str) -> String {

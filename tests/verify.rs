@@ -91,16 +91,15 @@ fn clean_directories_verify_and_damage_is_named_with_its_offset() {
 
 /// The one tag file under `dir`.
 fn walk_rec(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        for e in std::fs::read_dir(&p).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "rec") {
-                return p;
-            }
-        }
-    }
-    panic!("no tag file under {}", dir.display());
+    let recs: Vec<_> = walk(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "rec"))
+        .collect();
+    assert_eq!(
+        recs.len(),
+        1,
+        "one tag file under {}: {recs:?}",
+        dir.display()
+    );
+    recs[0].clone()
 }

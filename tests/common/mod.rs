@@ -306,3 +306,18 @@ impl Drop for Engine {
         let _ = self.child.wait();
     }
 }
+
+/// Every file under `p`, recursively (none when `p` does not exist).
+pub fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
