@@ -78,6 +78,10 @@ pub struct Config {
     /// Per-core cache of tag-file blocks for `--reads dma`, in MiB.
     #[arg(long, env = "TICKCORE_READ_CACHE_MIB", default_value_t = 64)]
     pub read_cache_mib: usize,
+    /// Testing aid: each core writes every change it makes to the data directory to FILE.c<core>, for the
+    /// power-loss model (tests/power_loss.rs). Slows every write; not for production.
+    #[arg(long, value_name = "FILE")]
+    pub trace_io: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -154,6 +154,16 @@ pub async fn run(s: Start) -> Result<(), String> {
         None => (None, None, 0),
     };
     let layout = crate::store::layout::Layout::new(&s.config.data_dir);
+    let trace = match &s.config.trace_io {
+        Some(file) => {
+            let mut name = file.clone().into_os_string();
+            name.push(format!(".c{id}"));
+            let t = crate::store::iotrace::Tracer::create(name.as_ref(), &s.config.data_dir)
+                .map_err(|e| format!("--trace-io {}: {e}", file.display()))?;
+            Some(std::rc::Rc::new(t))
+        }
+        None => None,
+    };
     let opened = Shard::open(
         id,
         s.shards,
@@ -164,6 +174,7 @@ pub async fn run(s: Start) -> Result<(), String> {
         s.unique,
         s.config.reads,
         s.config.read_cache_mib << 20,
+        trace,
     )
     .await;
     let shard = match opened {
@@ -216,7 +227,11 @@ pub async fn run(s: Start) -> Result<(), String> {
             async move {
                 let mut last = Instant::now();
                 while !closing.get() {
-                    glommio::timer::sleep(Duration::from_millis(200)).await;
+                    let tick = core
+                        .config
+                        .checkpoint_interval
+                        .min(Duration::from_millis(200));
+                    glommio::timer::sleep(tick.max(Duration::from_millis(1))).await;
                     if core
                         .shard
                         .checkpoint_due(last.elapsed(), core.config.checkpoint_interval)

@@ -163,6 +163,9 @@ pub fn run(config: Config) -> Result<(), String> {
         &unique,
     )
     .map_err(|e| format!("recovery failed: {e}"))?;
+    for note in &report.notes {
+        eprintln!("{note}");
+    }
     if report.logs > 0 {
         println!(
             "recovered {} records from {} commits in {} logs into {} tag files",

@@ -3,9 +3,12 @@
 //! (`shard`: in-memory index, group commit, checkpoints, retention) with its read views (`view`).
 //! Formats and the commit/fsync order are described in docs/format.md.
 pub mod blockcache;
+pub mod disk;
 pub mod dmaread;
 pub mod iostats;
+pub mod iotrace;
 pub mod layout;
+pub mod powerloss;
 pub mod recovery;
 pub mod shard;
 pub mod tagfile;

@@ -15,14 +15,15 @@
 //! file) means corruption and recovery refuses to go on.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::fs::File;
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::record::{Record, RECORD_BYTES};
-use crate::store::layout::{sync_dir, Layout};
-use crate::store::{align_down, tagfile, wal, BLOCK};
+use crate::store::disk::{Disk, RealDisk};
+use crate::store::layout::Layout;
+use crate::store::{align_down, align_up, tagfile, wal, BLOCK};
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -30,6 +31,8 @@ pub struct Report {
     pub commits: usize,
     pub records: usize,
     pub files: usize,
+    /// For the operator: where each log's valid commits ended, when garbage followed them.
+    pub notes: Vec<String>,
 }
 
 #[derive(Default)]
@@ -44,14 +47,14 @@ fn other(msg: String) -> io::Error {
 
 /// Reads the records of `path` (whole file; tag files touched by recovery are the hot ones of the last
 /// seconds, so this is bounded by what was written since the last checkpoint plus one segment file).
-fn read_records(path: &Path) -> io::Result<Vec<Record>> {
-    let mut bytes = Vec::new();
-    match File::open(path) {
-        Ok(mut f) => {
-            f.read_to_end(&mut bytes)?;
-        }
+pub fn read_records(disk: &dyn Disk, path: &Path) -> io::Result<Vec<Record>> {
+    let bytes = match disk.read(path) {
+        Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
+    };
+    if bytes.is_empty() {
+        return Ok(Vec::new());
     }
     let tail_start = align_down(bytes.len().saturating_sub(1));
     let n = tagfile::count_records(bytes.len(), &bytes[tail_start..]);
@@ -71,33 +74,69 @@ pub fn count_file(path: &Path) -> io::Result<usize> {
     Ok(tagfile::count_records(len, &tail))
 }
 
+/// Reads a log up to the end of its valid commits, not its whole preallocated (zero) length: the read grows
+/// until the scan stops inside what was read, at a block that does not start a commit reaching further.
+pub fn read_log(disk: &dyn Disk, path: &Path) -> io::Result<Vec<u8>> {
+    let len = disk.len(path)? as usize;
+    let mut want = len.min(64 << 10);
+    loop {
+        let bytes = disk.read_at(path, 0, want)?;
+        let (_, end) = wal::scan(&bytes);
+        // Where the log may go on past what was read: a header cut off, or a commit longer than the read.
+        let reach = if end + wal::HEADER_BYTES > bytes.len() {
+            Some(end + wal::HEADER_BYTES)
+        } else {
+            wal::commit_extent(&bytes, end)
+                .map(|x| end + x)
+                .filter(|&r| r > bytes.len())
+        };
+        match reach {
+            Some(r) if want < len && bytes.len() == want => {
+                want = len.min(align_up(r.max(want * 2)));
+            }
+            _ => return Ok(bytes),
+        }
+    }
+}
+
 /// `cutoff`: records whose segment ended at or before this time are past retention and not replayed.
 pub fn recover(layout: &Layout, segment_ns: i64, cutoff: i64, unique: &str) -> io::Result<Report> {
+    recover_on(&RealDisk, layout, segment_ns, cutoff, unique)
+}
+
+/// [`recover`] on any [`Disk`] (the power-loss model runs it on a simulated one).
+pub fn recover_on(
+    disk: &dyn Disk,
+    layout: &Layout,
+    segment_ns: i64,
+    cutoff: i64,
+    unique: &str,
+) -> io::Result<Report> {
     let expired = |seg: i64| (seg as i128 + 1) * segment_ns as i128 <= cutoff as i128;
     let mut report = Report::default();
     // Spare logs hold only checkpointed commits (or zeros): nothing to replay.
-    for e in fs::read_dir(layout.wal_dir())?.flatten() {
-        if e.path().extension().is_some_and(|x| x == "spare") {
-            fs::remove_file(e.path())?;
+    for p in disk.list(&layout.wal_dir())? {
+        if p.extension().is_some_and(|x| x == "spare") {
+            disk.remove_file(&p)?;
         }
     }
-    let mut logs: Vec<PathBuf> = fs::read_dir(layout.wal_dir())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
+    let mut logs: Vec<PathBuf> = disk
+        .list(&layout.wal_dir())?
+        .into_iter()
         .filter(|p| p.extension().is_some_and(|x| x == "wal"))
         .collect();
     logs.sort();
     let mut touched: HashMap<(String, i64), Pending> = HashMap::new();
     let mut entries = Vec::new();
     for log in &logs {
-        let bytes = fs::read(log)?;
+        let bytes = read_log(disk, log)?;
         let (commits, end) = wal::scan(&bytes);
         if end < bytes.len() && bytes[end..].iter().any(|&b| b != 0) {
             // Fine: an unacknowledged last commit, torn or partly written. Reported for the operator.
-            eprintln!(
-                "recovery: {}: log ends at offset {end} (of {}); the rest was never acknowledged",
+            report.notes.push(format!(
+                "recovery: {}: log ends at offset {end}; the rest was never acknowledged",
                 log.display(),
-                bytes.len()
-            );
+            ));
         }
         report.logs += 1;
         for c in &commits {
@@ -150,12 +189,22 @@ pub fn recover(layout: &Layout, segment_ns: i64, cutoff: i64, unique: &str) -> i
     let mut plans = Vec::new();
     for ((tag, seg), p) in touched {
         let path = layout.tag_file(seg, &tag);
-        let on_disk = read_records(&path)?;
+        let on_disk = read_records(disk, &path)?;
+        // The logs know how many records the file holds: slots past that on disk are the torn tail of a
+        // write whose fdatasync never completed (zeros or stale bytes), never acknowledged data.
+        let count = p.count as usize;
+        if on_disk.len() > count {
+            report.notes.push(format!(
+                "recovery: {}: ignoring {} slots past the {count} records the logs account for (an unfinished write)",
+                path.display(),
+                on_disk.len() - count
+            ));
+        }
+        let on_disk = &on_disk[..on_disk.len().min(count)];
         let first_new = match p.records.keys().next() {
             Some(&m) => (m as usize).min(on_disk.len()),
             None => on_disk.len(),
         };
-        let count = (p.count as usize).max(on_disk.len());
         let first = align_down(first_new * RECORD_BYTES) / RECORD_BYTES;
         let mut records = Vec::with_capacity(count - first);
         for k in first..count {
@@ -183,6 +232,12 @@ pub fn recover(layout: &Layout, segment_ns: i64, cutoff: i64, unique: &str) -> i
 
     // Step 2: the recovery log with pre-images and lengths.
     let rlog = layout.wal_dir().join(format!("{unique}-recovery.wal"));
+    if logs.contains(&rlog) {
+        return Err(other(format!(
+            "{} exists already: recovery needs a name no earlier run used",
+            rlog.display()
+        )));
+    }
     {
         let mut payload = Vec::new();
         for p in &plans {
@@ -198,10 +253,10 @@ pub fn recover(layout: &Layout, segment_ns: i64, cutoff: i64, unique: &str) -> i
         }
         let mut block = Vec::new();
         wal::frame(0, &payload, &mut block);
-        let f = File::create(&rlog)?;
-        f.write_all_at(&block, 0)?;
-        f.sync_data()?;
-        sync_dir(&layout.wal_dir())?;
+        disk.set_len(&rlog, 0)?;
+        disk.write_at(&rlog, 0, &block)?;
+        disk.sync_data(&rlog)?;
+        disk.sync_dir(&layout.wal_dir())?;
     }
 
     // Step 3: rewrite the tag files.
@@ -210,57 +265,66 @@ pub fn recover(layout: &Layout, segment_ns: i64, cutoff: i64, unique: &str) -> i
             .path
             .parent()
             .ok_or_else(|| other("tag file without a directory".into()))?;
-        let new_dir = !dir.exists();
-        fs::create_dir_all(dir)?;
-        let new_file = !p.path.exists();
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p.path)?;
+        let new_dir = !disk.exists(dir);
+        disk.create_dir_all(dir)?;
+        let new_file = !disk.exists(&p.path);
         if p.count > 0 {
             let (offset, bytes) =
                 tagfile::block_image(p.first, &p.records, p.first_new.max(p.first));
-            f.write_all_at(&bytes, offset as u64)?;
-            f.set_len((offset + bytes.len()) as u64)?;
+            disk.write_at(&p.path, offset as u64, &bytes)?;
+            disk.set_len(&p.path, (offset + bytes.len()) as u64)?;
+        } else {
+            disk.set_len(&p.path, 0)?;
         }
-        f.sync_data()?;
+        disk.sync_data(&p.path)?;
         if new_file {
-            sync_dir(dir)?;
+            disk.sync_dir(dir)?;
         }
         if new_dir {
-            sync_dir(&layout.seg_root())?;
+            disk.sync_dir(&layout.seg_root())?;
         }
         report.files += 1;
     }
 
     // Step 4: the logs are no longer needed.
     for log in &logs {
-        fs::remove_file(log)?;
+        disk.remove_file(log)?;
     }
-    sync_dir(&layout.wal_dir())?;
-    fs::remove_file(&rlog)?;
-    sync_dir(&layout.wal_dir())?;
+    disk.sync_dir(&layout.wal_dir())?;
+    disk.remove_file(&rlog)?;
+    disk.sync_dir(&layout.wal_dir())?;
     Ok(report)
 }
 
 /// Every tag file in the data directory: (segment, tag, path).
 pub fn list_tag_files(layout: &Layout) -> io::Result<Vec<(i64, String, PathBuf)>> {
+    list_tag_files_on(&RealDisk, layout)
+}
+
+pub fn list_tag_files_on(
+    disk: &dyn Disk,
+    layout: &Layout,
+) -> io::Result<Vec<(i64, String, PathBuf)>> {
     let mut out = Vec::new();
-    for dir in fs::read_dir(layout.seg_root())? {
-        let dir = dir?;
-        let Some(seg) = dir.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+    for dir in disk.list(&layout.seg_root())? {
+        let Some(seg) = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|s| s.parse::<i64>().ok())
+        else {
             continue;
         };
-        for f in fs::read_dir(dir.path())? {
-            let f = f?;
-            let name = f.file_name();
-            let Some(stem) = name.to_str().and_then(|s| s.strip_suffix(".rec")) else {
+        for f in disk.list(&dir)? {
+            let Some(stem) = f
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|s| s.strip_suffix(".rec"))
+            else {
                 continue;
             };
             match crate::tag::from_file_name(stem) {
-                Some(tag) => out.push((seg, tag, f.path())),
-                None => eprintln!("warning: ignoring unexpected file {}", f.path().display()),
+                Some(tag) => out.push((seg, tag, f.clone())),
+                None => eprintln!("warning: ignoring unexpected file {}", f.display()),
             }
         }
     }
@@ -284,7 +348,7 @@ mod tests {
             wal::frame(i as u64, &payload, &mut block);
             log.extend_from_slice(&block);
         }
-        fs::write(layout.wal_dir().join(name), log).unwrap();
+        std::fs::write(layout.wal_dir().join(name), log).unwrap();
     }
 
     #[test]
@@ -304,17 +368,17 @@ mod tests {
         assert_eq!((r.logs, r.records, r.files), (1, 120, 1));
         let path = layout.tag_file(0, "a/b");
         assert_eq!(
-            read_records(&path).unwrap(),
+            read_records(&RealDisk, &path).unwrap(),
             recs.iter().map(|x| x.2).collect::<Vec<_>>()
         );
         assert_eq!(count_file(&path).unwrap(), 120);
-        assert_eq!(fs::read_dir(layout.wal_dir()).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(layout.wal_dir()).unwrap().count(), 0);
         // A later log with more records of the same file, overlapping the old ones (a checkpoint's pre-image).
         let more: Vec<(String, u64, Record)> =
             (100..130).map(|i| ("a/b".to_string(), i, rec(7))).collect();
         write_log(&layout, "2-0.wal", &[more.clone()]);
         recover(&layout, 1000, i64::MIN, "y").unwrap();
-        let got = read_records(&path).unwrap();
+        let got = read_records(&RealDisk, &path).unwrap();
         assert_eq!(got.len(), 130);
         assert_eq!(
             got[..100],
@@ -325,6 +389,39 @@ mod tests {
             list_tag_files(&layout).unwrap(),
             vec![(0, "a/b".to_string(), path)]
         );
+    }
+
+    #[test]
+    fn a_log_is_read_to_the_end_of_its_commits_not_its_length() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("x.wal");
+        // A small commit, one larger than the first read (64 KiB), another, then 4 MiB of zeros.
+        let sizes = [3usize, 1500, 10];
+        let commits: Vec<Vec<(String, u64, Record)>> = sizes
+            .iter()
+            .scan(0u64, |next, &n| {
+                let c = (0..n as u64)
+                    .map(|i| ("t".to_string(), *next + i, rec(i as i64)))
+                    .collect();
+                *next += n as u64;
+                Some(c)
+            })
+            .collect();
+        let layout = Layout::new(d.path());
+        layout.prepare(1000).unwrap();
+        write_log(&layout, "x.wal", &commits);
+        let logged = std::fs::read(layout.wal_dir().join("x.wal")).unwrap();
+        let mut padded = logged.clone();
+        padded.resize(logged.len() + (4 << 20), 0);
+        std::fs::write(&path, &padded).unwrap();
+        let got = read_log(&RealDisk, &path).unwrap();
+        assert!(
+            got.len() >= logged.len() && got.len() < padded.len(),
+            "{}",
+            got.len()
+        );
+        let (found, end) = wal::scan(&got);
+        assert_eq!((found.len(), end), (3, logged.len()));
     }
 
     #[test]

@@ -29,6 +29,7 @@ use crate::query::{asof, params::Window, render};
 
 use crate::store::blockcache::BlockCache;
 use crate::store::iostats::IoStats;
+use crate::store::iotrace::{trace, Event, Tracer};
 use crate::store::layout::{sync_dir, Layout};
 use crate::store::view::Segment;
 
@@ -137,6 +138,8 @@ pub struct Shard {
     spare: RefCell<Option<PathBuf>>,
     /// The helper thread zeroing the first spare.
     spare_pending: RefCell<Option<oneshot::Receiver<std::io::Result<PathBuf>>>>,
+    /// `--trace-io`: every change to the data directory, for the power-loss model (`iotrace.rs`).
+    pub trace: Option<Rc<Tracer>>,
 }
 
 pub fn now_ns() -> i64 {
@@ -182,6 +185,19 @@ pub fn zeroed_log(path: &std::path::Path, paced: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Traces what [`zeroed_log`] did, once it is done (it ran to completion, synced, before this is called).
+fn trace_zeroed_log(t: &Option<Rc<Tracer>>, path: &std::path::Path) {
+    let Some(t) = t else { return };
+    let (rel, id, dir_id) = (t.rel(path), t.id(), t.id());
+    let dir = path.parent().map(|d| t.rel(d)).unwrap_or_default();
+    t.record(Event::Create(rel.clone()));
+    t.record(Event::SetLen(rel.clone(), LOG_PREALLOC_BYTES as u64));
+    t.record(Event::Sync(id, rel));
+    t.record(Event::Synced(id));
+    t.record(Event::DirSync(dir_id, dir));
+    t.record(Event::DirSynced(dir_id));
+}
+
 /// Moves the calling helper thread off `busy_cpu` (the executor that spawned it inherits its pinning), onto
 /// another CPU when the machine has one.
 fn pin_helper_away_from(busy_cpu: Option<usize>) {
@@ -208,7 +224,8 @@ async fn open_log(path: &PathBuf) -> Result<DmaFile, StoreError> {
         .map_err(|e| io_err(&format!("opening {}", path.display()), e))
 }
 
-async fn create_log(path: &PathBuf) -> Result<DmaFile, StoreError> {
+async fn create_log(path: &PathBuf, t: &Option<Rc<Tracer>>) -> Result<DmaFile, StoreError> {
+    trace(t, |t| Event::Create(t.rel(path)));
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -218,7 +235,13 @@ async fn create_log(path: &PathBuf) -> Result<DmaFile, StoreError> {
         .await
         .map_err(|e| io_err(&format!("creating {}", path.display()), e))?;
     if let Some(dir) = path.parent() {
+        let id = t.as_ref().map(|t| {
+            let id = t.id();
+            t.record(Event::DirSync(id, t.rel(dir)));
+            id
+        });
         sync_dir(dir).map_err(|e| StoreError::from_io("syncing the log directory", &e))?;
+        trace(t, |_| Event::DirSynced(id.unwrap_or(0)));
     }
     Ok(f)
 }
@@ -247,6 +270,7 @@ impl Shard {
         unique: String,
         reads: Reads,
         read_cache_bytes: usize,
+        trace: Option<Rc<Tracer>>,
     ) -> Result<Rc<Shard>, String> {
         let probe = DmaFile::open(layout.probe())
             .await
@@ -273,6 +297,7 @@ impl Shard {
         }
         let path = layout.wal_dir().join(format!("{unique}-c{id}-g0.wal"));
         zeroed_log(&path, false).map_err(|e| format!("creating {}: {e}", path.display()))?;
+        trace_zeroed_log(&trace, &path);
         let file = open_log(&path).await.map_err(|e| e.to_string())?;
         let spare_path = layout.wal_dir().join(format!("{unique}-c{id}.spare"));
         let (spare_tx, spare_rx) = oneshot::channel();
@@ -302,6 +327,7 @@ impl Shard {
             generation: Cell::new(0),
             spare: RefCell::new(None),
             spare_pending: RefCell::new(Some(spare_rx)),
+            trace,
         });
         let writer = WalWriter::new(file, path, 0);
         glommio::spawn_local(Rc::clone(&shard).commit_loop(rx, writer)).detach();
@@ -472,11 +498,25 @@ impl Shard {
             // Copied out first: an `if let` scrutinee's borrow would live across the write's await, and a
             // failing commit sets `broken` while later ones are in flight.
             let failed = broken.borrow().clone();
+            let trace_id = shard.trace.as_ref().map(|t| {
+                let id = t.id();
+                t.record(Event::Write {
+                    id,
+                    path: t.rel(&path),
+                    offset,
+                    dsync: true,
+                    data: block.clone(),
+                });
+                id
+            });
             let own = if let Some(e) = failed {
                 Err(e)
             } else {
                 let began = std::time::Instant::now();
                 let r = write_commit(&file, &block, offset).await;
+                if r.is_ok() {
+                    trace(&shard.trace, |_| Event::Wrote(trace_id.unwrap_or(0)));
+                }
                 shard
                     .io_stats
                     .borrow_mut()
@@ -497,6 +537,9 @@ impl Shard {
                     );
                     *broken.borrow_mut() = Some(e.clone());
                 }
+            }
+            if r.is_ok() {
+                trace(&shard.trace, |_| Event::Ack(trace_id.unwrap_or(0)));
             }
             shard.finish(group, &r);
             drop(permit);
@@ -548,6 +591,7 @@ impl Shard {
             match rx.try_recv() {
                 Ok(Some(Ok(p))) => {
                     *pending = None;
+                    trace_zeroed_log(&self.trace, &p);
                     *self.spare.borrow_mut() = Some(p);
                 }
                 Ok(Some(Err(e))) => {
@@ -566,14 +610,23 @@ impl Shard {
         if let Some(spare) = self.take_spare() {
             let (to, dir) = (path.clone(), self.layout.wal_dir());
             let from = spare.clone();
+            let dir_id = self.trace.as_ref().map(|t| {
+                let id = t.id();
+                t.record(Event::Rename(t.rel(&from), t.rel(&to)));
+                t.record(Event::DirSync(id, t.rel(&dir)));
+                id
+            });
             let renamed =
                 offload(move || std::fs::rename(&from, &to).and_then(|()| sync_dir(&dir))).await;
             match renamed {
-                Ok(()) => return open_log(path).await,
+                Ok(()) => {
+                    trace(&self.trace, |_| Event::DirSynced(dir_id.unwrap_or(0)));
+                    return open_log(path).await;
+                }
                 Err(e) => eprintln!("core {}: recycling {}: {e}", self.id, spare.display()),
             }
         }
-        create_log(path).await
+        create_log(path, &self.trace).await
     }
 
     /// A checkpointed log is no longer needed: keep it as the spare (its blocks are allocated and written,
@@ -581,6 +634,14 @@ impl Shard {
     async fn retire_log(&self, old: &PathBuf) -> Result<(), StoreError> {
         let keep = self.spare.borrow().is_none() && self.spare_pending.borrow().is_none();
         let (old, spare) = (old.clone(), self.spare_path());
+        if let Some(t) = &self.trace {
+            // Traced before it happens (the model may apply it early, never late); a failed rename
+            // falls back to removing the file, traced below.
+            if keep {
+                t.record(Event::Rename(t.rel(&old), t.rel(&spare)));
+            }
+        }
+        let traced_old = old.clone();
         let kept = offload(move || {
             if keep && std::fs::rename(&old, &spare).is_ok() {
                 return Ok(true);
@@ -591,6 +652,8 @@ impl Shard {
         .map_err(|e| StoreError::from_io("retiring a checkpointed log", &e))?;
         if kept {
             *self.spare.borrow_mut() = Some(self.spare_path());
+        } else {
+            trace(&self.trace, |t| Event::Remove(t.rel(&traced_old)));
         }
         Ok(())
     }
@@ -772,7 +835,7 @@ impl Shard {
             .layout
             .wal_dir()
             .join(format!("{}-c{}-g{g}.wal", self.unique, self.id));
-        let file = create_log(&path).await?;
+        let file = create_log(&path, &self.trace).await?;
         let _ = self.queue.unbounded_send(Cmd::Rotate {
             file,
             path: path.clone(),

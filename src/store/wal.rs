@@ -135,6 +135,16 @@ pub struct Commit<'a> {
     pub payload: &'a [u8],
 }
 
+/// The length (header and payload) of the commit whose header starts at `at`, when a commit header (magic
+/// and version) is there; says nothing of its sequence number or checksum.
+pub fn commit_extent(log: &[u8], at: usize) -> Option<usize> {
+    let h = log.get(at..at.checked_add(HEADER_BYTES)?)?;
+    let magic = u32::from_le_bytes(h[0..4].try_into().ok()?);
+    let version = u16::from_le_bytes(h[4..6].try_into().ok()?);
+    let len = u32::from_le_bytes(h[16..20].try_into().ok()?) as usize;
+    (magic == MAGIC && version == VERSION).then_some(HEADER_BYTES + len)
+}
+
 /// The valid commits at the start of `log`, and the offset where the valid log ends.
 pub fn scan(log: &[u8]) -> (Vec<Commit<'_>>, usize) {
     let mut commits = Vec::new();

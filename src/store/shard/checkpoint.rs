@@ -10,6 +10,7 @@ use glommio::io::{DmaFile, OpenOptions};
 
 use super::{io_err, offload, Cmd, Shard, CHECKPOINT_FILES_IN_FLIGHT, WAL_CHECKPOINT_BYTES};
 use crate::record::{Record, RECORD_BYTES};
+use crate::store::iotrace::{trace, Event};
 use crate::store::layout::sync_dir;
 use crate::store::{align_down, tagfile, wal, StoreError};
 
@@ -120,19 +121,33 @@ impl Shard {
                 .collect::<Vec<_>>(),
             self.layout.seg_root(),
         );
+        let missing: Vec<PathBuf> = dirs.iter().filter(|d| !d.exists()).cloned().collect();
+        let root_sync = self
+            .trace
+            .as_ref()
+            .filter(|_| !missing.is_empty())
+            .map(|t| {
+                for d in &missing {
+                    t.record(Event::Mkdir(t.rel(d)));
+                }
+                let id = t.id();
+                t.record(Event::DirSync(id, t.rel(&root)));
+                id
+            });
         offload(move || -> std::io::Result<()> {
-            let mut created = false;
-            for dir in dirs.iter().filter(|d| !d.exists()) {
+            for dir in &missing {
                 std::fs::create_dir_all(dir)?;
-                created = true;
             }
-            if created {
+            if !missing.is_empty() {
                 sync_dir(&root)?;
             }
             Ok(())
         })
         .await
         .map_err(|e| StoreError::from_io("creating segment directories", &e))?;
+        if let Some(id) = root_sync {
+            trace(&self.trace, |_| Event::DirSynced(id));
+        }
         for batch in plans.chunks(CHECKPOINT_FILES_IN_FLIGHT) {
             let writes = batch
                 .iter()
@@ -142,9 +157,23 @@ impl Shard {
             }
         }
         let dirs: Vec<PathBuf> = new_dirs.iter().map(|&s| self.layout.seg_dir(s)).collect();
+        let ids: Vec<u64> = match &self.trace {
+            Some(t) => dirs
+                .iter()
+                .map(|d| {
+                    let id = t.id();
+                    t.record(Event::DirSync(id, t.rel(d)));
+                    id
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         offload(move || dirs.iter().try_for_each(|d| sync_dir(d)))
             .await
             .map_err(|e| StoreError::from_io("syncing segment directories", &e))?;
+        for id in ids {
+            trace(&self.trace, |_| Event::DirSynced(id));
+        }
 
         // 4. The records are in the tag files: drop them from memory and the old log from disk.
         {
@@ -204,6 +233,7 @@ impl Shard {
         first_new: usize,
     ) -> Result<(), StoreError> {
         let path = self.layout.tag_file(seg, tag);
+        trace(&self.trace, |t| Event::Create(t.rel(&path)));
         let f = OpenOptions::new()
             .read(true)
             .write(true)
@@ -212,6 +242,20 @@ impl Shard {
             .await
             .map_err(|e| io_err(&format!("opening {}", path.display()), e))?;
         let (offset, bytes) = tagfile::block_image(first, records, first_new);
+        let (write_id, sync_id) = match &self.trace {
+            Some(t) => {
+                let id = t.id();
+                t.record(Event::Write {
+                    id,
+                    path: t.rel(&path),
+                    offset: offset as u64,
+                    dsync: false,
+                    data: bytes.clone(),
+                });
+                (id, t.id())
+            }
+            None => (0, 0),
+        };
         let mut buf = f.alloc_dma_buffer(bytes.len());
         buf.as_bytes_mut().copy_from_slice(&bytes);
         let r = async {
@@ -222,9 +266,13 @@ impl Shard {
             if n != bytes.len() {
                 return Err(StoreError::Io(format!("short write to {}", path.display())));
             }
+            trace(&self.trace, |_| Event::Wrote(write_id));
+            trace(&self.trace, |t| Event::Sync(sync_id, t.rel(&path)));
             f.fdatasync()
                 .await
-                .map_err(|e| io_err(&format!("fdatasync of {}", path.display()), e))
+                .map_err(|e| io_err(&format!("fdatasync of {}", path.display()), e))?;
+            trace(&self.trace, |_| Event::Synced(sync_id));
+            Ok(())
         }
         .await;
         let _ = f.close().await;
