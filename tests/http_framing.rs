@@ -24,7 +24,7 @@ fn keep_alive_and_pipelining() {
         let b = msg("pipe", now + i, i as f64);
         raw.extend_from_slice(
             format!(
-                "POST /save HTTP/1.1\r\nContent-Length: {}\r\n\r\n{b}",
+                "POST /save HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{b}",
                 b.len()
             )
             .as_bytes(),
@@ -32,7 +32,7 @@ fn keep_alive_and_pipelining() {
     }
     raw.extend_from_slice(
         format!(
-            "GET /export?tag=pipe&start={now}&end={} HTTP/1.1\r\n\r\n",
+            "GET /export?tag=pipe&start={now}&end={} HTTP/1.1\r\nHost: t\r\n\r\n",
             now + 10
         )
         .as_bytes(),
@@ -54,14 +54,14 @@ fn chunked_and_expect_continue() {
     let body = format!("{}\n{}\n", msg("ch", now, 1.0), msg("ch", now + 1, 2.0));
     let (a, b) = body.split_at(30);
     let mut c = e.connect();
-    let raw = format!("POST /save HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len());
+    let raw = format!("POST /save HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len());
     c.send(raw.as_bytes());
     assert_eq!(c.read_response().status, 204);
     // Expect: 100-continue: the server says 100 before the body is sent.
     let body = msg("ex", now, 3.0);
     c.send(
         format!(
-            "POST /save HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            "POST /save HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .as_bytes(),
@@ -102,28 +102,28 @@ fn error_statuses_have_json_reasons_and_store_nothing() {
     let now = now_ns();
     let ok = msg("err", now, 1.0);
     let cases: Vec<(Vec<u8>, u16)> = vec![
-        (b"GET /nope HTTP/1.1\r\n\r\n".to_vec(), 404),
-        (b"GET /save HTTP/1.1\r\n\r\n".to_vec(), 405),
+        (b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 404),
+        (b"GET /save HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 405),
         (
             format!(
-                "PUT /api HTTP/1.1\r\nContent-Length: {}\r\n\r\n{ok}",
+                "PUT /api HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{ok}",
                 ok.len()
             )
             .into_bytes(),
             405,
         ),
-        (format!("POST /save HTTP/1.1\r\n\r\n{ok}").into_bytes(), 411),
+        (format!("POST /save HTTP/1.1\r\nHost: t\r\n\r\n{ok}").into_bytes(), 411),
         (
-            b"POST /save HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            b"POST /save HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n".to_vec(),
             400,
         ),
         (
-            b"POST /save HTTP/1.1\r\nContent-Length: 5000\r\n\r\n".to_vec(),
+            b"POST /save HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n".to_vec(),
             413,
         ),
         (
             format!(
-                "POST /save HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1001\r\n{}\r\n0\r\n\r\n",
+                "POST /save HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1001\r\n{}\r\n0\r\n\r\n",
                 "x".repeat(4097)
             )
             .into_bytes(),
@@ -131,7 +131,7 @@ fn error_statuses_have_json_reasons_and_store_nothing() {
         ),
         (
             format!(
-                "GET /health HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+                "GET /health HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
                 "a".repeat(20_000)
             )
             .into_bytes(),
@@ -142,7 +142,7 @@ fn error_statuses_have_json_reasons_and_store_nothing() {
         (b"BLAH\r\n\r\n".to_vec(), 400),
         (
             format!(
-                "POST /save HTTP/1.1\r\nContent-Length: {}\r\n\r\n{}",
+                "POST /save HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{}",
                 ok.len() + 2,
                 format!("{ok}xx")
             )
@@ -174,4 +174,52 @@ fn error_statuses_have_json_reasons_and_store_nothing() {
         "rejected requests stored nothing"
     );
     assert_eq!(e.get("/api?tag=err&start=0&end=10").status, 404);
+}
+
+/// RFC 9112 framing and the usual request-smuggling shapes: each gets a 4xx with a JSON reason (501 for an
+/// unknown transfer coding, 505 for HTTP/2, as the RFCs say), the connection is closed (its framing can no
+/// longer be trusted), nothing smuggled behind it is answered and nothing is stored.
+#[test]
+fn smuggling_and_framing_errors_close_the_connection() {
+    let (_d, e) = engine();
+    let ok = msg("smug", now_ns(), 1.0);
+    let n = ok.len();
+    let behind = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+    let cases: Vec<(String, u16)> = vec![
+        (format!("POST /save HTTP/1.1\r\nHost: t\r\nContent-Length: {n}\r\nContent-Length: {}\r\n\r\n{ok}", n + 1), 400),
+        (format!("POST /save HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{behind}"), 400),
+        (format!("POST /save HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{behind}"), 400),
+        (format!("POST /save HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n{behind}"), 400),
+        (format!("POST /save HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5x\r\nhello\r\n0\r\n\r\n{behind}"), 400),
+        (format!("POST /save HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n{behind}"), 501),
+        (format!("POST /save HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{behind}"), 501),
+        (format!("GET /health HTTP/1.1\r\nHost: t\r\nX: a\r\n folded: b\r\n\r\n{behind}"), 400),
+        (format!("GET /health HTTP/1.1\nHost: t\n\n{behind}"), 400),
+        (format!("GET /health HTTP/1.1\r\nHost: t\r\nX: a\nY: b\r\n\r\n{behind}"), 400),
+        (format!("GET /health HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n{behind}"), 400),
+        (format!("GET /api?tag={} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000)), 414),
+        (format!("GET /health HTTP/1.1\r\n\r\n{behind}"), 400),
+        (format!("GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n{behind}"), 400),
+        (format!("GET /health HTTP/1.1\r\nHost : t\r\n\r\n{behind}"), 400),
+        (format!("POST /save HTTP/1.1\r\nHost: t\r\nContent-Length : {n}\r\n\r\n{ok}"), 400),
+        ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_string(), 505),
+    ];
+    for (raw, status) in cases {
+        let (r, closed) = raw_status(&e, raw.as_bytes(), true);
+        let shown = raw[..raw.len().min(90)].escape_debug().to_string();
+        assert_eq!(r.status, status, "{shown}");
+        assert!(
+            r.json()["error"].as_str().is_some_and(|s| !s.is_empty()),
+            "{shown}: {}",
+            r.text()
+        );
+        assert!(
+            closed,
+            "{shown}: the connection stays open after a framing error"
+        );
+    }
+    assert!(
+        e.export("smug").is_empty(),
+        "a rejected request stored something"
+    );
 }

@@ -6,6 +6,8 @@ use std::ops::Range;
 
 /// Most headers a request may carry; more is a 431.
 pub const HEADERS_MAX: usize = 64;
+/// Longest request target (path and query); longer is a 414 (nginx's default buffer for it is 8 KiB too).
+pub const URI_MAX: usize = 8192;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -73,6 +75,8 @@ pub enum HttpError {
     Expectation(String),
     #[error("request not received in time: the {0} took longer than its timeout")]
     Timeout(&'static str),
+    #[error("request target longer than {0} bytes")]
+    UriTooLong(usize),
 }
 
 impl HttpError {
@@ -86,6 +90,7 @@ impl HttpError {
             HttpError::Version => 505,
             HttpError::Expectation(_) => 417,
             HttpError::Timeout(_) => 408,
+            HttpError::UriTooLong(_) => 414,
         }
     }
 }
@@ -113,6 +118,9 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
+            if !buf.contains(&b'\n') && buf.len() > URI_MAX + 32 {
+                return Err(HttpError::UriTooLong(URI_MAX));
+            }
             if buf.len() > head_max {
                 return Err(HttpError::HeadTooLarge(head_max));
             }
@@ -133,6 +141,20 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
     };
     if len > head_max {
         return Err(HttpError::HeadTooLarge(head_max));
+    }
+    // RFC 9112 lets a server accept a bare LF as a line end; a proxy in front may not, and two parsers
+    // that disagree on where a header ends are how requests are smuggled.
+    if buf[..len]
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || buf[i - 1] != b'\r'))
+    {
+        return Err(HttpError::Bad(
+            "bare LF in the request head: lines end in CRLF".into(),
+        ));
+    }
+    if req.path.is_some_and(|p| p.len() > URI_MAX) {
+        return Err(HttpError::UriTooLong(URI_MAX));
     }
     let minor = req.version.unwrap_or(1);
     let method = match req.method.unwrap_or("") {
@@ -157,9 +179,12 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
     let mut chunked = false;
     let mut expect_continue = false;
     let mut keep_alive = minor == 1;
+    let mut hosts = 0;
     for h in req.headers.iter() {
         let v = h.value;
-        if h.name.eq_ignore_ascii_case("content-length") {
+        if h.name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if h.name.eq_ignore_ascii_case("content-length") {
             let n = std::str::from_utf8(v)
                 .ok()
                 .map(str::trim)
@@ -191,6 +216,16 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
                 keep_alive = true;
             }
         }
+    }
+    // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host.
+    match (hosts, minor) {
+        (0, 1) => {
+            return Err(HttpError::Bad(
+                "an HTTP/1.1 request needs a Host header".into(),
+            ))
+        }
+        (n, _) if n > 1 => return Err(HttpError::Bad("more than one Host header".into())),
+        _ => {}
     }
     let body = match (content_length, chunked) {
         (Some(_), true) => {
@@ -290,14 +325,14 @@ mod tests {
 
     #[test]
     fn heads() {
-        let h = head("POST /save HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
+        let h = head("POST /save HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
             .unwrap()
             .unwrap();
         assert_eq!(
             (h.method, h.path, h.body, h.keep_alive, h.minor),
             (Method::Post, Path::Save, Body::Length(5), true, 1)
         );
-        assert_eq!(h.len, 42);
+        assert_eq!(h.len, 51);
         let src = "GET /api?tag=a&start=1 HTTP/1.0\r\n\r\n";
         let h = head(src).unwrap().unwrap();
         assert_eq!(
@@ -308,60 +343,119 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(h.keep_alive && h.path == Path::Other);
-        let h = head("GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+        let h = head("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .unwrap()
             .unwrap();
         assert!(!h.keep_alive);
         let h = head(
-            "POST /save HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+            "POST /save HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
         )
         .unwrap()
         .unwrap();
         assert!(h.expect_continue && h.body == Body::Chunked);
-        assert_eq!(head("GET /save HTTP/1.1\r\nHost: x\r\n"), Ok(None));
+        assert_eq!(head("GET /save HTTP/1.1\r\nHost: x\r\nHOSTX"), Ok(None));
     }
 
     #[test]
     fn head_errors() {
-        assert_eq!(status("POST /save HTTP/1.1\r\n\r\n"), 411);
+        assert_eq!(status("POST /save HTTP/1.1\r\nHost: x\r\n\r\n"), 411);
         assert_eq!(
-            status("POST /save HTTP/1.1\r\nContent-Length: 1001\r\n\r\n"),
+            status("POST /save HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n"),
             413
         );
         assert_eq!(
-            status("POST /save HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
-            400
-        );
-        assert_eq!(
-            status("POST /save HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            status("POST /save HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n"),
             400
         );
         assert_eq!(
             status(
-                "POST /save HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "POST /save HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
             ),
             400
         );
         assert_eq!(
-            status("POST /save HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            status(
+                "POST /save HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            400
+        );
+        assert_eq!(
+            status("POST /save HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"),
             501
         );
         assert_eq!(
-            status("POST /save HTTP/1.1\r\nContent-Length: 5\r\nExpect: 200-ok\r\n\r\n"),
+            status("POST /save HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 200-ok\r\n\r\n"),
             417
         );
         assert_eq!(status("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 505);
         assert_eq!(status("GET / HTTP/1.2\r\n\r\n"), 505);
         assert_eq!(status("GET / HTTP/3.0\r\n"), 505);
         assert_eq!(status("GARBAGE\r\n\r\n"), 400);
-        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "a".repeat(9000)
+        );
         assert_eq!(status(&big), 431);
         assert_eq!(
-            status(&format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(9000))),
+            status(&format!(
+                "GET / HTTP/1.1\r\nHost: x\r\nX: {}",
+                "a".repeat(9000)
+            )),
             431
         );
+        // Smuggling and framing (RFC 9112): each a 4xx.
+        assert_eq!(status("GET /health HTTP/1.1\r\n\r\n"), 400, "no Host");
+        assert_eq!(
+            status("GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            400
+        );
+        assert!(
+            head("GET /health HTTP/1.0\r\n\r\n").is_ok(),
+            "1.0 needs no Host"
+        );
+        assert_eq!(
+            status("GET /health HTTP/1.1\nHost: a\r\n\r\n"),
+            400,
+            "bare LF"
+        );
+        assert_eq!(
+            status("GET /health HTTP/1.1\r\nHost: a\n\r\n"),
+            400,
+            "bare LF"
+        );
+        assert_eq!(
+            status("GET /health HTTP/1.1\r\nHost : a\r\n\r\n"),
+            400,
+            "space before colon"
+        );
+        assert_eq!(
+            status("GET /health HTTP/1.1\r\nHost: a\r\nX: 1\r\n  folded\r\n\r\n"),
+            400,
+            "obs-fold"
+        );
+        assert_eq!(
+            status("GET /health HTTP/1.1\r\nHost: a\0b\r\n\r\n"),
+            400,
+            "NUL"
+        );
+        let long = format!(
+            "GET /api?tag={} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "a".repeat(URI_MAX)
+        );
+        assert_eq!(
+            parse_head(long.as_bytes(), 65536, 10).unwrap_err().status(),
+            414
+        );
+        let cut = format!("GET /api?tag={}", "a".repeat(URI_MAX + 100));
+        assert_eq!(
+            parse_head(cut.as_bytes(), 65536, 10).unwrap_err().status(),
+            414
+        );
         let many: String = (0..70).map(|i| format!("H{i}: v\r\n")).collect();
-        assert_eq!(status(&format!("GET / HTTP/1.1\r\n{many}\r\n")), 431);
+        assert_eq!(
+            status(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")),
+            431
+        );
     }
 
     fn chunked(s: &str, max: usize) -> Result<Option<(usize, Vec<u8>)>, HttpError> {
