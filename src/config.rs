@@ -82,6 +82,14 @@ pub struct Config {
     /// power-loss model (tests/power_loss.rs). Slows every write; not for production.
     #[arg(long, value_name = "FILE")]
     pub trace_io: Option<PathBuf>,
+    /// Shed new writes (503, Retry-After: 1) while a core's tasks wait longer than this for their turn
+    /// (the core is saturated); 0 never sheds.
+    #[arg(long, env = "TICKCORE_SHED_LAG", default_value = "20ms", value_parser = parse_duration)]
+    pub shed_lag: Duration,
+    /// Records a core may hold between acceptance and the end of their log commit; past it, new writes
+    /// get 503 with Retry-After (the disk is not keeping up).
+    #[arg(long, env = "TICKCORE_MAX_PENDING_RECORDS", default_value_t = 262_144)]
+    pub max_pending_records: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

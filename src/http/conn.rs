@@ -225,6 +225,12 @@ async fn handle(
             (0, false)
         }
         (Path::Save, Method::Post) => {
+            // A saturated core sheds new writes before decoding them (`server/overload.rs`).
+            if let Err(e) = core.admit_write() {
+                let b = error_body(&e.to_string(), None);
+                response::json(out, e.status(), &b, close, e.headers());
+                return (0, true);
+            }
             let mut msgs = Vec::new();
             if let Err(e) = decode::decode_body(body, &mut msgs) {
                 let pos = match e.position {
@@ -259,7 +265,8 @@ async fn handle(
                     (n, false)
                 }
                 Err(e) => {
-                    json(out, e.status(), &error_body(&e.to_string(), None));
+                    let b = error_body(&e.to_string(), None);
+                    response::json(out, e.status(), &b, close, e.headers());
                     (0, true)
                 }
             }

@@ -31,6 +31,8 @@ pub struct Core {
     pub stats: RefCell<Stats>,
     /// Every open connection's timeout (`http/deadline.rs`), swept by a task of this core.
     pub watches: crate::http::deadline::Watches,
+    /// Load shedding (`server/overload.rs`).
+    pub overload: Rc<crate::server::overload::Overload>,
     senders: Option<Senders<Forward>>,
 }
 
@@ -39,6 +41,11 @@ fn unavailable(k: usize) -> StoreError {
 }
 
 impl Core {
+    /// `Ok` when this core takes a new write now; else the 503 to answer.
+    pub fn admit_write(&self) -> Result<(), StoreError> {
+        self.overload.admit(self.id)
+    }
+
     fn owner(&self, tag: &str) -> usize {
         crate::tag::owner(crate::tag::hash(tag), self.shards)
     }
@@ -184,6 +191,7 @@ pub async fn run(s: Start) -> Result<(), String> {
             return Err(e);
         }
     };
+    shard.max_pending.set(s.config.max_pending_records.max(1));
     let core = Rc::new(Core {
         id,
         shards: s.shards,
@@ -191,6 +199,7 @@ pub async fn run(s: Start) -> Result<(), String> {
         config: Rc::clone(&s.config),
         stats: RefCell::new(Stats::default()),
         watches: Default::default(),
+        overload: Rc::new(crate::server::overload::Overload::new(s.config.shed_lag)),
         senders,
     });
     if let Some(mut rx) = receivers {
@@ -214,6 +223,9 @@ pub async fn run(s: Start) -> Result<(), String> {
     )));
 
     let closing = Rc::new(Cell::new(false));
+    if !s.config.shed_lag.is_zero() {
+        glommio::spawn_local(Rc::clone(&core.overload).probe(Rc::clone(&closing))).detach();
+    }
     // Checkpoints and retention run in their own task queue with a small share, so they yield to
     // request handling instead of stalling it.
     let background_tq = glommio::executor().create_task_queue(
@@ -254,15 +266,21 @@ pub async fn run(s: Start) -> Result<(), String> {
         glommio::spawn_local(async move {
             loop {
                 glommio::timer::sleep(every).await;
+                let shed = core.overload.shed.replace(0);
                 println!(
-                    "{}",
+                    "{}{}",
                     report::line(
                         core.id,
                         &core.stats,
                         &core.shard.io_stats,
                         every,
                         core.shard.tag_count(),
-                    )
+                    ),
+                    if shed > 0 {
+                        format!(" | shed {shed} writes (saturated)")
+                    } else {
+                        String::new()
+                    }
                 );
             }
         })

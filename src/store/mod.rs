@@ -25,9 +25,20 @@ pub enum StoreError {
     Io(String),
     #[error("core unavailable: {0}")]
     Unavailable(String),
+    /// Shed: the core is saturated; the client should retry later (`Retry-After`).
+    #[error("overloaded: {0}; retry later")]
+    Overloaded(String),
 }
 
 impl StoreError {
+    /// Extra response headers for this failure.
+    pub fn headers(&self) -> &'static str {
+        match self {
+            StoreError::Overloaded(_) => "Retry-After: 1\r\n",
+            _ => "",
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             StoreError::NoSpace(_) => 507,

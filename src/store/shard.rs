@@ -140,6 +140,10 @@ pub struct Shard {
     spare_pending: RefCell<Option<oneshot::Receiver<std::io::Result<PathBuf>>>>,
     /// `--trace-io`: every change to the data directory, for the power-loss model (`iotrace.rs`).
     pub trace: Option<Rc<Tracer>>,
+    /// Records accepted and not yet through their log commit, and the bound on them
+    /// (`--max-pending-records`): past it, appends are refused with `Overloaded`.
+    pending: Cell<usize>,
+    pub max_pending: Cell<usize>,
 }
 
 pub fn now_ns() -> i64 {
@@ -328,6 +332,8 @@ impl Shard {
             spare: RefCell::new(None),
             spare_pending: RefCell::new(Some(spare_rx)),
             trace,
+            pending: Cell::new(0),
+            max_pending: Cell::new(usize::MAX),
         });
         let writer = WalWriter::new(file, path, 0);
         glommio::spawn_local(Rc::clone(&shard).commit_loop(rx, writer)).detach();
@@ -345,6 +351,16 @@ impl Shard {
 
     /// Stores messages owned by this core. Resolves once they are durable (sync) or visible (async).
     pub async fn append(&self, msgs: Vec<Message>) -> Result<(), StoreError> {
+        let pending = self.pending.get();
+        if pending > 0 && pending + msgs.len() > self.max_pending.get() {
+            return Err(StoreError::Overloaded(format!(
+                "core {} has {pending} records waiting for the disk (--max-pending-records {})",
+                self.id,
+                self.max_pending.get()
+            )));
+        }
+        let n = msgs.len();
+        self.pending.set(pending + n);
         match self.durability {
             Durability::Sync => {
                 let (tx, rx) = oneshot::channel();
@@ -354,7 +370,7 @@ impl Shard {
                         preassigned: None,
                         done: Some(tx),
                     }))
-                    .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))?;
+                    .map_err(|_| self.stopped(n))?;
                 rx.await
                     .unwrap_or_else(|_| Err(StoreError::Unavailable("commit loop stopped".into())))
             }
@@ -375,9 +391,15 @@ impl Shard {
                         preassigned: Some(idx),
                         done: None,
                     }))
-                    .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))
+                    .map_err(|_| self.stopped(n))
             }
         }
+    }
+
+    /// The error of an append the commit loop can no longer take; its `n` records are not pending.
+    fn stopped(&self, n: usize) -> StoreError {
+        self.pending.set(self.pending.get().saturating_sub(n));
+        StoreError::Unavailable("commit loop stopped".into())
     }
 
     fn segment_mut<'a>(&self, tags: &'a mut HashMap<String, Tag>, m: &Message) -> &'a mut Segment {
@@ -553,6 +575,12 @@ impl Shard {
 
     /// After a commit (and every earlier one) completed: makes its records visible and answers its waiters.
     fn finish(&self, group: Vec<Job>, r: &Result<(), StoreError>) {
+        let done: usize = group.iter().map(|j| j.msgs.len()).sum();
+        debug_assert!(
+            done <= self.pending.get(),
+            "BUG: more records finished than pending"
+        );
+        self.pending.set(self.pending.get().saturating_sub(done));
         {
             let mut tags = self.tags.borrow_mut();
             for job in group.iter().filter(|j| j.preassigned.is_none()) {
