@@ -1,0 +1,43 @@
+#!/bin/bash
+# Overload: single-message POSTs offered open-loop far above what one engine core sustains, on many
+# connections, with 10 query clients beside them; once with load shedding (--shed-lag, default 20ms) and once
+# without (--shed-lag 0), side by side. Prints loadgen's summary (offered, acknowledged, 503s shed, write p99 of
+# the acknowledged, query p99, --check) and the engine's peak RssAnon/RssFile.
+#   benches/overload.sh [SECS] [RATE] [CONNS]       e.g. benches/overload.sh 20 400000 2000
+# Engine on CPU 1 (--cpus 1), loadgen on CPU 0.
+set -euo pipefail
+secs=${1:-20}
+rate=${2:-400000}
+conns=${3:-2000}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cargo build --release --workspace --manifest-path "$root/Cargo.toml" >/dev/null
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+for lag in 20ms 0; do
+  d=$(mktemp -d /tmp/tickcore-overload.XXXXXX)
+  taskset -c 1 "$root/target/release/tickcore" --cpus 1 --listen 127.0.0.1:18097 --data-dir "$d" \
+    --report-interval 5s --shed-lag "$lag" --max-connections 10000 > "$d.engine.log" 2>&1 &
+  tp=$!
+  sleep 1.5
+  peak="$d.peak"
+  echo "0 0" > "$peak"
+  (
+    pa=0; pf=0
+    while kill -0 "$tp" 2>/dev/null; do
+      a=$(awk '/RssAnon/{print $2}' "/proc/$tp/status" 2>/dev/null || echo 0)
+      f=$(awk '/RssFile/{print $2}' "/proc/$tp/status" 2>/dev/null || echo 0)
+      [ "${a:-0}" -gt "$pa" ] && pa=$a
+      [ "${f:-0}" -gt "$pf" ] && pf=$f
+      echo "$pa $pf" > "$peak"
+      sleep 0.2
+    done
+  ) &
+  echo "=== --shed-lag $lag: offered $rate msg/s single messages on $conns connections for ${secs}s"
+  taskset -c 0 "$root/target/release/loadgen" --url http://127.0.0.1:18097 --rate "$rate" \
+    --connections "$conns" --duration "${secs}s" --query-clients 10 --probe-interval 0s \
+    --report-interval 600s --check 2>&1 | grep -E '^(rate|check|errors|  write|  query|SLO|write|query)' || true
+  grep -E 'shed' "$d.engine.log" | tail -3 || true
+  kill -TERM "$tp"; wait "$tp" || true
+  read -r pa pf < "$peak"
+  echo "engine peak RssAnon $((pa / 1024)) MiB, RssFile $((pf / 1024)) MiB"
+  rm -rf "$d" "$d.engine.log" "$peak"
+done
