@@ -292,6 +292,20 @@ impl Shard {
             if crate::tag::owner(crate::tag::hash(&tag), shards) != id {
                 continue;
             }
+            let damage = crate::store::verify::tag_file_tail(&path, seg, segment_ns)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            if let Some(d) = damage.first() {
+                // Recovery has already rewritten every file a log touched: this one was durable, so the
+                // damage is corruption, never a crash's unfinished write. Serving it would be serving lies.
+                return Err(format!(
+                    "corruption: {} at offset {}: {}; refusing to start. `tickcore --verify --data-dir {}` \
+                     lists every finding; restore the file from a backup, or move it aside to serve the rest",
+                    path.display(),
+                    d.offset,
+                    d.what,
+                    layout.root.display()
+                ));
+            }
             let n = crate::store::recovery::count_file(&path)
                 .map_err(|e| format!("reading {}: {e}", path.display()))?;
             tags.entry(tag)

@@ -38,31 +38,66 @@ const BLOCK: usize = 4096;
 fn check_tag_file(path: &Path, seg: i64, segment_ns: i64, s: &mut Summary) -> io::Result<()> {
     let mut bytes = Vec::new();
     fs::File::open(path)?.read_to_end(&mut bytes)?;
+    let n = check_records(
+        path,
+        &bytes,
+        0,
+        bytes.len(),
+        seg,
+        segment_ns,
+        &mut s.findings,
+    );
+    s.tag_files += 1;
+    s.records += n as u64;
+    Ok(())
+}
+
+/// Checks the end of one tag file as a starting engine does: the length, and the records and padding of
+/// its last block. Damage there is what a crash or a torn write would leave.
+pub fn tag_file_tail(path: &Path, seg: i64, segment_ns: i64) -> io::Result<Vec<Finding>> {
+    let f = fs::File::open(path)?;
+    let len = f.metadata()?.len() as usize;
+    let first = len.saturating_sub(1) / BLOCK * BLOCK / RECORD_BYTES;
+    let mut bytes = vec![0; len - first * RECORD_BYTES];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut bytes, (first * RECORD_BYTES) as u64)?;
+    let mut findings = Vec::new();
+    check_records(path, &bytes, first, len, seg, segment_ns, &mut findings);
+    Ok(findings)
+}
+
+/// Checks `bytes`, a tag file's bytes from record `first` to its end (`len`), which include its whole
+/// last block; returns the record count.
+fn check_records(
+    path: &Path,
+    bytes: &[u8],
+    first: usize,
+    len: usize,
+    seg: i64,
+    segment_ns: i64,
+    findings: &mut Vec<Finding>,
+) -> usize {
     let mut find = |offset: usize, what: String| {
-        s.findings.push(Finding {
+        findings.push(Finding {
             path: path.to_path_buf(),
             offset: offset as u64,
             what,
         })
     };
-    if bytes.len() % BLOCK != 0 {
-        find(
-            bytes.len(),
-            format!("length {} is not a multiple of {BLOCK}", bytes.len()),
-        );
+    if len % BLOCK != 0 {
+        find(len, format!("length {len} is not a multiple of {BLOCK}"));
     }
-    if bytes.is_empty() {
-        return Ok(());
+    if len == 0 {
+        return 0;
     }
-    let tail_start = (bytes.len() - 1) / BLOCK * BLOCK;
-    let n = tagfile::count_records(bytes.len(), &bytes[tail_start..]);
+    let base = first * RECORD_BYTES;
+    let n = tagfile::count_records(len, bytes);
     let (lo, hi) = (
         seg as i128 * segment_ns as i128,
         (seg as i128 + 1) * segment_ns as i128,
     );
-    for k in 0..n {
+    for k in first..n {
         let at = k * RECORD_BYTES;
-        let r: Record = bytemuck::pod_read_unaligned(&bytes[at..at + RECORD_BYTES]);
+        let r: Record = bytemuck::pod_read_unaligned(&bytes[at - base..at - base + RECORD_BYTES]);
         if !r.all_finite() {
             find(
                 at,
@@ -78,18 +113,14 @@ fn check_tag_file(path: &Path, seg: i64, segment_ns: i64, s: &mut Summary) -> io
             );
         }
     }
-    if let Some(p) = bytes[n * RECORD_BYTES..]
-        .iter()
-        .position(|&b| b != PAD_BYTE)
-    {
+    let pad_from = (n * RECORD_BYTES).max(base) - base;
+    if let Some(p) = bytes[pad_from..].iter().position(|&b| b != PAD_BYTE) {
         find(
-            n * RECORD_BYTES + p,
+            base + pad_from + p,
             "bytes after the last record are not padding".into(),
         );
     }
-    s.tag_files += 1;
-    s.records += n as u64;
-    Ok(())
+    n
 }
 
 fn check_log(path: &Path, s: &mut Summary) -> io::Result<()> {

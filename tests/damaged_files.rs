@@ -1,0 +1,174 @@
+//! Damaged files: a log whose last block is truncated or overwritten at every offset keeps exactly the
+//! commits before the damage (and the damaged commit only if its header and payload survived), with the
+//! offset reported; a tag file damaged at every offset of its last block is found, and the engine refuses to
+//! start on it naming the file and offset (never serving wrong records), serves the rest once it is moved
+//! aside, and accepts zero-length and missing files.
+mod common;
+use common::*;
+
+use std::path::Path;
+use std::rc::Rc;
+
+use tickcore::record::{Record, RECORD_BYTES};
+use tickcore::store::layout::Layout;
+use tickcore::store::powerloss::simdisk::{Image, SimDisk};
+use tickcore::store::{recovery, tagfile, verify, wal};
+
+const SEG_NS: i64 = 1 << 40;
+
+fn rec(i: u64) -> Record {
+    Record {
+        time: 1000 + i as i64,
+        values: [i as f64 + 0.5; 10],
+    }
+}
+
+/// A log of three commits (the last one spanning two blocks) and the byte where each commit's payload ends.
+fn log() -> (Vec<u8>, Vec<usize>) {
+    let (mut bytes, mut ends, mut block, mut next) = (Vec::new(), Vec::new(), Vec::new(), 0u64);
+    for (seq, n) in [5u64, 7, 60].into_iter().enumerate() {
+        let mut payload = Vec::new();
+        for i in next..next + n {
+            wal::put_record(&mut payload, "dmg", i, &rec(i));
+        }
+        next += n;
+        wal::frame(seq as u64, &payload, &mut block);
+        ends.push(bytes.len() + wal::HEADER_BYTES + payload.len());
+        bytes.extend_from_slice(&block);
+    }
+    bytes.resize(bytes.len() + 4096, 0); // the preallocated zeros after the last commit
+    (bytes, ends)
+}
+
+/// Recovers a simulated data directory holding only `log_bytes` and returns the tag file's records.
+fn recover_log(log_bytes: &[u8]) -> (Vec<Record>, Vec<String>) {
+    let mut img = Image::default();
+    img.dirs.insert("wal".into());
+    img.dirs.insert("seg".into());
+    img.link("wal/1-c0-g0.wal", 1);
+    img.files
+        .entry(1)
+        .or_default()
+        .write(0, log_bytes, &|_| true);
+    let root = Path::new("/d");
+    let disk = SimDisk::new(root, Rc::new(img));
+    let layout = Layout::new(root);
+    let report = recovery::recover_on(&disk, &layout, SEG_NS, i64::MIN, "r").unwrap();
+    let records = recovery::read_records(&disk, &layout.tag_file(0, "dmg")).unwrap();
+    (records, report.notes)
+}
+
+#[test]
+fn a_log_damaged_at_every_offset_of_its_last_block_keeps_the_commits_before() {
+    let (bytes, ends) = log();
+    let last_block = (ends[2] - 1) / 4096 * 4096;
+    let all: Vec<Record> = (0..72).map(rec).collect();
+    let (intact, _) = recover_log(&bytes);
+    assert_eq!(intact, all);
+    let mut garbage = bytes.clone();
+    for o in last_block..last_block + 4096 {
+        // The last commit survives only when its header and payload do.
+        let want = if o >= ends[2] { &all[..] } else { &all[..12] };
+        let (got, _) = recover_log(&bytes[..o]);
+        assert_eq!(got, want, "log truncated at {o}");
+        garbage.copy_from_slice(&bytes);
+        for (i, b) in garbage[o..last_block + 4096].iter_mut().enumerate() {
+            *b = 0xA5 ^ (i as u8).wrapping_mul(31);
+        }
+        let (got, notes) = recover_log(&garbage);
+        assert_eq!(got, want, "log overwritten from {o}");
+        if o < ends[2] {
+            let at = format!("log ends at offset {}", ends[1].div_ceil(4096) * 4096);
+            assert!(notes.iter().any(|n| n.contains(&at)), "{o}: {notes:?}");
+        }
+    }
+}
+
+#[test]
+fn a_tag_file_damaged_at_every_offset_of_its_last_block_is_found() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("t.rec");
+    let records: Vec<Record> = (0..100).map(rec).collect();
+    let (offset, image) = tagfile::block_image(0, &records, 0);
+    assert_eq!((offset, image.len()), (0, 12288));
+    std::fs::write(&path, &image).unwrap();
+    assert_eq!(verify::tag_file_tail(&path, 0, SEG_NS).unwrap(), vec![]);
+    let last = image.len() - 4096;
+    for o in last..image.len() {
+        let mut bad = image.clone();
+        for (i, b) in bad[o..].iter_mut().enumerate() {
+            *b = 0x5A ^ (i as u8).wrapping_mul(13);
+        }
+        std::fs::write(&path, &bad).unwrap();
+        let found = verify::tag_file_tail(&path, 0, SEG_NS).unwrap();
+        assert!(!found.is_empty(), "garbage from {o} not found");
+        // Named inside the damaged block (a padding slot just before the garbage counts as a bad record).
+        assert!(
+            found[0].offset as usize + RECORD_BYTES > last,
+            "{o}: {:?}",
+            found[0]
+        );
+        std::fs::write(&path, &image[..o]).unwrap();
+        let found = verify::tag_file_tail(&path, 0, SEG_NS).unwrap();
+        assert!(!found.is_empty(), "truncation at {o} not found");
+    }
+}
+
+#[test]
+fn the_engine_refuses_a_damaged_tag_file_and_serves_the_rest_once_it_is_moved_aside() {
+    let d = tempfile::tempdir().unwrap();
+    let base = now_ns() - 60_000_000_000;
+    let e = start(d.path(), "0", &[]);
+    for (i, tag) in ["good", "bad", "empty", "gone"].iter().enumerate() {
+        for k in 0..30 {
+            let r = e.post(&msg(tag, base + k, (i * 100 + k as usize) as f64));
+            assert_eq!(r.status, 204);
+        }
+    }
+    assert_eq!(e.terminate(), 0);
+    let files = walk(d.path());
+    let file_of = |tag: &str| {
+        let hex = tickcore::tag::file_name(tag);
+        files
+            .iter()
+            .find(|p| p.file_name().unwrap().to_str().unwrap() == format!("{hex}.rec"))
+            .unwrap()
+            .clone()
+    };
+    // A zero-length file and a missing one are consistent (nothing acknowledged is known to be in them).
+    std::fs::write(file_of("empty"), b"").unwrap();
+    std::fs::remove_file(file_of("gone")).unwrap();
+    // Garbage inside the records of a durable file: corruption.
+    let bad = file_of("bad");
+    let mut bytes = std::fs::read(&bad).unwrap();
+    let at = 17 * RECORD_BYTES;
+    bytes[at..at + 8].copy_from_slice(&7i64.to_le_bytes());
+    std::fs::write(&bad, &bytes).unwrap();
+
+    let err = try_start(d.path(), "0", &[])
+        .err()
+        .expect("started on a damaged file");
+    assert!(err.contains("corruption"), "{err}");
+    assert!(
+        err.contains(&format!("{} at offset {at}", bad.display())),
+        "{err}"
+    );
+    assert!(err.contains("--verify"), "{err}");
+
+    let aside = d.path().join("bad.rec.damaged");
+    std::fs::rename(&bad, &aside).unwrap();
+    let e = start(d.path(), "0", &[]);
+    let good = e.export("good");
+    assert_eq!(good.len(), 30);
+    assert_eq!(
+        good[29],
+        (
+            base + 29,
+            (0..10).map(|i| 29.0 + i as f64).collect::<Vec<_>>()
+        )
+    );
+    assert!(e.export("empty").is_empty());
+    assert_eq!(e.post(&msg("empty", base + 100, 1.0)).status, 204);
+    assert_eq!(e.export("empty").len(), 1);
+    assert_eq!(e.terminate(), 0);
+}
