@@ -90,6 +90,11 @@ pub struct Config {
     /// get 503 with Retry-After (the disk is not keeping up).
     #[arg(long, env = "TICKCORE_MAX_PENDING_RECORDS", default_value_t = 262_144)]
     pub max_pending_records: usize,
+    /// Testing aid: while FILE exists, every log commit and tag-file write fails with the error it names
+    /// (`ENOSPC`, `EIO`, or `EIO-AFTER-WRITE`: the data is written, then the write reports failure;
+    /// `EIO-TAGFILES`: only checkpoint writes to tag files fail).
+    #[arg(long, value_name = "FILE")]
+    pub fault_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -192,6 +192,7 @@ pub async fn run(s: Start) -> Result<(), String> {
         }
     };
     shard.max_pending.set(s.config.max_pending_records.max(1));
+    shard.fault_file.replace(s.config.fault_file.clone());
     let core = Rc::new(Core {
         id,
         shards: s.shards,

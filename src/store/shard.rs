@@ -63,7 +63,7 @@ enum Cmd {
     Rotate {
         file: DmaFile,
         path: PathBuf,
-        done: oneshot::Sender<Result<PathBuf, StoreError>>,
+        done: oneshot::Sender<Result<Rotated, StoreError>>,
     },
     Checkpoint {
         payload: Vec<u8>,
@@ -73,13 +73,25 @@ enum Cmd {
 
 type Commit = Shared<LocalBoxFuture<'static, Result<(), StoreError>>>;
 
+/// The log generation a rotation retired from writing.
+pub struct Rotated {
+    pub path: PathBuf,
+    /// Set when a write to it failed (its later blocks may hold commits that were never acknowledged).
+    pub broken: Option<StoreError>,
+    /// Where its last acknowledged commit ends.
+    pub acked_end: u64,
+}
+
 struct WalWriter {
     file: Rc<DmaFile>,
     path: PathBuf,
     offset: u64,
     seq: u64,
-    /// Set after a failed write or fdatasync: the file is not written again (no fsync retry).
+    /// Set after a failed write or fdatasync: the file is not written again (no fsync retry); the next
+    /// checkpoint rescans it and moves on to a new generation (`shard/checkpoint.rs`).
     broken: Rc<RefCell<Option<StoreError>>>,
+    /// Where the last acknowledged commit ends.
+    acked_end: Rc<Cell<u64>>,
     /// The latest commit launched; the next one finishes only after it.
     last: Option<Commit>,
 }
@@ -93,6 +105,7 @@ impl WalWriter {
             offset: 0,
             seq,
             broken: Rc::default(),
+            acked_end: Rc::default(),
             last: None,
         }
     }
@@ -144,6 +157,14 @@ pub struct Shard {
     /// (`--max-pending-records`): past it, appends are refused with `Overloaded`.
     pending: Cell<usize>,
     pub max_pending: Cell<usize>,
+    /// A write to the live log failed: the next checkpoint comes soon and moves to a new generation.
+    log_broken: Cell<bool>,
+    /// Logs rotated away from whose records are not yet all in tag files (a checkpoint failed after
+    /// rotating): retired by the next checkpoint that completes.
+    /// With `Some(acked_end)` while a failed log still has to be rescanned (`checkpoint.rs`).
+    old_logs: RefCell<Vec<(PathBuf, Option<u64>)>>,
+    /// Testing aid (`--fault-file`): while this file exists, every write fails with the error it names.
+    pub fault_file: RefCell<Option<PathBuf>>,
 }
 
 pub fn now_ns() -> i64 {
@@ -348,6 +369,9 @@ impl Shard {
             trace,
             pending: Cell::new(0),
             max_pending: Cell::new(usize::MAX),
+            log_broken: Cell::new(false),
+            old_logs: RefCell::default(),
+            fault_file: RefCell::default(),
         });
         let writer = WalWriter::new(file, path, 0);
         glommio::spawn_local(Rc::clone(&shard).commit_loop(rx, writer)).detach();
@@ -410,6 +434,42 @@ impl Shard {
         }
     }
 
+    /// `--fault-file`: the error to inject into a write now, if any, and whether it strikes after the data
+    /// was written (as a failed fdatasync would) rather than instead of it. The file holds `ENOSPC`, `EIO`
+    /// or `EIO-AFTER-WRITE`, or `EIO-TAGFILES` (only tag-file writes fail: [`Shard::injected_tag_fault`]).
+    pub fn injected_fault(&self) -> Option<(StoreError, bool)> {
+        let path = self.fault_file.borrow().clone()?;
+        let what = std::fs::read_to_string(&path).ok()?;
+        let what = what.trim();
+        let msg = format!("injected by {} ({what})", path.display());
+        Some(match what {
+            "EIO-TAGFILES" => return None,
+            "ENOSPC" => (
+                StoreError::NoSpace(format!("No space left on device: {msg}")),
+                false,
+            ),
+            "EIO-AFTER-WRITE" => (StoreError::Io(format!("Input/output error: {msg}")), true),
+            _ => (StoreError::Io(format!("Input/output error: {msg}")), false),
+        })
+    }
+
+    /// The fault for a tag-file write: any [`Shard::injected_fault`], or `EIO-TAGFILES`.
+    pub fn injected_tag_fault(&self) -> Option<StoreError> {
+        let path = self.fault_file.borrow().clone()?;
+        match std::fs::read_to_string(&path).ok()?.trim() {
+            "EIO-TAGFILES" => Some(StoreError::Io(format!(
+                "Input/output error: injected by {} (EIO-TAGFILES)",
+                path.display()
+            ))),
+            _ => self.injected_fault().map(|(e, _)| e),
+        }
+    }
+
+    /// True when a write to the live log failed and no checkpoint has moved past it yet.
+    pub fn log_broken(&self) -> bool {
+        self.log_broken.get()
+    }
+
     /// The error of an append the commit loop can no longer take; its `n` records are not pending.
     fn stopped(&self, n: usize) -> StoreError {
         self.pending.set(self.pending.get().saturating_sub(n));
@@ -467,7 +527,12 @@ impl Shard {
                         let old = std::mem::replace(&mut w, WalWriter::new(file, path, seq));
                         let _ = old.file.close_rc().await;
                         self.wal_bytes.set(0);
-                        let _ = done.send(Ok(old.path));
+                        self.log_broken.set(false);
+                        let _ = done.send(Ok(Rotated {
+                            path: old.path,
+                            broken: old.broken.borrow().clone(),
+                            acked_end: old.acked_end.get(),
+                        }));
                         permit = match slots.acquire_static_permit(1).await {
                             Ok(p) => p,
                             Err(_) => return,
@@ -522,11 +587,12 @@ impl Shard {
         w.offset += block.len() as u64;
         self.wal_bytes
             .set(self.wal_bytes.get() + block.len() as u64);
-        let (shard, file, path, broken) = (
+        let (shard, file, path, broken, acked_end) = (
             Rc::clone(self),
             Rc::clone(&w.file),
             w.path.clone(),
             Rc::clone(&w.broken),
+            Rc::clone(&w.acked_end),
         );
         let group = std::mem::take(group);
         let prev = w.last.take();
@@ -549,7 +615,11 @@ impl Shard {
                 Err(e)
             } else {
                 let began = std::time::Instant::now();
-                let r = write_commit(&file, &block, offset).await;
+                let r = match shard.injected_fault() {
+                    Some((e, false)) => Err(e),
+                    Some((e, true)) => write_commit(&file, &block, offset).await.and(Err(e)),
+                    None => write_commit(&file, &block, offset).await,
+                };
                 if r.is_ok() {
                     trace(&shard.trace, |_| Event::Wrote(trace_id.unwrap_or(0)));
                 }
@@ -564,7 +634,11 @@ impl Shard {
                 None => Ok(()),
             };
             let r = before.and(own);
+            if r.is_ok() {
+                acked_end.set(offset + block.len() as u64);
+            }
             if let Err(e) = &r {
+                shard.log_broken.set(true);
                 if broken.borrow().is_none() {
                     eprintln!(
                         "core {}: {e}; the log {} is not written again",
@@ -884,7 +958,7 @@ impl Shard {
             done: tx,
         });
         if let Ok(Ok(old)) = rx.await {
-            let _ = std::fs::remove_file(old);
+            let _ = std::fs::remove_file(old.path);
         }
         let _ = std::fs::remove_file(&path);
         let pending = self.spare_pending.borrow_mut().take();

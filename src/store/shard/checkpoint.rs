@@ -45,6 +45,32 @@ impl Shard {
         let old = rx
             .await
             .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))??;
+        if let Some(e) = &old.broken {
+            eprintln!(
+                "core {}: after {e}: writing to a new log generation; rescanning {}",
+                self.id,
+                old.path.display()
+            );
+        }
+        let unscanned = old.broken.as_ref().map(|_| old.acked_end);
+        self.old_logs.borrow_mut().push((old.path, unscanned));
+        // A failed log is not written again until it has been rescanned: commits after its last acknowledged
+        // one (their requests got an error) must never be replayed, since their record slots are handed
+        // out again. Retried by every checkpoint until it succeeds.
+        let pending: Vec<(usize, PathBuf, u64)> = self
+            .old_logs
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (p, end))| end.map(|e| (i, p.clone(), e)))
+            .collect();
+        for (i, path, end) in pending {
+            let note = offload(move || neutralize(&path, end))
+                .await
+                .map_err(|e| StoreError::from_io("rescanning a failed log", &e))?;
+            eprintln!("core {}: {note}", self.id);
+            self.old_logs.borrow_mut()[i].1 = None;
+        }
 
         // 2. Plan: for each dirty segment, the records from the first block to rewrite up to `committed()`.
         //    The new records are in memory; the ones already in the partial last block (its pre-image) are
@@ -184,7 +210,13 @@ impl Shard {
                 }
             }
         }
-        self.retire_log(&old).await?;
+        let olds = std::mem::take(&mut *self.old_logs.borrow_mut());
+        for (n, (old, _)) in olds.iter().enumerate() {
+            if let Err(e) = self.retire_log(old).await {
+                self.old_logs.borrow_mut().extend(olds[n..].iter().cloned());
+                return Err(e);
+            }
+        }
         Ok(plans.len())
     }
 
@@ -242,6 +274,10 @@ impl Shard {
             .await
             .map_err(|e| io_err(&format!("opening {}", path.display()), e))?;
         let (offset, bytes) = tagfile::block_image(first, records, first_new);
+        if let Some(e) = self.injected_tag_fault() {
+            let _ = f.close().await;
+            return Err(e);
+        }
         let (write_id, sync_id) = match &self.trace {
             Some(t) => {
                 let id = t.id();
@@ -283,5 +319,43 @@ impl Shard {
     pub fn checkpoint_due(&self, since_last: Duration, interval: Duration) -> bool {
         self.wal_bytes.get() >= WAL_CHECKPOINT_BYTES
             || (since_last >= interval && self.wal_bytes.get() > 0)
+            || (self.log_broken() && since_last >= Duration::from_secs(1))
     }
+}
+
+/// Rescans a log whose writes failed and makes sure nothing after its last acknowledged commit (which ends at
+/// `acked_end`) can be replayed: when a valid commit follows there (its data landed although its write or
+/// sync reported an error), its first block is overwritten with zeros, durably. Blocking; returns what it found.
+fn neutralize(path: &std::path::Path, acked_end: u64) -> std::io::Result<String> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let bytes = crate::store::recovery::read_log(&crate::store::disk::RealDisk, path)?;
+    let (_, end) = wal::scan(&bytes);
+    let end = end as u64;
+    if end < acked_end {
+        return Ok(format!(
+            "{} holds valid commits only up to offset {end}, short of the acknowledged {acked_end}: the device lost \
+             acknowledged commits (their records are in memory and go to the tag files now)",
+            path.display()
+        ));
+    }
+    if end == acked_end {
+        return Ok(format!(
+            "{} rescanned: its valid commits end at offset {end}, the last acknowledged one",
+            path.display()
+        ));
+    }
+    assert_eq!(
+        acked_end % crate::store::BLOCK as u64,
+        0,
+        "BUG: commits start on block boundaries"
+    );
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DSYNC)
+        .open(path)?;
+    f.write_all_at(&[0u8; crate::store::BLOCK], acked_end)?;
+    Ok(format!(
+        "{} rescanned: unacknowledged commits landed after offset {acked_end} (up to {end}); zeroed the block there",
+        path.display()
+    ))
 }
