@@ -18,11 +18,20 @@ pub const TARGETS: [(&str, fn(&[u8])); 5] = [
 ];
 
 /// The head parser returns a head, "incomplete" or an error status; a parsed head's length and query range
-/// lie inside the input.
+/// lie inside the input, every line of it ends in CRLF, and an HTTP/1.1 head carries a Host header.
 pub fn http_head(data: &[u8]) {
     if let Ok(Some(h)) = parse_head(data, 16 << 10, 1 << 20) {
         assert!(h.len <= data.len());
         assert!(h.query.end <= data.len());
+        let head = &data[..h.len];
+        assert!(head
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b != b'\n' || (i > 0 && head[i - 1] == b'\r')));
+        if h.minor == 1 {
+            let lower = head.to_ascii_lowercase();
+            assert!(lower.windows(7).any(|w| w == b"\r\nhost:"));
+        }
     }
 }
 
