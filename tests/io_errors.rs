@@ -36,21 +36,27 @@ fn until_accepted(e: &Engine, tag: &str, mut t: i64) -> i64 {
     }
 }
 
+/// An engine with a fault file (not there yet) and 20 records of `tag` acknowledged: (dir, engine, base
+/// time, the times acknowledged).
+fn acknowledged_20(tag: &str) -> (tempfile::TempDir, Engine, i64, Vec<i64>) {
+    let d = tempfile::tempdir().unwrap();
+    let e = engine(&d.path().join("data"), &d.path().join("fault"));
+    let base = now_ns() - 60_000_000_000;
+    let acked: Vec<i64> = (0..20).map(|i| base + i).collect();
+    for &t in &acked {
+        assert_eq!(e.post(&msg(tag, t, 1.0)).status, 204);
+    }
+    (d, e, base, acked)
+}
+
 fn times(e: &Engine, tag: &str) -> Vec<i64> {
     e.export(tag).into_iter().map(|r| r.0).collect()
 }
 
 #[test]
 fn disk_full_refuses_writes_serves_reads_and_resumes() {
-    let d = tempfile::tempdir().unwrap();
-    let fault = d.path().join("fault");
-    let data = d.path().join("data");
-    let e = engine(&data, &fault);
-    let base = now_ns() - 60_000_000_000;
-    let mut acked: Vec<i64> = (0..20).map(|i| base + i).collect();
-    for &t in &acked {
-        assert_eq!(e.post(&msg("io", t, 1.0)).status, 204);
-    }
+    let (d, e, base, mut acked) = acknowledged_20("io");
+    let (fault, data) = (d.path().join("fault"), d.path().join("data"));
     std::fs::write(&fault, "ENOSPC").unwrap();
     for i in 0..5 {
         let r = e.post(&msg("io", base + 100 + i, 2.0));
@@ -98,15 +104,8 @@ fn disk_full_refuses_writes_serves_reads_and_resumes() {
 
 #[test]
 fn commits_that_landed_but_failed_are_never_replayed() {
-    let d = tempfile::tempdir().unwrap();
-    let fault = d.path().join("fault");
-    let data = d.path().join("data");
-    let e = engine(&data, &fault);
-    let base = now_ns() - 60_000_000_000;
-    let mut acked: Vec<i64> = (0..20).map(|i| base + i).collect();
-    for &t in &acked {
-        assert_eq!(e.post(&msg("y", t, 1.0)).status, 204);
-    }
+    let (d, e, base, mut acked) = acknowledged_20("y");
+    let (fault, data) = (d.path().join("fault"), d.path().join("data"));
     // The data reaches the log, then the write reports failure: 503, and the slots are handed out again.
     std::fs::write(&fault, "EIO-AFTER-WRITE").unwrap();
     for i in 0..5 {
