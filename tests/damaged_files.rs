@@ -1,8 +1,9 @@
 //! Damaged files: a log whose last block is truncated or overwritten at every offset keeps exactly the
 //! commits before the damage (and the damaged commit only if its header and payload survived), with the
 //! offset reported; a tag file damaged at every offset of its last block is found, and the engine refuses to
-//! start on it naming the file and offset (never serving wrong records), serves the rest once it is moved
-//! aside, and accepts zero-length and missing files.
+//! start on it naming the file and offset (never serving wrong records: a wrong time by its range, a wrong
+//! value by the block checksum in the sidecar), serves the rest once it is moved aside, and accepts
+//! zero-length and missing files.
 mod common;
 use common::*;
 
@@ -138,13 +139,13 @@ fn the_engine_refuses_a_damaged_tag_file_and_serves_the_rest_once_it_is_moved_as
     // A zero-length file and a missing one are consistent (nothing acknowledged is known to be in them).
     std::fs::write(file_of("empty"), b"").unwrap();
     std::fs::remove_file(file_of("gone")).unwrap();
-    // Garbage inside the records of a durable file: corruption.
+    // A wrong time inside the records of a durable file: corruption, found by its implausibility.
     let bad = file_of("bad");
-    let mut bytes = std::fs::read(&bad).unwrap();
+    let clean = std::fs::read(&bad).unwrap();
+    let mut bytes = clean.clone();
     let at = 17 * RECORD_BYTES;
     bytes[at..at + 8].copy_from_slice(&7i64.to_le_bytes());
     std::fs::write(&bad, &bytes).unwrap();
-
     let err = try_start(d.path(), "0", &[])
         .err()
         .expect("started on a damaged file");
@@ -154,6 +155,21 @@ fn the_engine_refuses_a_damaged_tag_file_and_serves_the_rest_once_it_is_moved_as
         "{err}"
     );
     assert!(err.contains("--verify"), "{err}");
+    // A plausible but wrong value (one bit of a float): only the block's checksum in the sidecar sees it.
+    let mut bytes = clean.clone();
+    bytes[at + 8 + 3] ^= 0x01;
+    std::fs::write(&bad, &bytes).unwrap();
+    let err = try_start(d.path(), "0", &[])
+        .err()
+        .expect("started on a flipped bit");
+    assert!(
+        err.contains("corruption") && err.contains("checksum"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{} at offset 0", bad.display())),
+        "{err}"
+    );
 
     let aside = d.path().join("bad.rec.damaged");
     std::fs::rename(&bad, &aside).unwrap();

@@ -77,6 +77,13 @@ fn clean_directories_verify_and_damage_is_named_with_its_offset() {
         )),
         "{text}"
     );
+    // A flipped bit in a value of a full (not the last) block: plausible, found by the block's checksum.
+    let mut bad = clean.clone();
+    bad[10 * 88 + 20] ^= 0x04;
+    std::fs::write(&file, &bad).unwrap();
+    let (code, text) = verify(d.path());
+    assert_eq!(code, 1);
+    assert!(text.contains("at offset 0: block 0 has checksum"), "{text}");
     // A cut length.
     std::fs::write(&file, &clean[..5000]).unwrap();
     let (code, text) = verify(d.path());

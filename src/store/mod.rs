@@ -11,6 +11,7 @@ pub mod layout;
 pub mod powerloss;
 pub mod recovery;
 pub mod shard;
+pub mod sidecar;
 pub mod tagfile;
 pub mod verify;
 pub mod view;

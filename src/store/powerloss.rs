@@ -30,7 +30,7 @@ use crate::store::disk::Disk;
 use crate::store::iotrace::Event;
 use crate::store::layout::Layout;
 use crate::store::recovery;
-use crate::store::wal;
+use crate::store::{sidecar, wal};
 use simdisk::{parent, Image, SimDisk, SECTOR};
 
 /// How many states a crash point is checked with.
@@ -551,6 +551,23 @@ pub fn check_recovery(
     let listed = recovery::list_tag_files_on(disk, &layout).map_err(|e| e.to_string())?;
     let mut checked = Checked::default();
     for (seg, tag, path) in listed {
+        // Every block has its checksum in the sidecar, and it matches.
+        let bytes = disk.read(&path).map_err(|e| e.to_string())?;
+        let side = sidecar::path_for(&path);
+        let sums = match disk.exists(&side) {
+            true => sidecar::parse(&disk.read(&side).map_err(|e| e.to_string())?),
+            false => Default::default(),
+        };
+        for (i, block) in bytes.chunks(crate::store::BLOCK).enumerate() {
+            if let Some(what) = sidecar::check(&sums, i, block) {
+                return Err(format!("checksum: {tag:?} segment {seg}: {what}"));
+            }
+            if !sums.contains_key(&(i as u32)) {
+                return Err(format!(
+                    "checksum: {tag:?} segment {seg}: block {i} has none"
+                ));
+            }
+        }
         let records = recovery::read_records(disk, &path).map_err(|e| e.to_string())?;
         for (i, r) in records.iter().enumerate() {
             let slot = (tag.clone(), seg, i as u64);

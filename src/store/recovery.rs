@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::record::{Record, RECORD_BYTES};
 use crate::store::disk::{Disk, RealDisk};
 use crate::store::layout::Layout;
-use crate::store::{align_down, align_up, tagfile, wal, BLOCK};
+use crate::store::{align_down, align_up, sidecar, tagfile, wal, BLOCK};
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -268,16 +268,27 @@ pub fn recover_on(
         let new_dir = !disk.exists(dir);
         disk.create_dir_all(dir)?;
         let new_file = !disk.exists(&p.path);
+        let mut sums = Vec::new();
         if p.count > 0 {
             let (offset, bytes) =
                 tagfile::block_image(p.first, &p.records, p.first_new.max(p.first));
             disk.write_at(&p.path, offset as u64, &bytes)?;
             disk.set_len(&p.path, (offset + bytes.len()) as u64)?;
+            sums = sidecar::entries(offset, &bytes);
         } else {
             disk.set_len(&p.path, 0)?;
         }
         disk.sync_data(&p.path)?;
-        if new_file {
+        let mut new_side = false;
+        if !sums.is_empty() {
+            // The rewritten blocks' checksums, after the data and before the logs go (`sidecar.rs`).
+            let side = sidecar::path_for(&p.path);
+            new_side = !disk.exists(&side);
+            let at = if new_side { 0 } else { disk.len(&side)? };
+            disk.write_at(&side, at, &sums)?;
+            disk.sync_data(&side)?;
+        }
+        if new_file || new_side {
             disk.sync_dir(dir)?;
         }
         if new_dir {

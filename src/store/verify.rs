@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::record::{Record, PAD_BYTE, RECORD_BYTES};
 use crate::store::layout::Layout;
 use crate::store::recovery::list_tag_files;
-use crate::store::{tagfile, wal};
+use crate::store::{sidecar, tagfile, wal};
 
 /// Something not as the format says.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +47,16 @@ fn check_tag_file(path: &Path, seg: i64, segment_ns: i64, s: &mut Summary) -> io
         segment_ns,
         &mut s.findings,
     );
+    let sums = read_sums(path)?;
+    for (i, block) in bytes.chunks(BLOCK).enumerate() {
+        if let Some(what) = sidecar::check(&sums, i, block) {
+            s.findings.push(Finding {
+                path: path.to_path_buf(),
+                offset: (i * BLOCK) as u64,
+                what,
+            });
+        }
+    }
     s.tag_files += 1;
     s.records += n as u64;
     Ok(())
@@ -62,7 +72,27 @@ pub fn tag_file_tail(path: &Path, seg: i64, segment_ns: i64) -> io::Result<Vec<F
     std::os::unix::fs::FileExt::read_exact_at(&f, &mut bytes, (first * RECORD_BYTES) as u64)?;
     let mut findings = Vec::new();
     check_records(path, &bytes, first, len, seg, segment_ns, &mut findings);
+    if len >= BLOCK && len % BLOCK == 0 {
+        let last = len / BLOCK - 1;
+        let block = &bytes[last * BLOCK - first * RECORD_BYTES..];
+        if let Some(what) = sidecar::check(&read_sums(path)?, last, block) {
+            findings.push(Finding {
+                path: path.to_path_buf(),
+                offset: (last * BLOCK) as u64,
+                what,
+            });
+        }
+    }
     Ok(findings)
+}
+
+/// The block checksums of a tag file (none when it has no sidecar).
+fn read_sums(tag_file: &Path) -> io::Result<std::collections::HashMap<u32, u32>> {
+    match fs::read(sidecar::path_for(tag_file)) {
+        Ok(b) => Ok(sidecar::parse(&b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Checks `bytes`, a tag file's bytes from record `first` to its end (`len`), which include its whole

@@ -12,7 +12,7 @@ use super::{io_err, offload, Cmd, Shard, CHECKPOINT_FILES_IN_FLIGHT, WAL_CHECKPO
 use crate::record::{Record, RECORD_BYTES};
 use crate::store::iotrace::{trace, Event};
 use crate::store::layout::sync_dir;
-use crate::store::{align_down, tagfile, wal, StoreError};
+use crate::store::{align_down, sidecar, tagfile, wal, StoreError};
 
 impl Shard {
     /// Moves every committed record into the tag files and starts a new log generation.
@@ -312,7 +312,69 @@ impl Shard {
         }
         .await;
         let _ = f.close().await;
-        r
+        r?;
+        self.append_sums(&path, offset, &bytes, first_new > 0).await
+    }
+
+    /// Appends the checksums of the blocks just written (and synced) to the tag file's sidecar, and syncs
+    /// it: after the tag file, before the log that holds its records can be retired (`sidecar.rs`). A sidecar
+    /// created beside an existing tag file (whose directory is not synced by this checkpoint) gets its
+    /// directory synced here.
+    async fn append_sums(
+        &self,
+        tag_file: &std::path::Path,
+        offset: usize,
+        image: &[u8],
+        old_file: bool,
+    ) -> Result<(), StoreError> {
+        let side = sidecar::path_for(tag_file);
+        let entries = sidecar::entries(offset, image);
+        let existing = std::fs::metadata(&side).ok().map(|m| m.len());
+        let at = existing.unwrap_or(0);
+        let sync_dir_too = old_file && existing.is_none();
+        let ids = self.trace.as_ref().map(|t| {
+            let (w, s) = (t.id(), t.id());
+            t.record(Event::Create(t.rel(&side)));
+            t.record(Event::Write {
+                id: w,
+                path: t.rel(&side),
+                offset: at,
+                dsync: false,
+                data: entries.clone(),
+            });
+            (w, s)
+        });
+        let path = side.clone();
+        offload(move || -> std::io::Result<()> {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            f.write_all_at(&entries, at)?;
+            f.sync_data()?;
+            match path.parent() {
+                Some(dir) if sync_dir_too => sync_dir(dir),
+                _ => Ok(()),
+            }
+        })
+        .await
+        .map_err(|e| StoreError::from_io(&format!("appending to {}", side.display()), &e))?;
+        // Completion and sync are traced once both happened (the model makes the entries durable only at
+        // the traced sync's completion, which is no earlier than the real one).
+        if let (Some(t), Some((w, s))) = (&self.trace, ids) {
+            t.record(Event::Wrote(w));
+            t.record(Event::Sync(s, t.rel(&side)));
+            t.record(Event::Synced(s));
+            if sync_dir_too {
+                // Traced after the fact: the model keeps the new name volatile until this point.
+                let (d, dir) = (t.id(), side.parent().map(|p| t.rel(p)).unwrap_or_default());
+                t.record(Event::DirSync(d, dir));
+                t.record(Event::DirSynced(d));
+            }
+        }
+        Ok(())
     }
 
     /// True when a checkpoint is due.
