@@ -163,6 +163,9 @@ pub struct Shard {
     /// rotating): retired by the next checkpoint that completes.
     /// With `Some(acked_end)` while a failed log still has to be rescanned (`checkpoint.rs`).
     old_logs: RefCell<Vec<(PathBuf, Option<u64>)>>,
+    /// Sidecars appended by the running checkpoint, not yet synced (and whether each is new beside an
+    /// existing tag file, so its directory needs a sync).
+    unsynced_sums: RefCell<Vec<(PathBuf, bool)>>,
     /// Testing aid (`--fault-file`): while this file exists, every write fails with the error it names.
     pub fault_file: RefCell<Option<PathBuf>>,
 }
@@ -372,6 +375,7 @@ impl Shard {
             log_broken: Cell::new(false),
             old_logs: RefCell::default(),
             fault_file: RefCell::default(),
+            unsynced_sums: RefCell::default(),
         });
         let writer = WalWriter::new(file, path, 0);
         glommio::spawn_local(Rc::clone(&shard).commit_loop(rx, writer)).detach();

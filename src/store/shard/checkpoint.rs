@@ -182,7 +182,12 @@ impl Shard {
                 r?;
             }
         }
-        let dirs: Vec<PathBuf> = new_dirs.iter().map(|&s| self.layout.seg_dir(s)).collect();
+        let mut dirs: Vec<PathBuf> = new_dirs.iter().map(|&s| self.layout.seg_dir(s)).collect();
+        for d in self.sync_sums().await? {
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
         let ids: Vec<u64> = match &self.trace {
             Some(t) => dirs
                 .iter()
@@ -316,10 +321,9 @@ impl Shard {
         self.append_sums(&path, offset, &bytes, first_new > 0).await
     }
 
-    /// Appends the checksums of the blocks just written (and synced) to the tag file's sidecar, and syncs
-    /// it: after the tag file, before the log that holds its records can be retired (`sidecar.rs`). A sidecar
-    /// created beside an existing tag file (whose directory is not synced by this checkpoint) gets its
-    /// directory synced here.
+    /// Appends the checksums of the blocks just written (and synced) to the tag file's sidecar, unsynced:
+    /// [`Shard::sync_sums`] makes every sidecar of the checkpoint durable at once, before its log can be
+    /// retired (`sidecar.rs`).
     async fn append_sums(
         &self,
         tag_file: &std::path::Path,
@@ -331,9 +335,8 @@ impl Shard {
         let entries = sidecar::entries(offset, image);
         let existing = std::fs::metadata(&side).ok().map(|m| m.len());
         let at = existing.unwrap_or(0);
-        let sync_dir_too = old_file && existing.is_none();
-        let ids = self.trace.as_ref().map(|t| {
-            let (w, s) = (t.id(), t.id());
+        let id = self.trace.as_ref().map(|t| {
+            let w = t.id();
             t.record(Event::Create(t.rel(&side)));
             t.record(Event::Write {
                 id: w,
@@ -342,39 +345,71 @@ impl Shard {
                 dsync: false,
                 data: entries.clone(),
             });
-            (w, s)
+            w
         });
         let path = side.clone();
         offload(move || -> std::io::Result<()> {
             use std::os::unix::fs::FileExt;
-            let f = std::fs::OpenOptions::new()
+            std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(&path)?;
-            f.write_all_at(&entries, at)?;
-            f.sync_data()?;
-            match path.parent() {
-                Some(dir) if sync_dir_too => sync_dir(dir),
-                _ => Ok(()),
-            }
+                .open(&path)?
+                .write_all_at(&entries, at)
         })
         .await
         .map_err(|e| StoreError::from_io(&format!("appending to {}", side.display()), &e))?;
-        // Completion and sync are traced once both happened (the model makes the entries durable only at
-        // the traced sync's completion, which is no earlier than the real one).
-        if let (Some(t), Some((w, s))) = (&self.trace, ids) {
-            t.record(Event::Wrote(w));
-            t.record(Event::Sync(s, t.rel(&side)));
-            t.record(Event::Synced(s));
-            if sync_dir_too {
-                // Traced after the fact: the model keeps the new name volatile until this point.
-                let (d, dir) = (t.id(), side.parent().map(|p| t.rel(p)).unwrap_or_default());
-                t.record(Event::DirSync(d, dir));
-                t.record(Event::DirSynced(d));
-            }
+        if let Some(w) = id {
+            trace(&self.trace, |_| Event::Wrote(w));
         }
+        // A sidecar new beside an existing tag file: its directory is not among the new ones synced.
+        self.unsynced_sums
+            .borrow_mut()
+            .push((side, old_file && existing.is_none()));
         Ok(())
+    }
+
+    /// Makes every sidecar appended by this checkpoint durable with one `syncfs` (instead of an fdatasync
+    /// per file: tag files are written O_DIRECT and synced, logs are O_DSYNC, so little else is dirty), and
+    /// returns the directories of sidecars created beside existing tag files, to sync.
+    async fn sync_sums(&self) -> Result<Vec<PathBuf>, StoreError> {
+        let sides = std::mem::take(&mut *self.unsynced_sums.borrow_mut());
+        if sides.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<u64> = match &self.trace {
+            Some(t) => sides
+                .iter()
+                .map(|(side, _)| {
+                    let id = t.id();
+                    t.record(Event::Sync(id, t.rel(side)));
+                    id
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let root = self.layout.seg_root();
+        offload(move || -> std::io::Result<()> {
+            use std::os::fd::AsRawFd;
+            let f = std::fs::File::open(&root)?;
+            // SAFETY: syncfs takes any open descriptor on the file system; `f` lives across the call.
+            if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::from_io("syncing the sidecars (syncfs)", &e))?;
+        for id in ids {
+            trace(&self.trace, |_| Event::Synced(id));
+        }
+        let mut dirs: Vec<PathBuf> = sides
+            .into_iter()
+            .filter(|(_, new_beside_old)| *new_beside_old)
+            .filter_map(|(side, _)| side.parent().map(PathBuf::from))
+            .collect();
+        dirs.dedup();
+        Ok(dirs)
     }
 
     /// True when a checkpoint is due.
