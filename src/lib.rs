@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod fuzzcheck;
+pub mod hist;
 pub mod http;
 pub mod ingest;
 pub mod query;

@@ -59,10 +59,12 @@ fn the_engine_answers_each_described_operation_as_described() {
                 .keys()
                 .map(|k| k.parse().unwrap())
                 .collect();
+            // Operations without parameters take no query string and have no bad input.
+            let plain = op.get("parameters").is_none() && method == "get";
             let mut c = e.connect();
             let r = match method.as_str() {
                 "post" => c.request("POST", path, &[], msg("oa", now, 2.0).as_bytes()),
-                "get" if path == "/health" => c.request("GET", path, &[], b""),
+                "get" if plain => c.request("GET", path, &[], b""),
                 "get" => c.request("GET", &format!("{path}{query}"), &[], b""),
                 other => panic!("undocumented method {other}"),
             };
@@ -77,7 +79,7 @@ fn the_engine_answers_each_described_operation_as_described() {
                 r.text()
             );
             // A bad request gets one of the documented error statuses too.
-            if path != "/health" {
+            if !plain {
                 let mut c = e.connect();
                 let bad = match method.as_str() {
                     "post" => c.request("POST", path, &[], b"{}"),

@@ -16,6 +16,7 @@ use crate::http::response;
 use crate::ingest::decode::{self, Position};
 use crate::query::{params, render};
 use crate::server::core::{Core, Stop};
+use crate::server::metrics;
 
 /// Largest request head accepted (431 above).
 pub const HEAD_BYTES_MAX: usize = 16 << 10;
@@ -111,10 +112,19 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
                 out.clear();
                 export(&core, &mut stream, query, &head).await
             } else {
+                let at = out.len();
                 let (n, err) = handle(&core, &head, query, req_body, &mut out).await;
-                core.stats
-                    .borrow_mut()
-                    .record(began.elapsed().as_nanos() as u64, n, err);
+                let ns = began.elapsed().as_nanos() as u64;
+                core.stats.borrow_mut().record(ns, n, err);
+                let mut m = core.metrics.borrow_mut();
+                *m.requests
+                    .entry((metrics::route(head.path), response::status_of(&out[at..])))
+                    .or_default() += 1;
+                m.service.observe_ns(ns);
+                if n > 0 {
+                    m.records_in += n;
+                    m.bytes_in += req_body.len() as u64;
+                }
                 if keep {
                     Next::KeepAlive
                 } else {
@@ -203,6 +213,12 @@ fn expect_continue(head: &Head, start: usize, continued_at: &mut Option<usize>, 
 fn fail(core: &Core, out: &mut Vec<u8>, e: &HttpError) {
     response::json(out, e.status(), &error_body(&e.to_string(), None), true, "");
     core.stats.borrow_mut().record(0, 0, true);
+    *core
+        .metrics
+        .borrow_mut()
+        .requests
+        .entry(("other", e.status()))
+        .or_default() += 1;
 }
 
 /// Handles one framed request; returns (records stored, whether it failed).
@@ -303,7 +319,18 @@ async fn handle(
             allow(out, "POST");
             (0, true)
         }
-        (Path::Api | Path::Export | Path::Health, _) => {
+        (Path::Metrics, Method::Get) => {
+            let text = core.metrics_text().await;
+            response::body(
+                out,
+                200,
+                "text/plain; version=0.0.4",
+                text.as_bytes(),
+                close,
+            );
+            (0, false)
+        }
+        (Path::Api | Path::Export | Path::Health | Path::Metrics, _) => {
             allow(out, "GET");
             (0, true)
         }

@@ -23,16 +23,18 @@ pub enum Path {
     Api,
     Export,
     Health,
+    Metrics,
     Other,
 }
 
 /// Every route the engine answers: its path, and the one method it takes (any other method gets 405).
 /// docs/openapi.json describes exactly these (`tests/openapi.rs` holds the two together).
-pub const ROUTES: [(&str, Path, Method); 4] = [
+pub const ROUTES: [(&str, Path, Method); 5] = [
     ("/save", Path::Save, Method::Post),
     ("/api", Path::Api, Method::Get),
     ("/export", Path::Export, Method::Get),
     ("/health", Path::Health, Method::Get),
+    ("/metrics", Path::Metrics, Method::Get),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -39,10 +39,36 @@ pub fn no_content(out: &mut Vec<u8>, close: bool) {
     }
 }
 
+/// The status of a response rendered at the start of `out` (0 when there is none).
+pub fn status_of(out: &[u8]) -> u16 {
+    out.get(9..12)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A complete response with a JSON body. `extra` is inserted verbatim among the headers.
 pub fn json(out: &mut Vec<u8>, status: u16, body: &[u8], close: bool, extra: &str) {
+    with_type(out, status, "application/json", body, close, extra);
+}
+
+/// A complete response with a body of any type.
+pub fn body(out: &mut Vec<u8>, status: u16, content_type: &str, body: &[u8], close: bool) {
+    with_type(out, status, content_type, body, close, "");
+}
+
+fn with_type(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    close: bool,
+    extra: &str,
+) {
     status_line(out, status);
-    out.extend_from_slice(b"Content-Type: application/json\r\nContent-Length: ");
+    out.extend_from_slice(b"Content-Type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Length: ");
     out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(extra.as_bytes());

@@ -33,6 +33,10 @@ pub struct Core {
     pub watches: crate::http::deadline::Watches,
     /// Load shedding (`server/overload.rs`).
     pub overload: Rc<crate::server::overload::Overload>,
+    /// Cumulative counters for `/metrics` (`server/metrics.rs`).
+    pub metrics: RefCell<crate::server::metrics::Metrics>,
+    /// Open client connections.
+    pub connections: Rc<Cell<usize>>,
     senders: Option<Senders<Forward>>,
 }
 
@@ -68,6 +72,7 @@ impl Core {
                 if k == self.id {
                     return self.shard.append(part).await;
                 }
+                self.metrics.borrow_mut().forwarded += part.len() as u64;
                 let senders = self.senders.as_ref().ok_or_else(|| unavailable(k))?;
                 let (tx, rx) = oneshot::channel();
                 senders
@@ -126,7 +131,50 @@ impl Core {
                 let _ = reply.send(r.map(|o| o.map(|()| out)));
             }
             Forward::Export(w, tx) => Rc::clone(&self.shard).export(w, tx).await,
+            Forward::Metrics(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
         }
+    }
+
+    /// This core's counters for a scrape.
+    pub fn snapshot(&self) -> crate::server::metrics::Snapshot {
+        let m = self.metrics.borrow();
+        let io = self.shard.io_stats.borrow();
+        crate::server::metrics::Snapshot {
+            core: self.id,
+            requests: m.requests.iter().map(|(&(r, s), &n)| (r, s, n)).collect(),
+            service: m.service.clone(),
+            records_in: m.records_in,
+            bytes_in: m.bytes_in,
+            forwarded: m.forwarded,
+            retention_deleted: m.retention_deleted,
+            commits: io.commits_total,
+            commit_records: io.commit_records_total,
+            commit: io.commit_hist.clone(),
+            checkpoints: io.checkpoints_total,
+            pending_records: self.shard.pending_records() as u64,
+            shed: self.overload.shed_total.get(),
+            connections: self.connections.get() as u64,
+            tags: self.shard.tag_count() as u64,
+        }
+    }
+
+    /// `/metrics`: every core's counters, rendered.
+    pub async fn metrics_text(&self) -> String {
+        let mut all = vec![self.snapshot()];
+        if let Some(senders) = &self.senders {
+            for k in (0..self.shards).filter(|&k| k != self.id) {
+                let (tx, rx) = oneshot::channel();
+                if senders.send_to(k, Forward::Metrics(tx)).await.is_ok() {
+                    if let Ok(s) = rx.await {
+                        all.push(s);
+                    }
+                }
+            }
+        }
+        all.sort_by_key(|s| s.core);
+        crate::server::metrics::render(&all)
     }
 }
 
@@ -201,6 +249,8 @@ pub async fn run(s: Start) -> Result<(), String> {
         stats: RefCell::new(Stats::default()),
         watches: Default::default(),
         overload: Rc::new(crate::server::overload::Overload::new(s.config.shed_lag)),
+        metrics: RefCell::default(),
+        connections: Rc::default(),
         senders,
     });
     if let Some(mut rx) = receivers {
@@ -254,7 +304,8 @@ pub async fn run(s: Start) -> Result<(), String> {
                         }
                         last = Instant::now();
                     }
-                    core.shard.enforce_retention();
+                    let deleted = core.shard.enforce_retention();
+                    core.metrics.borrow_mut().retention_deleted += deleted as u64;
                 }
             },
             background_tq,
@@ -304,7 +355,7 @@ pub async fn run(s: Start) -> Result<(), String> {
     }
 
     let stop: Stop = s.stop.shared();
-    let active = Rc::new(Cell::new(0usize));
+    let active = Rc::clone(&core.connections);
     loop {
         let accepted = match select(Box::pin(listener.accept()), stop.clone()).await {
             Either::Left((r, _)) => r,

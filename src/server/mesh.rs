@@ -18,4 +18,6 @@ pub enum Forward {
     /// Answer: the JSON body, `None` for an unknown tag, or an I/O error text.
     Api(Window, oneshot::Sender<Result<Option<Vec<u8>>, String>>),
     Export(Window, mpsc::Sender<ExportChunk>),
+    /// A `/metrics` scrape asks each core for its counters.
+    Metrics(oneshot::Sender<crate::server::metrics::Snapshot>),
 }

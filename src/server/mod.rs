@@ -5,6 +5,7 @@
 pub mod core;
 pub mod listener;
 pub mod mesh;
+pub mod metrics;
 pub mod overload;
 pub mod report;
 

@@ -25,6 +25,8 @@ pub struct Overload {
     late: Cell<u32>,
     /// Writes shed since the last console line.
     pub shed: Cell<u64>,
+    /// Writes shed since the start.
+    pub shed_total: Cell<u64>,
 }
 
 impl Overload {
@@ -36,6 +38,7 @@ impl Overload {
             saturated: Cell::new(false),
             late: Cell::new(0),
             shed: Cell::new(0),
+            shed_total: Cell::new(0),
         }
     }
 
@@ -65,6 +68,7 @@ impl Overload {
             return Ok(());
         }
         self.shed.set(self.shed.get() + 1);
+        self.shed_total.set(self.shed_total.get() + 1);
         Err(StoreError::Overloaded(format!(
             "core {core} is saturated (its tasks wait {:.1} ms, limit {:.1} ms)",
             self.lag.get().as_secs_f64() * 1e3,

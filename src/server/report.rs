@@ -92,6 +92,6 @@ pub fn line(
         )
     };
     *s = Stats::default();
-    *io = IoStats::default();
+    io.reset_interval();
     text
 }

@@ -469,6 +469,11 @@ impl Shard {
         }
     }
 
+    /// Records accepted and not yet through their log commit.
+    pub fn pending_records(&self) -> usize {
+        self.pending.get()
+    }
+
     /// True when a write to the live log failed and no checkpoint has moved past it yet.
     pub fn log_broken(&self) -> bool {
         self.log_broken.get()
@@ -668,6 +673,9 @@ impl Shard {
     /// After a commit (and every earlier one) completed: makes its records visible and answers its waiters.
     fn finish(&self, group: Vec<Job>, r: &Result<(), StoreError>) {
         let done: usize = group.iter().map(|j| j.msgs.len()).sum();
+        if r.is_ok() {
+            self.io_stats.borrow_mut().commit_records_total += done as u64;
+        }
         debug_assert!(
             done <= self.pending.get(),
             "BUG: more records finished than pending"

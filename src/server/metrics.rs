@@ -1,0 +1,232 @@
+//! `GET /metrics`: the Prometheus text exposition format. Each core keeps plain cumulative counters on its own
+//! executor ([`Metrics`], bumped on the request path with no locks or atomics); a scrape asks every core for a
+//! [`Snapshot`] (through the mesh for the others) and renders them all, each series labelled `core`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+pub use crate::hist::{Hist, BUCKETS};
+
+/// One core's cumulative counters, owned by its executor.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Requests answered, by (route, status).
+    pub requests: BTreeMap<(&'static str, u16), u64>,
+    pub service: Hist,
+    pub records_in: u64,
+    pub bytes_in: u64,
+    /// Records this core received and sent on to their owner core.
+    pub forwarded: u64,
+    pub retention_deleted: u64,
+}
+
+/// Everything a scrape reports of one core (sent between cores, so owned and `Send`).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub core: usize,
+    pub requests: Vec<(&'static str, u16, u64)>,
+    pub service: Hist,
+    pub records_in: u64,
+    pub bytes_in: u64,
+    pub forwarded: u64,
+    pub retention_deleted: u64,
+    pub commits: u64,
+    pub commit_records: u64,
+    pub commit: Hist,
+    pub checkpoints: u64,
+    pub pending_records: u64,
+    pub shed: u64,
+    pub connections: u64,
+    pub tags: u64,
+}
+
+/// The route label of a request path.
+pub fn route(path: crate::http::parse::Path) -> &'static str {
+    use crate::http::parse::Path;
+    match path {
+        Path::Save => "/save",
+        Path::Api => "/api",
+        Path::Export => "/export",
+        Path::Health => "/health",
+        Path::Metrics => "/metrics",
+        Path::Other => "other",
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn hist(out: &mut String, name: &str, core: usize, h: &Hist) {
+    let mut cumulative = 0;
+    for (i, b) in BUCKETS.iter().enumerate() {
+        cumulative += h.counts[i];
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{core=\"{core}\",le=\"{b}\"}} {cumulative}"
+        );
+    }
+    cumulative += h.counts[BUCKETS.len()];
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{core=\"{core}\",le=\"+Inf\"}} {cumulative}"
+    );
+    let _ = writeln!(out, "{name}_sum{{core=\"{core}\"}} {}", h.sum_s);
+    let _ = writeln!(out, "{name}_count{{core=\"{core}\"}} {}", h.count);
+}
+
+/// Renders every core's snapshot.
+pub fn render(cores: &[Snapshot]) -> String {
+    let mut out = String::with_capacity(8192);
+    family(
+        &mut out,
+        "tickcore_requests_total",
+        "counter",
+        "Requests answered, by route and status.",
+    );
+    for s in cores {
+        for (route, status, n) in &s.requests {
+            let _ = writeln!(
+                out,
+                "tickcore_requests_total{{core=\"{}\",route=\"{route}\",status=\"{status}\"}} {n}",
+                s.core
+            );
+        }
+    }
+    family(
+        &mut out,
+        "tickcore_request_duration_seconds",
+        "histogram",
+        "Time from a complete request to its answer being ready (service time).",
+    );
+    for s in cores {
+        hist(
+            &mut out,
+            "tickcore_request_duration_seconds",
+            s.core,
+            &s.service,
+        );
+    }
+    let counters: [(&str, &str, fn(&Snapshot) -> u64); 7] = [
+        (
+            "tickcore_records_ingested_total",
+            "Records stored (acknowledged) by this core.",
+            |s| s.records_in,
+        ),
+        (
+            "tickcore_bytes_ingested_total",
+            "Bytes of accepted POST /save bodies.",
+            |s| s.bytes_in,
+        ),
+        (
+            "tickcore_records_forwarded_total",
+            "Records received here and sent to their owner core.",
+            |s| s.forwarded,
+        ),
+        (
+            "tickcore_commits_total",
+            "Group commits written to the log.",
+            |s| s.commits,
+        ),
+        (
+            "tickcore_commit_records_total",
+            "Records in those commits (records per commit = this / commits).",
+            |s| s.commit_records,
+        ),
+        (
+            "tickcore_writes_shed_total",
+            "Writes refused with 503 because the core was saturated.",
+            |s| s.shed,
+        ),
+        (
+            "tickcore_retention_files_deleted_total",
+            "Tag files deleted by retention.",
+            |s| s.retention_deleted,
+        ),
+    ];
+    for (name, help, get) in counters {
+        family(&mut out, name, "counter", help);
+        for s in cores {
+            let _ = writeln!(out, "{name}{{core=\"{}\"}} {}", s.core, get(s));
+        }
+    }
+    family(
+        &mut out,
+        "tickcore_checkpoints_total",
+        "counter",
+        "Checkpoints completed.",
+    );
+    for s in cores {
+        let _ = writeln!(
+            out,
+            "tickcore_checkpoints_total{{core=\"{}\"}} {}",
+            s.core, s.checkpoints
+        );
+    }
+    family(
+        &mut out,
+        "tickcore_commit_duration_seconds",
+        "histogram",
+        "Log commit time on the device: write submitted to durable (O_DSYNC).",
+    );
+    for s in cores {
+        hist(
+            &mut out,
+            "tickcore_commit_duration_seconds",
+            s.core,
+            &s.commit,
+        );
+    }
+    let gauges: [(&str, &str, fn(&Snapshot) -> u64); 3] = [
+        (
+            "tickcore_pending_records",
+            "Records accepted and waiting for their log commit.",
+            |s| s.pending_records,
+        ),
+        (
+            "tickcore_open_connections",
+            "Open client connections.",
+            |s| s.connections,
+        ),
+        ("tickcore_tags", "Tags this core owns.", |s| s.tags),
+    ];
+    for (name, help, get) in gauges {
+        family(&mut out, name, "gauge", help);
+        for s in cores {
+            let _ = writeln!(out, "{name}{{core=\"{}\"}} {}", s.core, get(s));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_end_with_inf() {
+        let mut h = Hist::default();
+        for ns in [10_000, 60_000, 2_000_000, 20_000_000_000] {
+            h.observe_ns(ns);
+        }
+        let s = Snapshot {
+            core: 1,
+            service: h,
+            requests: vec![("/save", 204, 3)],
+            ..Default::default()
+        };
+        let text = render(&[s]);
+        assert!(
+            text.contains("tickcore_request_duration_seconds_bucket{core=\"1\",le=\"0.00005\"} 1")
+        );
+        assert!(
+            text.contains("tickcore_request_duration_seconds_bucket{core=\"1\",le=\"0.0001\"} 2")
+        );
+        assert!(text.contains("tickcore_request_duration_seconds_bucket{core=\"1\",le=\"10\"} 3"));
+        assert!(text.contains("tickcore_request_duration_seconds_bucket{core=\"1\",le=\"+Inf\"} 4"));
+        assert!(text.contains("tickcore_request_duration_seconds_count{core=\"1\"} 4"));
+        assert!(
+            text.contains("tickcore_requests_total{core=\"1\",route=\"/save\",status=\"204\"} 3")
+        );
+    }
+}
