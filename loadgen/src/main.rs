@@ -90,6 +90,10 @@ struct Args {
     /// Write the summary as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Write an HTML report with plots (throughput, latency over time and its distribution, lag; SLOs as
+    /// lines) to this file.
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
     /// Random seed (tags and values).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -131,6 +135,7 @@ fn main() {
         },
         check: a.check,
         json: a.json,
+        report: a.report,
         seed: a.seed,
     };
     let rt = match tokio::runtime::Builder::new_current_thread()

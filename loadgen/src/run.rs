@@ -32,6 +32,8 @@ pub struct Options {
     pub slos: Slos,
     pub check: bool,
     pub json: Option<std::path::PathBuf>,
+    /// An HTML report with plots (`report.rs`).
+    pub report: Option<std::path::PathBuf>,
     pub seed: u64,
 }
 
@@ -179,6 +181,8 @@ pub async fn run(o: Options) -> Result<bool> {
                         let mut s = stats.borrow_mut();
                         s.interval.scheduled_msgs = plan.messages_between(a.min(run_for), b.min(run_for));
                         print!("{}", stats::block(start.elapsed().as_secs_f64(), secs, &s.interval));
+                        let point = crate::report::Point::of(b, secs, &s.interval);
+                        s.points.push(point);
                         s.interval = Default::default();
                     }
                 }));
@@ -261,6 +265,14 @@ pub async fn run(o: Options) -> Result<bool> {
             );
             if f.generator_behind_us > 10_000 {
                 println!("note: the generator fell behind its plan by up to {} ms: figures are limited by this client", stats::ms(f.generator_behind_us));
+            }
+            if let Some(path) = &o.report {
+                let title = format!("loadgen: {} -> {}, {:.0} s", o.plan.describe(), o.url, secs);
+                let page = crate::report::html(&title, &s.points, f, &o.slos, &verdicts);
+                match std::fs::write(path, page) {
+                    Ok(()) => println!("report: {}", path.display()),
+                    Err(e) => eprintln!("loadgen: writing {}: {e}", path.display()),
+                }
             }
             let mut summary = stats::summary_json(f, secs, &verdicts);
             drop(s);

@@ -54,6 +54,8 @@ impl Default for Figures {
 pub struct Stats {
     pub interval: Figures,
     pub total: Figures,
+    /// One point per report interval, for `--report`.
+    pub points: Vec<crate::report::Point>,
 }
 
 fn rec(h: &mut Histogram<u64>, us: u64) {

@@ -101,6 +101,7 @@ fn loadgen(url: &str, extra: &[&str]) -> (i32, String) {
 fn loose_slos_pass_and_acknowledged_records_read_back() {
     let e = engine();
     let json = tempfile::NamedTempFile::new().unwrap();
+    let report = tempfile::NamedTempFile::new().unwrap();
     let (code, out) = loadgen(
         &e.url,
         &[
@@ -111,6 +112,8 @@ fn loose_slos_pass_and_acknowledged_records_read_back() {
             "--check",
             "--json",
             json.path().to_str().unwrap(),
+            "--report",
+            report.path().to_str().unwrap(),
         ],
     );
     assert_eq!(code, 0, "{out}");
@@ -138,6 +141,23 @@ fn loose_slos_pass_and_acknowledged_records_read_back() {
         .unwrap()
         .iter()
         .all(|v| v["pass"] == true));
+    // The HTML report: four plots drawn (each with lines and axes), the SLOs listed and drawn.
+    let page = std::fs::read_to_string(report.path()).unwrap();
+    assert_eq!(page.matches("<svg").count(), 4, "four plots");
+    for title in [
+        "Throughput",
+        "Latency per interval",
+        "Latency distribution",
+        "Lag probe",
+    ] {
+        assert!(page.contains(title), "{title} missing");
+    }
+    assert!(
+        page.matches("<polyline").count() >= 6,
+        "lines drawn in the plots"
+    );
+    assert!(page.contains("SLO 5000"), "the SLO lines are drawn");
+    assert!(page.contains("class=\"pass\""), "verdicts listed");
 }
 
 #[test]
