@@ -132,6 +132,10 @@ fn metrics_parse_and_move_with_requests() {
     assert_eq!(sum(&after, "tickcore_commit_records_total", &[]), 50.0);
     assert_eq!(sum(&after, "tickcore_tags", &[]), 10.0);
     assert!(sum(&after, "tickcore_open_connections", &[]) >= 1.0);
+    assert!(
+        sum(&after, "tickcore_log_bytes", &[]) >= 4096.0,
+        "the commits are in the live logs"
+    );
     // Histograms: cumulative buckets ending in +Inf == count, per core.
     for core in &cores {
         let buckets: Vec<f64> = after
@@ -154,4 +158,15 @@ fn metrics_parse_and_move_with_requests() {
     assert!(after
         .iter()
         .any(|s| s.0 == "tickcore_requests_total" && s.3 == "counter"));
+
+    // After a clean stop everything is in tag files: 10 tags of 5 records, one 4 KiB block each.
+    assert_eq!(e.terminate(), 0);
+    let e = start(d.path(), "0,1", &[]);
+    let restarted = scrape(&e);
+    assert_eq!(
+        sum(&restarted, "tickcore_tag_file_bytes", &[]),
+        10.0 * 4096.0
+    );
+    assert_eq!(sum(&restarted, "tickcore_tags", &[]), 10.0);
+    assert_eq!(e.terminate(), 0);
 }

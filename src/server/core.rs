@@ -157,6 +157,8 @@ impl Core {
             shed: self.overload.shed_total.get(),
             connections: self.connections.get() as u64,
             tags: self.shard.tag_count() as u64,
+            tag_file_bytes: self.shard.tag_file_bytes(),
+            log_bytes: self.shard.log_bytes(),
         }
     }
 

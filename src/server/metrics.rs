@@ -38,6 +38,8 @@ pub struct Snapshot {
     pub shed: u64,
     pub connections: u64,
     pub tags: u64,
+    pub tag_file_bytes: u64,
+    pub log_bytes: u64,
 }
 
 /// The route label of a request path.
@@ -177,7 +179,7 @@ pub fn render(cores: &[Snapshot]) -> String {
             &s.commit,
         );
     }
-    let gauges: [(&str, &str, fn(&Snapshot) -> u64); 3] = [
+    let gauges: [(&str, &str, fn(&Snapshot) -> u64); 5] = [
         (
             "tickcore_pending_records",
             "Records accepted and waiting for their log commit.",
@@ -189,6 +191,16 @@ pub fn render(cores: &[Snapshot]) -> String {
             |s| s.connections,
         ),
         ("tickcore_tags", "Tags this core owns.", |s| s.tags),
+        (
+            "tickcore_tag_file_bytes",
+            "Bytes on disk of the tag files this core owns (records and block padding).",
+            |s| s.tag_file_bytes,
+        ),
+        (
+            "tickcore_log_bytes",
+            "Bytes committed to the live write-ahead log since its last checkpoint.",
+            |s| s.log_bytes,
+        ),
     ];
     for (name, help, get) in gauges {
         family(&mut out, name, "gauge", help);

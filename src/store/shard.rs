@@ -469,6 +469,21 @@ impl Shard {
         }
     }
 
+    /// Bytes of the tag files this core owns (whole blocks of records and padding; sidecars not counted),
+    /// from the records each segment has persisted: no file-system walk.
+    pub fn tag_file_bytes(&self) -> u64 {
+        let tags = self.tags.borrow();
+        tags.values()
+            .flat_map(|t| t.segs.values())
+            .map(|s| crate::store::align_up(s.persisted * crate::record::RECORD_BYTES) as u64)
+            .sum()
+    }
+
+    /// Bytes committed to the live log since its generation began.
+    pub fn log_bytes(&self) -> u64 {
+        self.wal_bytes.get()
+    }
+
     /// Records accepted and not yet through their log commit.
     pub fn pending_records(&self) -> usize {
         self.pending.get()
