@@ -64,10 +64,19 @@ fn a_saturated_core_sheds_writes_and_keeps_what_it_acknowledged() {
     let d = tempfile::tempdir().unwrap();
     let e = Arc::new(start(d.path(), "0", &["--shed-lag", "1ms"]));
     let base = now_ns() - 60_000_000_000;
-    let (acked, shed) = hammer(&e, 48, 150, base);
+    // Saturation depends on this machine's load at the moment: hammer in rounds until some writes are shed.
+    let (mut acked, mut shed) = (Vec::new(), 0);
+    for round in 0..10 {
+        let (ok, n) = hammer(&e, 48, 150, base + round * 1_000_000);
+        acked.extend(ok);
+        shed += n;
+        if shed > 0 {
+            break;
+        }
+    }
     assert!(
         shed > 0,
-        "48 writers never saturated a core with a 1 ms limit"
+        "10 rounds of 48 writers never saturated a core with a 1 ms limit"
     );
     assert!(!acked.is_empty(), "shedding must not refuse everything");
     // Queries are answered while and after writes are shed.
@@ -89,8 +98,20 @@ fn a_disk_backlog_past_the_bound_sheds_writes() {
         &["--shed-lag", "0", "--max-pending-records", "1"],
     ));
     let base = now_ns() - 60_000_000_000;
-    let (acked, shed) = hammer(&e, 24, 100, base);
-    assert!(shed > 0, "24 writers never found a commit in flight");
+    let (mut acked, mut shed) = (Vec::new(), 0);
+    for round in 0..10 {
+        let (ok, n) = hammer(&e, 24, 100, base + round * 1_000_000);
+        acked.extend(ok);
+        shed += n;
+        if shed > 0 {
+            break;
+        }
+    }
+    assert!(
+        shed > 0,
+        "10 rounds of 24 writers never found a commit in flight"
+    );
+
     assert!(!acked.is_empty());
     check_kept(&e, &acked);
 }
