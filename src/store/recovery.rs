@@ -99,6 +99,21 @@ pub fn read_log(disk: &dyn Disk, path: &Path) -> io::Result<Vec<u8>> {
     }
 }
 
+/// The order logs are replayed in, oldest first, so that a newer log's value for a slot wins: by run (the
+/// zero-padded start time that prefixes every name), then each core's generations by number (`-g10` after
+/// `-g9`), then that run's recovery log; a name of another shape sorts last, by name.
+fn log_order(path: &Path) -> (String, u8, u64, u64) {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let parsed = stem.split_once('-').and_then(|(run, rest)| {
+        if rest == "recovery" {
+            return Some((run.to_string(), 1, 0, 0));
+        }
+        let (core, gen) = rest.strip_prefix('c')?.split_once("-g")?;
+        Some((run.to_string(), 0, core.parse().ok()?, gen.parse().ok()?))
+    });
+    parsed.unwrap_or_else(|| (stem.to_string(), 2, 0, 0))
+}
+
 /// `cutoff`: records whose segment ended at or before this time are past retention and not replayed.
 pub fn recover(layout: &Layout, segment_ns: i64, cutoff: i64, unique: &str) -> io::Result<Report> {
     recover_on(&RealDisk, layout, segment_ns, cutoff, unique)
@@ -125,7 +140,7 @@ pub fn recover_on(
         .into_iter()
         .filter(|p| p.extension().is_some_and(|x| x == "wal"))
         .collect();
-    logs.sort();
+    logs.sort_by_key(|p| log_order(p));
     let mut touched: HashMap<(String, i64), Pending> = HashMap::new();
     let mut entries = Vec::new();
     for log in &logs {
@@ -433,6 +448,32 @@ mod tests {
         );
         let (found, end) = wal::scan(&got);
         assert_eq!((found.len(), end), (3, logged.len()));
+    }
+
+    #[test]
+    fn logs_replay_oldest_first_with_generations_by_number() {
+        let mut names = vec![
+            "02-recovery.wal",
+            "01-c0-g10.wal",
+            "02-c1-g0.wal",
+            "01-c0-g9.wal",
+            "01-recovery.wal",
+            "01-c1-g2.wal",
+            "odd.wal",
+        ];
+        names.sort_by_key(|n| log_order(Path::new(n)));
+        assert_eq!(
+            names,
+            [
+                "01-c0-g9.wal",
+                "01-c0-g10.wal",
+                "01-c1-g2.wal",
+                "01-recovery.wal",
+                "02-c1-g0.wal",
+                "02-recovery.wal",
+                "odd.wal"
+            ]
+        );
     }
 
     #[test]
