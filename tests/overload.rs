@@ -42,6 +42,26 @@ fn hammer(e: &Arc<Engine>, writers: usize, each: usize, base: i64) -> (Vec<(Stri
     all
 }
 
+/// [`hammer`] in rounds (later times each round) until some writes were shed, at most 10 rounds: whether a
+/// core saturates depends on this machine's load at the moment.
+fn hammer_until_shed(
+    e: &Arc<Engine>,
+    writers: usize,
+    each: usize,
+    base: i64,
+) -> (Vec<(String, i64)>, usize) {
+    let (mut acked, mut shed) = (Vec::new(), 0);
+    for round in 0..10 {
+        let (ok, n) = hammer(e, writers, each, base + round * 1_000_000);
+        acked.extend(ok);
+        shed += n;
+        if shed > 0 {
+            break;
+        }
+    }
+    (acked, shed)
+}
+
 fn check_kept(e: &Engine, acked: &[(String, i64)]) {
     for t in 0..5 {
         let tag = format!("o{t}");
@@ -64,16 +84,7 @@ fn a_saturated_core_sheds_writes_and_keeps_what_it_acknowledged() {
     let d = tempfile::tempdir().unwrap();
     let e = Arc::new(start(d.path(), "0", &["--shed-lag", "1ms"]));
     let base = now_ns() - 60_000_000_000;
-    // Saturation depends on this machine's load at the moment: hammer in rounds until some writes are shed.
-    let (mut acked, mut shed) = (Vec::new(), 0);
-    for round in 0..10 {
-        let (ok, n) = hammer(&e, 48, 150, base + round * 1_000_000);
-        acked.extend(ok);
-        shed += n;
-        if shed > 0 {
-            break;
-        }
-    }
+    let (acked, shed) = hammer_until_shed(&e, 48, 150, base);
     assert!(
         shed > 0,
         "10 rounds of 48 writers never saturated a core with a 1 ms limit"
@@ -98,15 +109,7 @@ fn a_disk_backlog_past_the_bound_sheds_writes() {
         &["--shed-lag", "0", "--max-pending-records", "1"],
     ));
     let base = now_ns() - 60_000_000_000;
-    let (mut acked, mut shed) = (Vec::new(), 0);
-    for round in 0..10 {
-        let (ok, n) = hammer(&e, 24, 100, base + round * 1_000_000);
-        acked.extend(ok);
-        shed += n;
-        if shed > 0 {
-            break;
-        }
-    }
+    let (acked, shed) = hammer_until_shed(&e, 24, 100, base);
     assert!(
         shed > 0,
         "10 rounds of 24 writers never found a commit in flight"

@@ -59,6 +59,18 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// Families of one value per core: (name, help, the value).
+type PerCore<'a> = [(&'a str, &'a str, fn(&Snapshot) -> u64)];
+
+fn per_core(out: &mut String, kind: &str, families: &PerCore, cores: &[Snapshot]) {
+    for (name, help, get) in families {
+        family(out, name, kind, help);
+        for s in cores {
+            let _ = writeln!(out, "{name}{{core=\"{}\"}} {}", s.core, get(s));
+        }
+    }
+}
+
 fn hist(out: &mut String, name: &str, core: usize, h: &Hist) {
     let mut cumulative = 0;
     for (i, b) in BUCKETS.iter().enumerate() {
@@ -146,12 +158,7 @@ pub fn render(cores: &[Snapshot]) -> String {
             |s| s.retention_deleted,
         ),
     ];
-    for (name, help, get) in counters {
-        family(&mut out, name, "counter", help);
-        for s in cores {
-            let _ = writeln!(out, "{name}{{core=\"{}\"}} {}", s.core, get(s));
-        }
-    }
+    per_core(&mut out, "counter", &counters, cores);
     family(
         &mut out,
         "tickcore_checkpoints_total",
@@ -202,12 +209,7 @@ pub fn render(cores: &[Snapshot]) -> String {
             |s| s.log_bytes,
         ),
     ];
-    for (name, help, get) in gauges {
-        family(&mut out, name, "gauge", help);
-        for s in cores {
-            let _ = writeln!(out, "{name}{{core=\"{}\"}} {}", s.core, get(s));
-        }
-    }
+    per_core(&mut out, "gauge", &gauges, cores);
     out
 }
 
