@@ -17,3 +17,4 @@ pub mod record;
 pub mod server;
 pub mod store;
 pub mod tag;
+pub mod web;

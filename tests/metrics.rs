@@ -95,6 +95,13 @@ fn metrics_parse_and_move_with_requests() {
         assert_eq!(r.status, 200);
     }
     assert_eq!(c.request("POST", "/save", &[], b"{\"nope\":1}").status, 400);
+    // /export streams its answer and is counted like the others.
+    let window = format!("start={base}&end={}", base + 600_000_000_000);
+    let r = c.request("GET", &format!("/export?tag=m1&{window}"), &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text().lines().count(), 5);
+    let r = c.request("GET", &format!("/export?tag=never&{window}"), &[], b"");
+    assert_eq!(r.status, 404);
 
     let after = scrape(&e);
     let delta =
@@ -122,8 +129,17 @@ fn metrics_parse_and_move_with_requests() {
     );
     assert_eq!(delta("tickcore_records_ingested_total", &[]), 50.0);
     assert_eq!(delta("tickcore_bytes_ingested_total", &[]), bytes as f64);
-    // The scrape before this one counts too: 31 + 1 + 3 + 1.
-    assert_eq!(delta("tickcore_request_duration_seconds_count", &[]), 36.0);
+    for status in ["200", "404"] {
+        assert_eq!(
+            delta(
+                "tickcore_requests_total",
+                &[("route", "/export"), ("status", status)]
+            ),
+            1.0
+        );
+    }
+    // The scrape before this one counts too: 31 + 1 + 3 + 2 + 1.
+    assert_eq!(delta("tickcore_request_duration_seconds_count", &[]), 38.0);
     assert!(
         sum(&after, "tickcore_records_forwarded_total", &[]) > 0.0,
         "10 tags over 2 cores, one connection"

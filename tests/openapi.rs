@@ -50,7 +50,14 @@ fn the_engine_answers_each_described_operation_as_described() {
     let e = start(d.path(), "0,1", &[]);
     let now = now_ns();
     assert_eq!(e.post(&msg("oa", now, 1.0)).status, 204);
-    let query = format!("?tag=oa&start={}&end={}", now - 1_000_000_000, now + 1);
+    // A good value for each described query parameter.
+    let good = |name: &str| match name {
+        "tag" => "oa".to_string(),
+        "start" => (now - 1_000_000_000).to_string(),
+        "end" => (now + 1).to_string(),
+        "samples" | "limit" => "5".to_string(),
+        other => panic!("no good value known for parameter {other:?}"),
+    };
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for (method, op) in ops.as_object().unwrap() {
             let documented: BTreeSet<u16> = op["responses"]
@@ -65,7 +72,22 @@ fn the_engine_answers_each_described_operation_as_described() {
             let r = match method.as_str() {
                 "post" => c.request("POST", path, &[], msg("oa", now, 2.0).as_bytes()),
                 "get" if plain => c.request("GET", path, &[], b""),
-                "get" => c.request("GET", &format!("{path}{query}"), &[], b""),
+                "get" => {
+                    let query: Vec<String> = op["parameters"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| match p["$ref"].as_str() {
+                            Some(r) => {
+                                let key = r.trim_start_matches("#/components/parameters/");
+                                doc["components"]["parameters"][key]["name"].as_str().unwrap()
+                            }
+                            None => p["name"].as_str().unwrap(),
+                        })
+                        .map(|n| format!("{n}={}", good(n)))
+                        .collect();
+                    c.request("GET", &format!("{path}?{}", query.join("&")), &[], b"")
+                }
                 other => panic!("undocumented method {other}"),
             };
             assert!(
@@ -83,7 +105,7 @@ fn the_engine_answers_each_described_operation_as_described() {
                 let mut c = e.connect();
                 let bad = match method.as_str() {
                     "post" => c.request("POST", path, &[], b"{}"),
-                    _ => c.request("GET", &format!("{path}?tag=oa"), &[], b""),
+                    _ => c.request("GET", &format!("{path}?bogus=1"), &[], b""),
                 };
                 assert!(
                     documented.contains(&bad.status) && bad.json()["error"].is_string(),

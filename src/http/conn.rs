@@ -104,33 +104,30 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
             let query =
                 std::str::from_utf8(&inbuf[start..][head.query.clone()]).unwrap_or("\u{fffd}");
             let keep = head.keep_alive;
-            let next = if head.path == Path::Export && head.method == Method::Get {
+            let (next, status, n) = if head.path == Path::Export && head.method == Method::Get {
                 // Streams: everything before it goes out first.
                 if !out.is_empty() && stream.write_all(&out).await.is_err() {
                     return;
                 }
                 out.clear();
-                export(&core, &mut stream, query, &head).await
+                let (next, status) = export(&core, &mut stream, query, &head).await;
+                (next, status, 0)
             } else {
                 let at = out.len();
                 let (n, err) = handle(&core, &head, query, req_body, &mut out).await;
-                let ns = began.elapsed().as_nanos() as u64;
-                core.stats.borrow_mut().record(ns, n, err);
+                core.stats.borrow_mut().record(began.elapsed().as_nanos() as u64, n, err);
+                let next = if keep { Next::KeepAlive } else { Next::Close };
+                (next, response::status_of(&out[at..]), n)
+            };
+            {
                 let mut m = core.metrics.borrow_mut();
-                *m.requests
-                    .entry((metrics::route(head.path), response::status_of(&out[at..])))
-                    .or_default() += 1;
-                m.service.observe_ns(ns);
+                *m.requests.entry((metrics::route(head.path), status)).or_default() += 1;
+                m.service.observe_ns(began.elapsed().as_nanos() as u64);
                 if n > 0 {
                     m.records_in += n;
                     m.bytes_in += req_body.len() as u64;
                 }
-                if keep {
-                    Next::KeepAlive
-                } else {
-                    Next::Close
-                }
-            };
+            }
             start += consumed;
             continued_at = None;
             if matches!(next, Next::Close) || !keep {
@@ -330,7 +327,25 @@ async fn handle(
             );
             (0, false)
         }
-        (Path::Api | Path::Export | Path::Health | Path::Metrics, _) => {
+        (Path::Tags, Method::Get) => match params::parse_tags_limit(query) {
+            Ok(limit) => {
+                let (tags, total) = core.tags(limit).await;
+                let mut b = Vec::with_capacity(tags.len() * 40 + 64);
+                render::tags(&mut b, &tags, total);
+                json(out, 200, &b);
+                (0, false)
+            }
+            Err(e) => {
+                json(out, 400, &error_body(&e, None));
+                (0, true)
+            }
+        },
+        (Path::Asset(i), Method::Get) => {
+            let a = &crate::web::ASSETS[usize::from(i)];
+            response::with_type(out, 200, a.content_type, a.body, close, crate::web::HEADERS);
+            (0, false)
+        }
+        (Path::Api | Path::Export | Path::Health | Path::Metrics | Path::Tags | Path::Asset(_), _) => {
             allow(out, "GET");
             (0, true)
         }
@@ -339,7 +354,7 @@ async fn handle(
                 out,
                 404,
                 &error_body(
-                    "not found: the API is POST /save, GET /api, GET /export, GET /health",
+                    "not found: the API is POST /save, GET /api, GET /export, GET /tags, GET /health, GET /metrics; the page is GET /",
                     None,
                 ),
             );
@@ -349,42 +364,44 @@ async fn handle(
 }
 
 /// Streams `/export` straight to the socket, chunked on HTTP/1.1 and close-delimited on HTTP/1.0.
-async fn export(core: &Core, stream: &mut TcpStream, query: &str, head: &Head) -> Next {
+async fn export(core: &Core, stream: &mut TcpStream, query: &str, head: &Head) -> (Next, u16) {
     let mut out = Vec::with_capacity(70 << 10);
     let close = !head.keep_alive;
     let w = match params::parse_window(query, false) {
         Ok(w) => w,
         Err(e) => {
             response::json(&mut out, 400, &error_body(&e, None), close, "");
-            return if stream.write_all(&out).await.is_ok() && !close {
+            let next = if stream.write_all(&out).await.is_ok() && !close {
                 Next::KeepAlive
             } else {
                 Next::Close
             };
+            return (next, 400);
         }
     };
     let mut rx = core.export(w).await;
     let first = rx.next().await;
     if let Some(Err((status, reason))) = &first {
         response::json(&mut out, *status, &error_body(reason, None), close, "");
-        return if stream.write_all(&out).await.is_ok() && !close {
+        let next = if stream.write_all(&out).await.is_ok() && !close {
             Next::KeepAlive
         } else {
             Next::Close
         };
+        return (next, *status);
     }
     let chunked = head.minor == 1;
     response::stream_head(&mut out, "application/x-ndjson", chunked, !chunked || close);
     let mut item = first;
     while let Some(chunk) = item {
-        let Ok(data) = chunk else { return Next::Close }; // mid-stream failure: cut the response short
+        let Ok(data) = chunk else { return (Next::Close, 200) }; // mid-stream failure: cut the response short
         if chunked {
             response::chunk(&mut out, &data);
         } else {
             out.extend_from_slice(&data);
         }
         if stream.write_all(&out).await.is_err() {
-            return Next::Close;
+            return (Next::Close, 200);
         }
         out.clear();
         item = rx.next().await;
@@ -393,7 +410,7 @@ async fn export(core: &Core, stream: &mut TcpStream, query: &str, head: &Head) -
         response::last_chunk(&mut out);
     }
     if stream.write_all(&out).await.is_err() || !chunked {
-        return Next::Close;
+        return (Next::Close, 200);
     }
-    Next::KeepAlive
+    (Next::KeepAlive, 200)
 }

@@ -24,17 +24,22 @@ pub enum Path {
     Export,
     Health,
     Metrics,
+    Tags,
+    /// A file of the built-in page: its index in `web::ASSETS` (0 is the page at `/`).
+    Asset(u8),
     Other,
 }
 
 /// Every route the engine answers: its path, and the one method it takes (any other method gets 405).
 /// docs/openapi.json describes exactly these (`tests/openapi.rs` holds the two together).
-pub const ROUTES: [(&str, Path, Method); 5] = [
+pub const ROUTES: [(&str, Path, Method); 7] = [
     ("/save", Path::Save, Method::Post),
     ("/api", Path::Api, Method::Get),
     ("/export", Path::Export, Method::Get),
     ("/health", Path::Health, Method::Get),
     ("/metrics", Path::Metrics, Method::Get),
+    ("/tags", Path::Tags, Method::Get),
+    ("/", Path::Asset(0), Method::Get),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +181,9 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
     let path = ROUTES
         .iter()
         .find(|r| r.0 == path)
-        .map_or(Path::Other, |r| r.1);
+        .map(|r| r.1)
+        .or_else(|| crate::web::find(path).map(Path::Asset))
+        .unwrap_or(Path::Other);
     let mut content_length: Option<usize> = None;
     let mut chunked = false;
     let mut expect_continue = false;

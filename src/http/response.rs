@@ -57,7 +57,8 @@ pub fn body(out: &mut Vec<u8>, status: u16, content_type: &str, body: &[u8], clo
     with_type(out, status, content_type, body, close, "");
 }
 
-fn with_type(
+/// A complete response with a body of any type; `extra` is inserted verbatim among the headers.
+pub fn with_type(
     out: &mut Vec<u8>,
     status: u16,
     content_type: &str,

@@ -94,9 +94,45 @@ pub fn parse_window(query: &str, allow_samples: bool) -> Result<Window, String> 
     })
 }
 
+/// Tags `/tags` lists by default, and at most.
+pub const TAGS_LIMIT_DEFAULT: usize = 1000;
+pub const TAGS_LIMIT_MAX: usize = 1_000_000;
+
+/// Parses `/tags`' one optional parameter, `limit`.
+pub fn parse_tags_limit(query: &str) -> Result<usize, String> {
+    let mut limit = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k != "limit" {
+            return Err(format!("unknown parameter {k:?}"));
+        }
+        if limit.replace(v).is_some() {
+            return Err("parameter \"limit\" given twice".into());
+        }
+    }
+    match limit {
+        None => Ok(TAGS_LIMIT_DEFAULT),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=TAGS_LIMIT_MAX).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "limit must be an integer in 1..={TAGS_LIMIT_MAX}, got {v:?}"
+            )),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_limit() {
+        assert_eq!(parse_tags_limit(""), Ok(TAGS_LIMIT_DEFAULT));
+        assert_eq!(parse_tags_limit("limit=7"), Ok(7));
+        for bad in ["limit=0", "limit=-1", "limit=x", "limit=1000001", "limit=1&limit=2", "tag=a"] {
+            assert!(parse_tags_limit(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_and_rejects() {

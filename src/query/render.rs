@@ -76,6 +76,24 @@ pub fn export_line(out: &mut Vec<u8>, r: &Record) {
     out.extend_from_slice(b"}\n");
 }
 
+/// `/tags`: `{"total":n,"tags":[{"tag":..,"records":..},..]}`.
+pub fn tags(out: &mut Vec<u8>, tags: &[(String, u64)], total: usize) {
+    out.extend_from_slice(b"{\"total\":");
+    int(out, total as i64);
+    out.extend_from_slice(b",\"tags\":[");
+    for (i, (tag, records)) in tags.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"tag\":");
+        json_string(out, tag);
+        out.extend_from_slice(b",\"records\":");
+        int(out, *records as i64);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+}
+
 /// `{"error":reason}` plus, when given, the bulk position.
 pub fn error(out: &mut Vec<u8>, reason: &str, position: Option<(&str, usize)>) {
     out.extend_from_slice(b"{\"error\":");

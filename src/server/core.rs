@@ -134,6 +134,9 @@ impl Core {
             Forward::Metrics(reply) => {
                 let _ = reply.send(self.snapshot());
             }
+            Forward::Tags(reply) => {
+                let _ = reply.send(self.shard.tag_counts());
+            }
         }
     }
 
@@ -160,6 +163,26 @@ impl Core {
             tag_file_bytes: self.shard.tag_file_bytes(),
             log_bytes: self.shard.log_bytes(),
         }
+    }
+
+    /// `/tags`: every core's tags with their record counts, most records first (then by name), at most
+    /// `limit` of them, and how many there are in all.
+    pub async fn tags(&self, limit: usize) -> (Vec<(String, u64)>, usize) {
+        let mut all = self.shard.tag_counts();
+        if let Some(senders) = &self.senders {
+            for k in (0..self.shards).filter(|&k| k != self.id) {
+                let (tx, rx) = oneshot::channel();
+                if senders.send_to(k, Forward::Tags(tx)).await.is_ok() {
+                    if let Ok(t) = rx.await {
+                        all.extend(t);
+                    }
+                }
+            }
+        }
+        let total = all.len();
+        all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(limit);
+        (all, total)
     }
 
     /// `/metrics`: every core's counters, rendered.

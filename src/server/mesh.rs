@@ -20,4 +20,6 @@ pub enum Forward {
     Export(Window, mpsc::Sender<ExportChunk>),
     /// A `/metrics` scrape asks each core for its counters.
     Metrics(oneshot::Sender<crate::server::metrics::Snapshot>),
+    /// `/tags` asks each core for its tags and their record counts.
+    Tags(oneshot::Sender<Vec<(String, u64)>>),
 }

@@ -51,6 +51,8 @@ pub fn route(path: crate::http::parse::Path) -> &'static str {
         Path::Export => "/export",
         Path::Health => "/health",
         Path::Metrics => "/metrics",
+        Path::Tags => "/tags",
+        Path::Asset(_) => "/",
         Path::Other => "other",
     }
 }

@@ -479,6 +479,14 @@ impl Shard {
             .sum()
     }
 
+    /// Each tag this core owns with its committed record count (`/tags`).
+    pub fn tag_counts(&self) -> Vec<(String, u64)> {
+        let tags = self.tags.borrow();
+        tags.iter()
+            .map(|(name, t)| (name.clone(), t.segs.values().map(|s| s.committed() as u64).sum()))
+            .collect()
+    }
+
     /// Bytes committed to the live log since its generation began.
     pub fn log_bytes(&self) -> u64 {
         self.wal_bytes.get()
