@@ -24,8 +24,16 @@ pub const ASSETS: [Asset; 5] = [
     asset!("/", "text/html; charset=utf-8", "index.html"),
     asset!("/ui/app.js", "text/javascript; charset=utf-8", "app.js"),
     asset!("/ui/app.css", "text/css; charset=utf-8", "app.css"),
-    asset!("/ui/uPlot.iife.min.js", "text/javascript; charset=utf-8", "vendor/uPlot.iife.min.js"),
-    asset!("/ui/uPlot.min.css", "text/css; charset=utf-8", "vendor/uPlot.min.css"),
+    asset!(
+        "/ui/uPlot.iife.min.js",
+        "text/javascript; charset=utf-8",
+        "vendor/uPlot.iife.min.js"
+    ),
+    asset!(
+        "/ui/uPlot.min.css",
+        "text/css; charset=utf-8",
+        "vendor/uPlot.min.css"
+    ),
 ];
 
 /// Headers every asset is served with: the page may load only its own files.
@@ -55,7 +63,10 @@ mod tests {
     fn the_page_loads_only_embedded_files() {
         let page = std::str::from_utf8(ASSETS[0].body).expect("utf-8");
         for src in page.split(['"', '\'']).filter(|s| s.starts_with("/ui/")) {
-            assert!(find(src).is_some(), "the page refers to {src}, which is not embedded");
+            assert!(
+                find(src).is_some(),
+                "the page refers to {src}, which is not embedded"
+            );
         }
         assert!(!page.contains("http://") && !page.contains("https://"));
     }

@@ -80,7 +80,9 @@ fn the_engine_answers_each_described_operation_as_described() {
                         .map(|p| match p["$ref"].as_str() {
                             Some(r) => {
                                 let key = r.trim_start_matches("#/components/parameters/");
-                                doc["components"]["parameters"][key]["name"].as_str().unwrap()
+                                doc["components"]["parameters"][key]["name"]
+                                    .as_str()
+                                    .unwrap()
                             }
                             None => p["name"].as_str().unwrap(),
                         })

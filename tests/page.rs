@@ -24,7 +24,10 @@ fn assets_are_served_with_their_types_and_policy() {
         let r = e.get(path);
         assert_eq!(r.status, 200, "{path}");
         assert!(r.header("content-type").unwrap().starts_with(ty), "{path}");
-        assert!(r.header("content-security-policy").unwrap().contains("default-src 'self'"));
+        assert!(r
+            .header("content-security-policy")
+            .unwrap()
+            .contains("default-src 'self'"));
         assert!(!r.body.is_empty());
     }
     assert!(e.get("/").text().contains("/ui/app.js"));
@@ -44,7 +47,10 @@ fn tags_lists_every_cores_tags_most_records_first() {
     // Enough tags that both cores own some; tag k gets k + 1 records.
     for k in 0..12 {
         for i in 0..=k {
-            assert_eq!(e.post(&msg(&format!("tag-{k}"), t0 + i * S, 1.0)).status, 204);
+            assert_eq!(
+                e.post(&msg(&format!("tag-{k}"), t0 + i * S, 1.0)).status,
+                204
+            );
         }
     }
     let all = e.get("/tags").json();
@@ -53,7 +59,12 @@ fn tags_lists_every_cores_tags_most_records_first() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["tag"].as_str().unwrap().to_string(), t["records"].as_i64().unwrap()))
+        .map(|t| {
+            (
+                t["tag"].as_str().unwrap().to_string(),
+                t["records"].as_i64().unwrap(),
+            )
+        })
         .collect();
     let expected: Vec<(String, i64)> = (0..12).rev().map(|k| (format!("tag-{k}"), k + 1)).collect();
     assert_eq!(listed, expected);
@@ -129,8 +140,20 @@ fn the_page_draws_the_picked_tag_in_a_real_browser() {
     assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
     assert_eq!(seen["points"], 600, "{seen}");
     assert_eq!(seen["series"], 10, "{seen}");
-    assert!(seen["ink"].as_i64().unwrap() > 1000, "the chart's canvas is blank: {seen}");
-    assert!(seen["title"].as_str().unwrap().starts_with("page-tag: 1000 samples"), "{seen}");
+    assert!(
+        seen["ink"].as_i64().unwrap() > 1000,
+        "the chart's canvas is blank: {seen}"
+    );
+    assert!(
+        seen["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("page-tag: 1000 samples"),
+        "{seen}"
+    );
     assert!(seen["rate"].as_str().unwrap().ends_with("rec/s"), "{seen}");
-    assert!(seen["url"].as_str().unwrap().contains("tag=page-tag"), "{seen}");
+    assert!(
+        seen["url"].as_str().unwrap().contains("tag=page-tag"),
+        "{seen}"
+    );
 }

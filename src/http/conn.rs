@@ -115,13 +115,17 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
             } else {
                 let at = out.len();
                 let (n, err) = handle(&core, &head, query, req_body, &mut out).await;
-                core.stats.borrow_mut().record(began.elapsed().as_nanos() as u64, n, err);
+                core.stats
+                    .borrow_mut()
+                    .record(began.elapsed().as_nanos() as u64, n, err);
                 let next = if keep { Next::KeepAlive } else { Next::Close };
                 (next, response::status_of(&out[at..]), n)
             };
             {
                 let mut m = core.metrics.borrow_mut();
-                *m.requests.entry((metrics::route(head.path), status)).or_default() += 1;
+                *m.requests
+                    .entry((metrics::route(head.path), status))
+                    .or_default() += 1;
                 m.service.observe_ns(began.elapsed().as_nanos() as u64);
                 if n > 0 {
                     m.records_in += n;
@@ -345,7 +349,10 @@ async fn handle(
             response::with_type(out, 200, a.content_type, a.body, close, crate::web::HEADERS);
             (0, false)
         }
-        (Path::Api | Path::Export | Path::Health | Path::Metrics | Path::Tags | Path::Asset(_), _) => {
+        (
+            Path::Api | Path::Export | Path::Health | Path::Metrics | Path::Tags | Path::Asset(_),
+            _,
+        ) => {
             allow(out, "GET");
             (0, true)
         }
@@ -394,7 +401,9 @@ async fn export(core: &Core, stream: &mut TcpStream, query: &str, head: &Head) -
     response::stream_head(&mut out, "application/x-ndjson", chunked, !chunked || close);
     let mut item = first;
     while let Some(chunk) = item {
-        let Ok(data) = chunk else { return (Next::Close, 200) }; // mid-stream failure: cut the response short
+        let Ok(data) = chunk else {
+            return (Next::Close, 200);
+        }; // mid-stream failure: cut the response short
         if chunked {
             response::chunk(&mut out, &data);
         } else {

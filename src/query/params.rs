@@ -129,7 +129,14 @@ mod tests {
     fn tags_limit() {
         assert_eq!(parse_tags_limit(""), Ok(TAGS_LIMIT_DEFAULT));
         assert_eq!(parse_tags_limit("limit=7"), Ok(7));
-        for bad in ["limit=0", "limit=-1", "limit=x", "limit=1000001", "limit=1&limit=2", "tag=a"] {
+        for bad in [
+            "limit=0",
+            "limit=-1",
+            "limit=x",
+            "limit=1000001",
+            "limit=1&limit=2",
+            "tag=a",
+        ] {
             assert!(parse_tags_limit(bad).is_err(), "{bad}");
         }
     }

@@ -483,7 +483,12 @@ impl Shard {
     pub fn tag_counts(&self) -> Vec<(String, u64)> {
         let tags = self.tags.borrow();
         tags.iter()
-            .map(|(name, t)| (name.clone(), t.segs.values().map(|s| s.committed() as u64).sum()))
+            .map(|(name, t)| {
+                (
+                    name.clone(),
+                    t.segs.values().map(|s| s.committed() as u64).sum(),
+                )
+            })
             .collect()
     }
 

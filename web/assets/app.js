@@ -93,6 +93,7 @@ function makeChart(cols) {
     height: 380,
     series,
     scales: { x: { time: true } },
+    axes: [{}, { size: 60 }],
     hooks: { draw: [drawn] },
   };
   $("chart").replaceChildren();
@@ -213,8 +214,10 @@ async function scrape() {
       rateChart = new uPlot({
         width: Math.max(400, $("rate-chart").clientWidth || 900),
         height: 160,
-        series: [{}, { label: "records/s", stroke: "#1f77b4", fill: "rgba(31,119,180,.1)", points: { show: false } }],
-        scales: { x: { time: true } },
+        series: [{}, { label: "records/s", stroke: "#1f77b4", fill: "rgba(31,119,180,.1)", points: { show: false },
+                       value: (u, v) => (v === null ? "--" : fmtCount(v)) }],
+        scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] } },
+        axes: [{}, { size: 70, values: (u, vals) => vals.map((v) => fmtCount(v)) }],
       }, rateData, $("rate-chart"));
     } else if (rateChart) {
       rateChart.setData(rateData);
