@@ -98,6 +98,12 @@ fn a_saturated_core_sheds_writes_and_keeps_what_it_acknowledged() {
     ));
     assert_eq!(r.status, 200, "{}", r.text());
     check_kept(&e, &acked);
+    let counted = metric_sum(
+        &e,
+        "tickcore_admission_rejections_total",
+        "reason=\"saturated\"",
+    );
+    assert_eq!(counted, shed as f64, "/metrics counts every shed write");
 }
 
 #[test]
@@ -117,4 +123,10 @@ fn a_disk_backlog_past_the_bound_sheds_writes() {
 
     assert!(!acked.is_empty());
     check_kept(&e, &acked);
+    let counted = metric_sum(
+        &e,
+        "tickcore_admission_rejections_total",
+        "reason=\"pending_records\"",
+    );
+    assert_eq!(counted, shed as f64, "/metrics counts every refused write");
 }

@@ -94,4 +94,12 @@ fn past_the_connection_limit_new_connections_get_503() {
     std::thread::sleep(Duration::from_millis(100));
     let mut c = e.connect();
     assert_eq!(c.request("GET", "/health", &[], b"").status, 200);
+    drop((c, over));
+    held.pop();
+    let counted = metric_sum(
+        &e,
+        "tickcore_admission_rejections_total",
+        "reason=\"connections\"",
+    );
+    assert_eq!(counted, 1.0, "/metrics counts the refused connection");
 }

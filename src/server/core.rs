@@ -37,6 +37,8 @@ pub struct Core {
     pub metrics: RefCell<crate::server::metrics::Metrics>,
     /// Open client connections.
     pub connections: Rc<Cell<usize>>,
+    /// Connections refused with 503 over `--max-connections`.
+    pub connections_refused: Cell<u64>,
     senders: Option<Senders<Forward>>,
 }
 
@@ -158,6 +160,8 @@ impl Core {
             checkpoints: io.checkpoints_total,
             pending_records: self.shard.pending_records() as u64,
             shed: self.overload.shed_total.get(),
+            pending_refused: self.shard.pending_refused.get(),
+            connections_refused: self.connections_refused.get(),
             connections: self.connections.get() as u64,
             tags: self.shard.tag_count() as u64,
             tag_file_bytes: self.shard.tag_file_bytes(),
@@ -276,6 +280,7 @@ pub async fn run(s: Start) -> Result<(), String> {
         overload: Rc::new(crate::server::overload::Overload::new(s.config.shed_lag)),
         metrics: RefCell::default(),
         connections: Rc::default(),
+        connections_refused: Cell::new(0),
         senders,
     });
     if let Some(mut rx) = receivers {
@@ -389,6 +394,8 @@ pub async fn run(s: Start) -> Result<(), String> {
         match accepted {
             Ok(mut stream) if active.get() >= core.config.max_connections => {
                 // Over the per-core limit: say so and close, without holding a slot.
+                core.connections_refused
+                    .set(core.connections_refused.get() + 1);
                 glommio::spawn_local(async move {
                     let mut out = Vec::new();
                     let body = b"{\"error\":\"too many connections on this core; retry shortly\"}";

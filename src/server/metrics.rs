@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub checkpoints: u64,
     pub pending_records: u64,
     pub shed: u64,
+    pub pending_refused: u64,
+    pub connections_refused: u64,
     pub connections: u64,
     pub tags: u64,
     pub tag_file_bytes: u64,
@@ -161,6 +163,26 @@ pub fn render(cores: &[Snapshot]) -> String {
         ),
     ];
     per_core(&mut out, "counter", &counters, cores);
+    family(
+        &mut out,
+        "tickcore_admission_rejections_total",
+        "counter",
+        "Work refused with 503 + Retry-After, by reason: saturated (the core's tasks wait past --shed-lag), \
+         pending_records (--max-pending-records reached), connections (--max-connections reached).",
+    );
+    for s in cores {
+        for (reason, n) in [
+            ("saturated", s.shed),
+            ("pending_records", s.pending_refused),
+            ("connections", s.connections_refused),
+        ] {
+            let _ = writeln!(
+                out,
+                "tickcore_admission_rejections_total{{core=\"{}\",reason=\"{reason}\"}} {n}",
+                s.core
+            );
+        }
+    }
     family(
         &mut out,
         "tickcore_checkpoints_total",

@@ -157,6 +157,8 @@ pub struct Shard {
     /// (`--max-pending-records`): past it, appends are refused with `Overloaded`.
     pending: Cell<usize>,
     pub max_pending: Cell<usize>,
+    /// Appends refused because of `max_pending` (`/metrics`).
+    pub pending_refused: Cell<u64>,
     /// A write to the live log failed: the next checkpoint comes soon and moves to a new generation.
     log_broken: Cell<bool>,
     /// Logs rotated away from whose records are not yet all in tag files (a checkpoint failed after
@@ -372,6 +374,7 @@ impl Shard {
             trace,
             pending: Cell::new(0),
             max_pending: Cell::new(usize::MAX),
+            pending_refused: Cell::new(0),
             log_broken: Cell::new(false),
             old_logs: RefCell::default(),
             fault_file: RefCell::default(),
@@ -395,6 +398,7 @@ impl Shard {
     pub async fn append(&self, msgs: Vec<Message>) -> Result<(), StoreError> {
         let pending = self.pending.get();
         if pending > 0 && pending + msgs.len() > self.max_pending.get() {
+            self.pending_refused.set(self.pending_refused.get() + 1);
             return Err(StoreError::Overloaded(format!(
                 "core {} has {pending} records waiting for the disk (--max-pending-records {})",
                 self.id,

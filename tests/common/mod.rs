@@ -163,6 +163,18 @@ extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
+/// The sum over cores of the `/metrics` samples named `name` whose labels contain `label`, e.g.
+/// `tickcore_admission_rejections_total` with `reason="saturated"`.
+pub fn metric_sum(e: &Engine, name: &str, label: &str) -> f64 {
+    let r = e.get("/metrics");
+    assert_eq!(r.status, 200);
+    r.text()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
 pub fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| {
