@@ -96,6 +96,8 @@ fn past_the_connection_limit_new_connections_get_503() {
     assert_eq!(c.request("GET", "/health", &[], b"").status, 200);
     drop((c, over));
     held.pop();
+    // The engine frees a slot once it has seen the close.
+    std::thread::sleep(Duration::from_millis(200));
     let counted = metric_sum(
         &e,
         "tickcore_admission_rejections_total",

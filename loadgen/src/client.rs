@@ -10,6 +10,8 @@ pub struct Conn {
     stream: Option<TcpStream>,
     buf: Vec<u8>,
     req: Vec<u8>,
+    /// The last response's `Retry-After` (delay in seconds), if it had one.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// Host and port of an `http://host:port` URL.
@@ -32,6 +34,7 @@ impl Conn {
             stream: None,
             buf: Vec::with_capacity(64 << 10),
             req: Vec::with_capacity(64 << 10),
+            retry_after: None,
         }
     }
 
@@ -93,7 +96,14 @@ impl Conn {
                 let mut length = None;
                 let mut chunked = false;
                 let mut close = false;
+                self.retry_after = None;
                 for h in resp.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("retry-after") {
+                        self.retry_after = std::str::from_utf8(h.value)
+                            .ok()
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .map(std::time::Duration::from_secs);
+                    }
                     if h.name.eq_ignore_ascii_case("content-length") {
                         length = Some(std::str::from_utf8(h.value)?.trim().parse::<usize>()?);
                     } else if h.name.eq_ignore_ascii_case("transfer-encoding") {

@@ -94,6 +94,11 @@ struct Args {
     /// lines) to this file.
     #[arg(long)]
     report: Option<std::path::PathBuf>,
+    /// What a write connection does after a 503 with `Retry-After`: `honor` (pause that many seconds before
+    /// its next request, as a well-behaved client does; the refused message is not resent) or `ignore`
+    /// (send the next request at once).
+    #[arg(long, default_value = "honor", value_parser = ["honor", "ignore"])]
+    retry_after: String,
     /// Random seed (tags and values).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -136,6 +141,7 @@ fn main() {
         check: a.check,
         json: a.json,
         report: a.report,
+        honor_retry_after: a.retry_after == "honor",
         seed: a.seed,
     };
     let rt = match tokio::runtime::Builder::new_current_thread()

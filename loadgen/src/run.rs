@@ -34,6 +34,8 @@ pub struct Options {
     pub json: Option<std::path::PathBuf>,
     /// An HTML report with plots (`report.rs`).
     pub report: Option<std::path::PathBuf>,
+    /// After a 503 with `Retry-After`, a write connection pauses that long.
+    pub honor_retry_after: bool,
     pub seed: u64,
 }
 
@@ -79,23 +81,32 @@ pub async fn run(o: Options) -> Result<bool> {
             let mut senders = Vec::new();
             for _ in 0..o.connections {
                 let (rx, stats, acked, addr) = (Rc::clone(&rx), Rc::clone(&stats), Rc::clone(&acked), addr.clone());
+                let honor = o.honor_retry_after;
                 senders.push(tokio::task::spawn_local(async move {
                     let mut conn = Conn::new(&addr);
                     loop {
                         let t = { rx.lock().await.recv().await };
                         let Some(t) = t else { break };
+                        let sent = Instant::now();
                         let r = conn.request("POST", "/save", &t.body).await;
                         let us = t.planned.elapsed().as_micros() as u64;
+                        let served_us = sent.elapsed().as_micros() as u64;
                         let mut s = stats.borrow_mut();
                         match r {
                             Ok((204, _)) => {
-                                s.write(us, t.msgs);
+                                s.write(us, served_us, t.msgs);
                                 let mut a = acked.borrow_mut();
                                 for (tag, time, v) in t.tracked {
                                     a.entry(tag).or_default().push((time, v));
                                 }
                             }
-                            Ok((st, _)) => s.error(&format!("write_http_{st}")),
+                            Ok((st, _)) => {
+                                s.error(&format!("write_http_{st}"));
+                                if let (true, Some(pause)) = (honor, conn.retry_after) {
+                                    drop(s);
+                                    tokio::time::sleep(pause).await;
+                                }
+                            }
                             Err(_) => s.error("write_io"),
                         }
                     }
@@ -246,7 +257,7 @@ pub async fn run(o: Options) -> Result<bool> {
             let f = &s.total;
             println!("\n== summary over {secs:.1}s ==");
             print!("{}", stats::block(secs, secs, f));
-            for (name, h) in [("write latency", &f.write_us), ("query latency", &f.query_us), ("lag ack->visible", &f.lag_ack_us), ("lag send->visible", &f.lag_send_us)] {
+            for (name, h) in [("write latency", &f.write_us), ("write latency from send", &f.write_sent_us), ("query latency", &f.query_us), ("lag ack->visible", &f.lag_ack_us), ("lag send->visible", &f.lag_send_us)] {
                 println!("\n{}", stats::table(name, h));
             }
             let verdicts = stats::verdicts(f, &o.slos);

@@ -5,6 +5,8 @@
 pub const SAMPLES_DEFAULT: usize = 1000;
 pub const SAMPLES_MAX: usize = 10_000;
 
+use crate::query::agg::Agg;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
     pub tag: String,
@@ -12,6 +14,10 @@ pub struct Window {
     pub end: i64,
     /// Only meaningful for `/api`.
     pub samples: usize,
+    /// `agg=`: the aggregations asked for, in the order given; empty: the plain as-of answer (`/api` only).
+    pub aggs: Vec<Agg>,
+    /// `smooth=N`: moving average over the last N samples; 1 = none (`/api` only).
+    pub smooth: usize,
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -46,9 +52,10 @@ pub fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("parameter {s:?} is not UTF-8 once decoded"))
 }
 
-/// Parses `tag`, `start`, `end` and (when `allow_samples`) `samples`.
+/// Parses `tag`, `start`, `end` and (when `allow_samples`: `/api`) `samples`, `agg` and `smooth`.
 pub fn parse_window(query: &str, allow_samples: bool) -> Result<Window, String> {
     let (mut tag, mut start, mut end, mut samples) = (None, None, None, None);
+    let (mut agg, mut smooth) = (None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v)?;
@@ -57,6 +64,8 @@ pub fn parse_window(query: &str, allow_samples: bool) -> Result<Window, String> 
             "start" => &mut start,
             "end" => &mut end,
             "samples" if allow_samples => &mut samples,
+            "agg" if allow_samples => &mut agg,
+            "smooth" if allow_samples => &mut smooth,
             _ => return Err(format!("unknown parameter {k:?}")),
         };
         if slot.replace(v).is_some() {
@@ -86,12 +95,50 @@ pub fn parse_window(query: &str, allow_samples: bool) -> Result<Window, String> 
             }
         },
     };
+    let aggs = match agg {
+        None => Vec::new(),
+        Some(list) => parse_aggs(&list)?,
+    };
+    let smooth = match smooth {
+        None => 1,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=samples).contains(&n) => {
+                if aggs.is_empty() {
+                    return Err("smooth needs agg (e.g. agg=mean&smooth=10)".into());
+                }
+                n
+            }
+            _ => {
+                return Err(format!(
+                    "smooth must be an integer in 1..={samples} (the number of samples), got {v:?}"
+                ))
+            }
+        },
+    };
     Ok(Window {
         tag,
         start,
         end,
         samples,
+        aggs,
+        smooth,
     })
+}
+
+/// `agg=mean` or `agg=min,max,twa`: known names, each at most once.
+fn parse_aggs(list: &str) -> Result<Vec<Agg>, String> {
+    let mut aggs = Vec::new();
+    for name in list.split(',') {
+        let a = Agg::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = Agg::ALL.iter().map(|a| a.name()).collect();
+            format!("unknown aggregation {name:?}; known: {}", known.join(", "))
+        })?;
+        if aggs.contains(&a) {
+            return Err(format!("aggregation {name:?} given twice"));
+        }
+        aggs.push(a);
+    }
+    Ok(aggs)
 }
 
 /// Tags `/tags` lists by default, and at most.
@@ -150,9 +197,14 @@ mod tests {
                 tag: "a/b c".into(),
                 start: -5,
                 end: 10,
-                samples: 1000
+                samples: 1000,
+                aggs: vec![],
+                smooth: 1,
             }
         );
+        let w = parse_window("tag=t&start=0&end=1&agg=twa%2Cmin,max&smooth=3", true).unwrap();
+        assert_eq!(w.aggs, vec![Agg::Twa, Agg::Min, Agg::Max]);
+        assert_eq!(w.smooth, 3);
         assert_eq!(
             parse_window("tag=t&start=0&end=1&samples=7", true)
                 .unwrap()
@@ -171,11 +223,18 @@ mod tests {
             ("tag=t&tag=u&start=0&end=1", "twice"),
             ("tag=t&start=0&end=1&x=1", "unknown"),
             ("tag=%zz&start=0&end=1", "percent"),
+            ("tag=t&start=0&end=1&agg=median", "unknown aggregation"),
+            ("tag=t&start=0&end=1&agg=min,min", "twice"),
+            ("tag=t&start=0&end=1&agg=", "unknown aggregation"),
+            ("tag=t&start=0&end=1&agg=min&smooth=0", "smooth"),
+            ("tag=t&start=0&end=1&samples=5&agg=min&smooth=6", "smooth"),
+            ("tag=t&start=0&end=1&smooth=2", "needs agg"),
             ("tag=&start=0&end=1", "empty"),
         ] {
             let e = parse_window(q, true).expect_err(q);
             assert!(e.contains(needle), "{q}: {e}");
         }
         assert!(parse_window("tag=t&start=0&end=1&samples=5", false).is_err());
+        assert!(parse_window("tag=t&start=0&end=1&agg=min", false).is_err());
     }
 }

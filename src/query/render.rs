@@ -1,6 +1,7 @@
 //! Renders query answers as JSON into a reused buffer. Hand-written because it is the hot path of `/api`;
 //! floats use ryu's shortest round-trip form, so a value read back parses to the same f64 bits.
 
+use crate::query::agg::{Agg, Slot};
 use crate::record::Record;
 
 /// Appends `s` as a JSON string literal.
@@ -61,6 +62,81 @@ pub fn api_sample(out: &mut Vec<u8>, first: bool, t: i64, r: Option<&Record>) {
         None => out.extend_from_slice(b"null"),
     }
     out.push(b'}');
+}
+
+/// The head of an aggregated `/api` answer: as [`api_head`] plus `"agg":[names]`.
+pub fn agg_head(out: &mut Vec<u8>, tag: &str, start: i64, end: i64, aggs: &[Agg]) {
+    out.extend_from_slice(b"{\"tagName\":");
+    json_string(out, tag);
+    out.extend_from_slice(b",\"start\":");
+    int(out, start);
+    out.extend_from_slice(b",\"end\":");
+    int(out, end);
+    out.extend_from_slice(b",\"agg\":[");
+    for (i, a) in aggs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_string(out, a.name());
+    }
+    out.extend_from_slice(b"],\"samples\":[");
+}
+
+/// One aggregated sample: `{"time":t,"<agg>":[..]|null,...}`, plus `"values"` when there is one aggregation.
+/// `count` is written as integers; a value that left the f64 range (a sum of huge values) is `null` in its
+/// slot, as JSON has no infinity.
+pub fn agg_sample(out: &mut Vec<u8>, first: bool, t: i64, aggs: &[Agg], slots: &[Slot]) {
+    debug_assert_eq!(aggs.len(), slots.len());
+    if !first {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"{\"time\":");
+    int(out, t);
+    let single = aggs.len() == 1;
+    for (i, (a, s)) in aggs.iter().zip(slots).enumerate() {
+        let names: &[&str] = if single && i == 0 {
+            &[a.name(), "values"]
+        } else {
+            &[a.name()]
+        };
+        for name in names {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            match s {
+                None => out.extend_from_slice(b"null"),
+                Some(v) if *a == Agg::Count => {
+                    out.push(b'[');
+                    for (k, x) in v.iter().enumerate() {
+                        if k > 0 {
+                            out.push(b',');
+                        }
+                        int(out, *x as i64);
+                    }
+                    out.push(b']');
+                }
+                Some(v) => values_or_null(out, v),
+            }
+        }
+    }
+    out.push(b'}');
+}
+
+/// As [`values`], with a non-finite value written as `null`.
+fn values_or_null(out: &mut Vec<u8>, values: &[f64]) {
+    out.push(b'[');
+    let mut f = ryu::Buffer::new();
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if v.is_finite() {
+            out.extend_from_slice(f.format_finite(*v).as_bytes());
+        } else {
+            out.extend_from_slice(b"null");
+        }
+    }
+    out.push(b']');
 }
 
 pub fn api_tail(out: &mut Vec<u8>) {

@@ -278,12 +278,31 @@ async fn create_log(path: &PathBuf, t: &Option<Rc<Tracer>>) -> Result<DmaFile, S
 
 /// Writes the `/api` answer for `w`: the as-of walk over `runs` (time-ordered, one per segment), rendered.
 fn render_api<R: asof::Run + ?Sized>(out: &mut Vec<u8>, w: &Window, runs: &[&R]) {
+    if !w.aggs.is_empty() {
+        return render_agg(out, w, runs);
+    }
     render::api_head(out, &w.tag, w.start, w.end);
     let mut first = true;
     asof::sample(runs, w.start, w.end, w.samples, |time, r| {
         render::api_sample(out, first, time, r.as_ref());
         first = false;
     });
+    render::api_tail(out);
+}
+
+/// An `/api` answer with `agg=` (and `smooth=`): every sample is computed first, then smoothed.
+fn render_agg<R: asof::Run + ?Sized>(out: &mut Vec<u8>, w: &Window, runs: &[&R]) {
+    let mut times = Vec::with_capacity(w.samples);
+    let mut answers: Vec<Vec<crate::query::agg::Slot>> = Vec::with_capacity(w.samples);
+    crate::query::agg::aggregate(runs, w.start, w.end, w.samples, &w.aggs, |t, slots| {
+        times.push(t);
+        answers.push(slots.to_vec());
+    });
+    crate::query::agg::smooth(&mut answers, w.smooth);
+    render::agg_head(out, &w.tag, w.start, w.end, &w.aggs);
+    for (i, (t, slots)) in times.iter().zip(&answers).enumerate() {
+        render::agg_sample(out, i == 0, *t, &w.aggs, slots);
+    }
     render::api_tail(out);
 }
 
@@ -880,7 +899,8 @@ impl Shard {
     /// Answers `/api`: the rendered JSON body, `Ok(None)` for an unknown tag. With `--reads dma` the tag files
     /// of time-ordered segments are read with DMA reads (`shard/dma.rs`), the others through mmap.
     pub async fn api(&self, w: &Window, out: &mut Vec<u8>) -> Result<Option<()>, String> {
-        if self.reads == Reads::Dma {
+        // Aggregations read every record of the window: through the mmap (read-ahead), whatever --reads says.
+        if self.reads == Reads::Dma && w.aggs.is_empty() {
             if let Some(answered) = self.api_dma(w, out).await? {
                 return Ok(answered);
             }
@@ -889,10 +909,16 @@ impl Shard {
     }
 
     /// The segments an `/api` window reads: from the nearest non-empty one before the first sample's (as-of
-    /// carries its last record in) to the one holding `end`. `None`: an unknown tag.
+    /// carries its last record in) to the one holding `end`; with aggregations, from the one before
+    /// `start`'s (the first period begins at `start`, and `twa` carries in the value held there).
+    /// `None`: an unknown tag.
     fn api_segments(&self, w: &Window) -> Option<(i64, i64)> {
         let last_seg = w.end.div_euclid(self.segment_ns);
-        let first_t = asof::sample_time(w.start, w.end, 0, w.samples);
+        let first_t = if w.aggs.is_empty() {
+            asof::sample_time(w.start, w.end, 0, w.samples)
+        } else {
+            w.start
+        };
         let first_seg = first_t.div_euclid(self.segment_ns);
         let tags = self.tags.borrow();
         let t = tags.get(&w.tag)?;

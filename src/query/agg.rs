@@ -1,0 +1,473 @@
+//! Aggregations per sample period: `GET /api?...&agg=...`. Sample `i` covers the period `(t_{i-1}, t_i]`
+//! (`t_{-1}` = start, `t_i` as in [`asof::sample_time`]); each aggregation reduces the records inside it,
+//! value slot by value slot:
+//!
+//! - `last`: the as-of answer, today's default (the last record at or before `t_i`, carried in from earlier
+//!   periods; ties go to the record received last);
+//! - `first`, `min`, `max`, `mean`, `sum`, `count`: the records with time in the period (`first`: earliest
+//!   time, ties to the record received first); `null` for a period without records;
+//! - `twa`: the time-weighted average over the period of the step function the records define (each value
+//!   holds from its time until the next record's), the value carried in from before the period included.
+//!   Where the function is undefined (before the tag's first record) the period is averaged over the part
+//!   where it is defined; `null` when it is undefined throughout. A period of zero length (more samples than
+//!   nanoseconds in the window) takes the value at its end.
+//!
+//! The input is the same list of sorted, non-overlapping runs as the as-of sampler's, walked once, forward.
+
+use crate::query::asof::{self, Run};
+use crate::record::{Record, VALUES};
+
+/// One aggregation a query can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agg {
+    Last,
+    First,
+    Min,
+    Max,
+    Mean,
+    Sum,
+    Count,
+    Twa,
+}
+
+impl Agg {
+    pub const ALL: [Agg; 8] = [
+        Agg::Last,
+        Agg::First,
+        Agg::Min,
+        Agg::Max,
+        Agg::Mean,
+        Agg::Sum,
+        Agg::Count,
+        Agg::Twa,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Agg::Last => "last",
+            Agg::First => "first",
+            Agg::Min => "min",
+            Agg::Max => "max",
+            Agg::Mean => "mean",
+            Agg::Sum => "sum",
+            Agg::Count => "count",
+            Agg::Twa => "twa",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Agg> {
+        Agg::ALL.into_iter().find(|a| a.name() == s)
+    }
+}
+
+/// One aggregation's answer for one period: a value per slot, or `None` (JSON `null`).
+pub type Slot = Option<[f64; VALUES]>;
+
+/// What one period has seen so far.
+struct Period {
+    /// Start and end of the period.
+    from: i64,
+    to: i64,
+    count: u64,
+    first: Option<[f64; VALUES]>,
+    min: [f64; VALUES],
+    max: [f64; VALUES],
+    sum: [f64; VALUES],
+    /// The step function's current value (carried in, then each record's) and since when it holds.
+    held: Option<[f64; VALUES]>,
+    held_since: i64,
+    /// Integral of the step function over the defined part, with durations as fractions of the period
+    /// (so no product leaves the range of the values), and the defined fraction.
+    area: [f64; VALUES],
+    defined: f64,
+}
+
+impl Period {
+    fn new(from: i64, to: i64, carried: Option<[f64; VALUES]>) -> Period {
+        Period {
+            from,
+            to,
+            count: 0,
+            first: None,
+            min: [f64::INFINITY; VALUES],
+            max: [f64::NEG_INFINITY; VALUES],
+            sum: [0.0; VALUES],
+            held: carried,
+            held_since: from,
+            area: [0.0; VALUES],
+            defined: 0.0,
+        }
+    }
+
+    /// Adds the step `held` over `[held_since, until)`.
+    fn hold_until(&mut self, until: i64) {
+        let Some(v) = self.held else { return };
+        debug_assert!(until >= self.held_since, "BUG: records out of time order");
+        let len = (self.to as i128 - self.from as i128) as f64;
+        if len <= 0.0 {
+            return;
+        }
+        let w = (until as i128 - self.held_since as i128) as f64 / len;
+        for (a, x) in self.area.iter_mut().zip(v) {
+            *a += x * w;
+        }
+        self.defined += w;
+    }
+
+    fn add(&mut self, r: &Record) {
+        debug_assert!(
+            r.time > self.from && r.time <= self.to,
+            "BUG: record outside its period"
+        );
+        self.count += 1;
+        if self.first.is_none() {
+            self.first = Some(r.values);
+        }
+        for k in 0..VALUES {
+            let x = r.values[k];
+            self.min[k] = self.min[k].min(x);
+            self.max[k] = self.max[k].max(x);
+            self.sum[k] += x;
+        }
+        self.hold_until(r.time);
+        self.held = Some(r.values);
+        self.held_since = r.time;
+    }
+
+    /// The answer of `agg` for this period; `last` is the as-of value at its end.
+    fn finish(&mut self, agg: Agg, last: Slot) -> Slot {
+        let present = self.count > 0;
+        match agg {
+            Agg::Last => last,
+            Agg::First => self.first,
+            Agg::Min => present.then_some(self.min),
+            Agg::Max => present.then_some(self.max),
+            Agg::Sum => present.then_some(self.sum),
+            Agg::Mean => present.then(|| self.sum.map(|s| s / self.count as f64)),
+            Agg::Count => present.then_some([self.count as f64; VALUES]),
+            Agg::Twa => {
+                if self.held_since < self.to {
+                    self.hold_until(self.to);
+                    self.held_since = self.to;
+                }
+                if self.defined > 0.0 {
+                    Some(self.area.map(|a| a / self.defined))
+                } else {
+                    // Defined only at the period's end, if at all.
+                    self.held
+                }
+            }
+        }
+    }
+}
+
+/// A forward cursor over the concatenation of the runs.
+struct Cursor<'a, R: Run + ?Sized> {
+    runs: &'a [&'a R],
+    run: usize,
+    pos: usize,
+}
+
+impl<R: Run + ?Sized> Cursor<'_, R> {
+    fn peek_time(&mut self) -> Option<i64> {
+        while self.run < self.runs.len() {
+            if self.pos < self.runs[self.run].len() {
+                return Some(self.runs[self.run].time(self.pos));
+            }
+            self.run += 1;
+            self.pos = 0;
+        }
+        None
+    }
+
+    fn take(&mut self) -> Record {
+        let r = self.runs[self.run].record(self.pos);
+        self.pos += 1;
+        r
+    }
+}
+
+/// Index of the first record with time > `t` in a sorted run.
+fn upper<R: Run + ?Sized>(run: &R, t: i64) -> usize {
+    let (mut lo, mut hi) = (0, run.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if run.time(mid) <= t {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// Calls `emit(t_i, answers)` for each of the `n` samples of `(start, end]`, `answers[j]` being `aggs[j]`'s.
+pub fn aggregate<R: Run + ?Sized>(
+    runs: &[&R],
+    start: i64,
+    end: i64,
+    n: usize,
+    aggs: &[Agg],
+    mut emit: impl FnMut(i64, &[Slot]),
+) {
+    let runs: Vec<&R> = runs.iter().copied().filter(|r| !r.is_empty()).collect();
+    // The last record at or before `start` (carried into the first period) and where the walk begins.
+    let mut carried: Slot = None;
+    let mut cursor = Cursor {
+        runs: &runs,
+        run: 0,
+        pos: 0,
+    };
+    for (k, run) in runs.iter().enumerate() {
+        if run.time(0) > start {
+            break;
+        }
+        let p = upper(*run, start);
+        carried = Some(run.record(p - 1).values);
+        cursor.run = k;
+        cursor.pos = p;
+    }
+    let mut answers: Vec<Slot> = vec![None; aggs.len()];
+    let mut from = start;
+    for i in 0..n {
+        let to = asof::sample_time(start, end, i, n);
+        let mut period = Period::new(from, to, carried);
+        while cursor.peek_time().is_some_and(|t| t <= to) {
+            let r = cursor.take();
+            period.add(&r);
+        }
+        let last = period.held;
+        for (slot, &agg) in answers.iter_mut().zip(aggs) {
+            *slot = period.finish(agg, last);
+        }
+        emit(to, &answers);
+        carried = last;
+        from = to;
+    }
+}
+
+/// `smooth=N`: replaces each answer by the mean of the non-null answers among the last `n` samples (this
+/// one included), slot by slot; null where all of them are null.
+pub fn smooth(samples: &mut [Vec<Slot>], n: usize) {
+    if n <= 1 || samples.is_empty() {
+        return;
+    }
+    let aggs = samples[0].len();
+    for j in 0..aggs {
+        let column: Vec<Slot> = samples.iter().map(|s| s[j]).collect();
+        let mut sum = [0.0; VALUES];
+        let mut present = 0usize;
+        for i in 0..column.len() {
+            if let Some(v) = column[i] {
+                for k in 0..VALUES {
+                    sum[k] += v[k];
+                }
+                present += 1;
+            }
+            if i >= n {
+                if let Some(v) = column[i - n] {
+                    for k in 0..VALUES {
+                        sum[k] -= v[k];
+                    }
+                    present -= 1;
+                }
+            }
+            samples[i][j] = (present > 0).then(|| sum.map(|s| s / present as f64));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Records in arrival order; each value slot differs so slot mix-ups show.
+    fn rec(time: i64, v: f64) -> Record {
+        let mut values = [0.0; VALUES];
+        for (k, x) in values.iter_mut().enumerate() {
+            *x = v * (k as f64 + 1.0) - k as f64;
+        }
+        Record { time, values }
+    }
+
+    /// Runs as the store builds them: split by segment, stable-sorted by time (ties keep arrival order).
+    fn runs_of(arrivals: &[Record], seg: i64) -> Vec<Vec<Record>> {
+        let mut sorted = arrivals.to_vec();
+        sorted.sort_by_key(|r| r.time);
+        let mut runs: Vec<Vec<Record>> = Vec::new();
+        for r in sorted {
+            let s = r.time.div_euclid(seg);
+            match runs.last_mut() {
+                Some(run) if run[0].time.div_euclid(seg) == s => run.push(r),
+                _ => runs.push(vec![r]),
+            }
+        }
+        runs
+    }
+
+    /// The as-of value at `t` by scanning everything in arrival order (the latest time <= t, ties to the
+    /// record received last).
+    fn asof_model(arrivals: &[Record], t: i64) -> Slot {
+        let mut best: Option<Record> = None;
+        for r in arrivals {
+            if r.time <= t && best.map_or(true, |b| r.time >= b.time) {
+                best = Some(*r);
+            }
+        }
+        best.map(|r| r.values)
+    }
+
+    /// Every aggregation of `(a, b]` computed the naive way, straight from the definitions.
+    fn model(arrivals: &[Record], a: i64, b: i64, agg: Agg) -> Slot {
+        let mut inside: Vec<Record> = arrivals
+            .iter()
+            .copied()
+            .filter(|r| r.time > a && r.time <= b)
+            .collect();
+        inside.sort_by_key(|r| r.time);
+        let per_slot = |f: &dyn Fn(&[f64]) -> f64| -> Slot {
+            if inside.is_empty() {
+                return None;
+            }
+            let mut out = [0.0; VALUES];
+            for (k, o) in out.iter_mut().enumerate() {
+                let xs: Vec<f64> = inside.iter().map(|r| r.values[k]).collect();
+                *o = f(&xs);
+            }
+            Some(out)
+        };
+        match agg {
+            Agg::Last => asof_model(arrivals, b),
+            Agg::First => inside.first().map(|r| r.values),
+            Agg::Min => per_slot(&|xs| xs.iter().copied().fold(f64::INFINITY, f64::min)),
+            Agg::Max => per_slot(&|xs| xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+            Agg::Sum => per_slot(&|xs| xs.iter().sum()),
+            Agg::Mean => per_slot(&|xs| xs.iter().sum::<f64>() / xs.len() as f64),
+            Agg::Count => per_slot(&|xs| xs.len() as f64),
+            Agg::Twa => {
+                // Integrate the step function between consecutive breakpoints.
+                let mut points: Vec<i64> = vec![a, b];
+                points.extend(inside.iter().map(|r| r.time).filter(|&t| t < b));
+                points.sort_unstable();
+                points.dedup();
+                let (mut area, mut defined) = ([0.0; VALUES], 0.0);
+                for w in points.windows(2) {
+                    if let Some(v) = asof_model(arrivals, w[0]) {
+                        let len = (w[1] - w[0]) as f64;
+                        for k in 0..VALUES {
+                            area[k] += v[k] * len;
+                        }
+                        defined += len;
+                    }
+                }
+                if defined > 0.0 {
+                    Some(area.map(|x| x / defined))
+                } else {
+                    asof_model(arrivals, b)
+                }
+            }
+        }
+    }
+
+    fn close(got: &Slot, want: &Slot) -> bool {
+        match (got, want) {
+            (None, None) => true,
+            (Some(g), Some(w)) => g
+                .iter()
+                .zip(w)
+                .all(|(g, w)| (g - w).abs() <= 1e-9 * w.abs().max(1.0)),
+            _ => false,
+        }
+    }
+
+    fn check(arrivals: &[Record], seg: i64, start: i64, end: i64, n: usize) {
+        let runs = runs_of(arrivals, seg);
+        let refs: Vec<&[Record]> = runs.iter().map(|r| &r[..]).collect();
+        let mut from = start;
+        let mut i = 0;
+        aggregate(&refs, start, end, n, &Agg::ALL, |t, slots| {
+            assert_eq!(t, asof::sample_time(start, end, i, n));
+            for (agg, got) in Agg::ALL.iter().zip(slots) {
+                let want = model(arrivals, from, t, *agg);
+                assert!(
+                    close(got, &want),
+                    "{} of ({from}, {t}] (sample {i}): got {got:?}, want {want:?}",
+                    agg.name()
+                );
+            }
+            from = t;
+            i += 1;
+        });
+        assert_eq!(i, n);
+    }
+
+    #[test]
+    fn twa_weighs_each_value_by_how_long_it_held() {
+        // 10 before the window, 20 from t=4, 40 from t=9: over (0, 10] that is 10*4 + 20*5 + 40*1 = 180.
+        let arrivals = [rec(-5, 10.0), rec(4, 20.0), rec(9, 40.0)];
+        let refs: Vec<&[Record]> = vec![&arrivals[..]];
+        let mut got = Vec::new();
+        aggregate(
+            &refs,
+            0,
+            10,
+            1,
+            &[Agg::Twa, Agg::Mean, Agg::Count, Agg::Last],
+            |_, s| got = s.to_vec(),
+        );
+        assert_eq!(got[0].unwrap()[0], 18.0);
+        assert_eq!(got[1].unwrap()[0], 30.0);
+        assert_eq!(got[2].unwrap()[0], 2.0);
+        assert_eq!(got[3].unwrap()[0], 40.0);
+    }
+
+    #[test]
+    fn empty_periods_are_null_except_last_and_twa_which_carry() {
+        let arrivals = [rec(1, 5.0)];
+        let refs: Vec<&[Record]> = vec![&arrivals[..]];
+        let mut all = Vec::new();
+        aggregate(&refs, 0, 4, 2, &Agg::ALL, |_, s| all.push(s.to_vec()));
+        // Period (2, 4] holds no record.
+        for (agg, slot) in Agg::ALL.iter().zip(&all[1]) {
+            let carries = matches!(agg, Agg::Last | Agg::Twa);
+            assert_eq!(slot.is_some(), carries, "{}", agg.name());
+        }
+        assert_eq!(all[1][7].unwrap()[0], 5.0);
+    }
+
+    #[test]
+    fn smoothing_averages_the_last_n_present_samples() {
+        let s = |v: f64| Some([v; VALUES]);
+        let mut col: Vec<Vec<Slot>> = vec![
+            vec![s(1.0)],
+            vec![None],
+            vec![s(3.0)],
+            vec![s(5.0)],
+            vec![None],
+            vec![None],
+        ];
+        smooth(&mut col, 2);
+        let got: Vec<Option<f64>> = col.iter().map(|c| c[0].map(|v| v[0])).collect();
+        assert_eq!(
+            got,
+            vec![Some(1.0), Some(1.0), Some(3.0), Some(4.0), Some(5.0), None]
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn every_aggregation_matches_the_naive_model(
+            raw in proptest::collection::vec((-40i64..40, -1000.0f64..1000.0), 0..50),
+            seg in 1i64..30,
+            start in -50i64..50,
+            len in 1i64..80,
+            n in 1usize..25,
+        ) {
+            let arrivals: Vec<Record> = raw.iter().map(|&(t, v)| rec(t, v)).collect();
+            check(&arrivals, seg, start, start + len, n);
+        }
+    }
+}
