@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GET /api over 1 h of a tag holding 360k records (100/s), 1000 samples, 200 queries after 5 warm-up:
-# tickcore (pinned to CPU 1) and, in the same run with the same kind of client, VictoriaMetrics from
+# tickcore (pinned to CPU 1; from the tag file also with agg=mean, agg=twa and five aggregations at once)
+# and, in the same run with the same kind of client, VictoriaMetrics from
 # ../shared/peers (skip it with PEER=none). Client pinned to CPU 0. READS=dma (and READ_CACHE_MIB) choose
 # the engine's read path. Usage: benches/query_bench.sh
 set -euo pipefail
@@ -17,13 +18,16 @@ taskset -c 0 python3 - "$d" <<'PY'
 import http.client, time, sys
 S = (int(time.time()) // 3600) * 3600 - 3 * 3600
 c = http.client.HTTPConnection("127.0.0.1", 18093)
-path = "/api?tag=t0&start=%d&end=%d" % (S * 10**9, (S + 3600) * 10**9)
-lat = []
-for i in range(205):
-    t = time.perf_counter(); c.request("GET", path); r = c.getresponse(); r.read()
-    if i >= 5: lat.append((time.perf_counter() - t) * 1000)
-lat.sort()
-print("tickcore /api from tag file: p50 %.3f ms  p99 %.3f ms  max %.3f ms" % (lat[len(lat)//2], lat[int(len(lat)*0.99)], lat[-1]))
+base = "/api?tag=t0&start=%d&end=%d" % (S * 10**9, (S + 3600) * 10**9)
+for agg in ["", "&agg=mean", "&agg=twa", "&agg=min,max,mean,count,twa"]:
+    lat = []
+    for i in range(205):
+        t = time.perf_counter(); c.request("GET", base + agg); r = c.getresponse(); r.read()
+        assert r.status == 200, r.status
+        if i >= 5: lat.append((time.perf_counter() - t) * 1000)
+    lat.sort()
+    name = agg.replace("&agg=", "agg=") or "as-of (last)"
+    print("tickcore /api from tag file, %-28s p50 %.3f ms  p99 %.3f ms  max %.3f ms" % (name, lat[len(lat)//2], lat[int(len(lat)*0.99)], lat[-1]))
 PY
 kill -TERM "$tp"; wait "$tp" 2>/dev/null || true; rm -rf "$d"
 if [ "${PEER:-vm}" = vm ]; then

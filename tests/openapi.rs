@@ -56,6 +56,8 @@ fn the_engine_answers_each_described_operation_as_described() {
         "start" => (now - 1_000_000_000).to_string(),
         "end" => (now + 1).to_string(),
         "samples" | "limit" => "5".to_string(),
+        "agg" => "mean,twa".to_string(),
+        "smooth" => "2".to_string(),
         other => panic!("no good value known for parameter {other:?}"),
     };
     for (path, ops) in doc["paths"].as_object().unwrap() {
