@@ -63,8 +63,27 @@ impl Agg {
 /// One aggregation's answer for one period: a value per slot, or `None` (JSON `null`).
 pub type Slot = Option<[f64; VALUES]>;
 
+/// Which running figures the asked aggregations need (the others are not kept).
+#[derive(Clone, Copy)]
+struct Needs {
+    min_max: bool,
+    sum: bool,
+    twa: bool,
+}
+
+impl Needs {
+    fn of(aggs: &[Agg]) -> Needs {
+        Needs {
+            min_max: aggs.iter().any(|a| matches!(a, Agg::Min | Agg::Max)),
+            sum: aggs.iter().any(|a| matches!(a, Agg::Sum | Agg::Mean)),
+            twa: aggs.contains(&Agg::Twa),
+        }
+    }
+}
+
 /// What one period has seen so far.
 struct Period {
+    needs: Needs,
     /// Start and end of the period.
     from: i64,
     to: i64,
@@ -83,8 +102,9 @@ struct Period {
 }
 
 impl Period {
-    fn new(from: i64, to: i64, carried: Option<[f64; VALUES]>) -> Period {
+    fn new(needs: Needs, from: i64, to: i64, carried: Option<[f64; VALUES]>) -> Period {
         Period {
+            needs,
             from,
             to,
             count: 0,
@@ -114,24 +134,64 @@ impl Period {
         self.defined += w;
     }
 
-    fn add(&mut self, r: &Record) {
+    /// Adds consecutive records of the period, in time order.
+    fn add_all(&mut self, rs: &[Record]) {
+        let (Some(first), Some(last)) = (rs.first(), rs.last()) else {
+            return;
+        };
         debug_assert!(
-            r.time > self.from && r.time <= self.to,
+            first.time > self.from && last.time <= self.to,
             "BUG: record outside its period"
         );
-        self.count += 1;
+        self.count += rs.len() as u64;
         if self.first.is_none() {
-            self.first = Some(r.values);
+            self.first = Some(first.values);
         }
-        for k in 0..VALUES {
-            let x = r.values[k];
-            self.min[k] = self.min[k].min(x);
-            self.max[k] = self.max[k].max(x);
-            self.sum[k] += x;
+        if self.needs.min_max {
+            // Stored values are finite (validated on input), so plain comparisons (minsd/maxsd) suffice.
+            let (mut min, mut max) = (self.min, self.max);
+            for r in rs {
+                for k in 0..VALUES {
+                    let x = r.values[k];
+                    min[k] = if x < min[k] { x } else { min[k] };
+                    max[k] = if x > max[k] { x } else { max[k] };
+                }
+            }
+            (self.min, self.max) = (min, max);
         }
-        self.hold_until(r.time);
-        self.held = Some(r.values);
-        self.held_since = r.time;
+        if self.needs.sum {
+            let mut sum = self.sum;
+            for r in rs {
+                for k in 0..VALUES {
+                    sum[k] += r.values[k];
+                }
+            }
+            self.sum = sum;
+        }
+        if self.needs.twa {
+            // `hold_until` inlined over the slice: the step held before each record, weighted by its length.
+            let len = (self.to as i128 - self.from as i128) as f64;
+            let inv = if len > 0.0 { 1.0 / len } else { 0.0 };
+            let carried = self.held;
+            let (mut area, mut defined) = (self.area, self.defined);
+            let mut prev = carried.as_ref();
+            let mut since = self.held_since;
+            for r in rs {
+                if let Some(v) = prev {
+                    // r.time >= since: the difference is exact as u64 (and converts without i128).
+                    let w = r.time.wrapping_sub(since) as u64 as f64 * inv;
+                    for k in 0..VALUES {
+                        area[k] += v[k] * w;
+                    }
+                    defined += w;
+                }
+                prev = Some(&r.values);
+                since = r.time;
+            }
+            (self.area, self.defined) = (area, defined);
+        }
+        self.held = Some(last.values);
+        self.held_since = last.time;
     }
 
     /// The answer of `agg` for this period; `last` is the as-of value at its end.
@@ -161,32 +221,6 @@ impl Period {
     }
 }
 
-/// A forward cursor over the concatenation of the runs.
-struct Cursor<'a, R: Run + ?Sized> {
-    runs: &'a [&'a R],
-    run: usize,
-    pos: usize,
-}
-
-impl<R: Run + ?Sized> Cursor<'_, R> {
-    fn peek_time(&mut self) -> Option<i64> {
-        while self.run < self.runs.len() {
-            if self.pos < self.runs[self.run].len() {
-                return Some(self.runs[self.run].time(self.pos));
-            }
-            self.run += 1;
-            self.pos = 0;
-        }
-        None
-    }
-
-    fn take(&mut self) -> Record {
-        let r = self.runs[self.run].record(self.pos);
-        self.pos += 1;
-        r
-    }
-}
-
 /// Index of the first record with time > `t` in a sorted run.
 fn upper<R: Run + ?Sized>(run: &R, t: i64) -> usize {
     let (mut lo, mut hi) = (0, run.len());
@@ -208,34 +242,135 @@ pub fn aggregate<R: Run + ?Sized>(
     end: i64,
     n: usize,
     aggs: &[Agg],
-    mut emit: impl FnMut(i64, &[Slot]),
+    emit: impl FnMut(i64, &[Slot]),
 ) {
     let runs: Vec<&R> = runs.iter().copied().filter(|r| !r.is_empty()).collect();
-    // The last record at or before `start` (carried into the first period) and where the walk begins.
-    let mut carried: Slot = None;
-    let mut cursor = Cursor {
-        runs: &runs,
-        run: 0,
-        pos: 0,
-    };
+    // The last record at or before `start` (carried into the first period) and where the walk begins:
+    // record `pos` of run `first`.
+    let (mut carried, mut first, mut pos): (Slot, usize, usize) = (None, 0, 0);
     for (k, run) in runs.iter().enumerate() {
         if run.time(0) > start {
             break;
         }
         let p = upper(*run, start);
         carried = Some(run.record(p - 1).values);
-        cursor.run = k;
-        cursor.pos = p;
+        (first, pos) = (k, p);
     }
+    let rest = runs.get(first..).unwrap_or(&[]);
+    // Runs stored as plain slices are scanned straight from memory; permuted ones record by record.
+    let slices: Option<Vec<[&[Record]; 2]>> = rest.iter().map(|r| r.slices()).collect();
+    match slices {
+        Some(mut slices) => {
+            if let Some([a, b]) = slices.first_mut() {
+                let skip_a = pos.min(a.len());
+                *a = &a[skip_a..];
+                *b = &b[pos - skip_a..];
+            }
+            let mut source = Slices {
+                slices: slices.into_iter().flatten().collect(),
+                at: 0,
+                pos: 0,
+            };
+            walk(&mut source, carried, start, end, n, aggs, emit)
+        }
+        None => {
+            let mut source = Records {
+                runs: rest,
+                at: 0,
+                pos,
+                buf: Vec::new(),
+            };
+            walk(&mut source, carried, start, end, n, aggs, emit)
+        }
+    }
+}
+
+/// Records in time order, handed out period by period.
+trait Source {
+    /// Calls `f` on the next records with time <= `to`, in order, as one or more slices.
+    fn take_until(&mut self, to: i64, f: &mut dyn FnMut(&[Record]));
+}
+
+/// Contiguous runs: slices of the stored records themselves.
+struct Slices<'a> {
+    slices: Vec<&'a [Record]>,
+    at: usize,
+    pos: usize,
+}
+
+impl Source for Slices<'_> {
+    fn take_until(&mut self, to: i64, f: &mut dyn FnMut(&[Record])) {
+        while let Some(s) = self.slices.get(self.at) {
+            let rest = &s[self.pos..];
+            let k = records_until(rest, to);
+            if k > 0 {
+                f(&rest[..k]);
+            }
+            self.pos += k;
+            if self.pos < s.len() {
+                return;
+            }
+            self.at += 1;
+            self.pos = 0;
+        }
+    }
+}
+
+/// How many of `rs` (sorted) have time <= `to`: a gallop from the front, since a period takes only its own
+/// records (a binary search over the whole remaining run would miss the cache on nearly every probe).
+fn records_until(rs: &[Record], to: i64) -> usize {
+    let mut hi = 1;
+    while hi <= rs.len() && rs[hi - 1].time <= to {
+        hi *= 2;
+    }
+    let lo = hi / 2;
+    let hi = (hi - 1).min(rs.len());
+    lo + rs[lo..hi].partition_point(|r| r.time <= to)
+}
+
+/// Permuted runs: record by record, gathered into a buffer per period.
+struct Records<'a, R: Run + ?Sized> {
+    runs: &'a [&'a R],
+    at: usize,
+    pos: usize,
+    buf: Vec<Record>,
+}
+
+impl<R: Run + ?Sized> Source for Records<'_, R> {
+    fn take_until(&mut self, to: i64, f: &mut dyn FnMut(&[Record])) {
+        self.buf.clear();
+        while let Some(run) = self.runs.get(self.at) {
+            while self.pos < run.len() && run.time(self.pos) <= to {
+                self.buf.push(run.record(self.pos));
+                self.pos += 1;
+            }
+            if self.pos < run.len() {
+                break;
+            }
+            self.at += 1;
+            self.pos = 0;
+        }
+        f(&self.buf);
+    }
+}
+
+/// The periods over the records after `start`.
+fn walk(
+    source: &mut dyn Source,
+    mut carried: Slot,
+    start: i64,
+    end: i64,
+    n: usize,
+    aggs: &[Agg],
+    mut emit: impl FnMut(i64, &[Slot]),
+) {
+    let needs = Needs::of(aggs);
     let mut answers: Vec<Slot> = vec![None; aggs.len()];
     let mut from = start;
     for i in 0..n {
         let to = asof::sample_time(start, end, i, n);
-        let mut period = Period::new(from, to, carried);
-        while cursor.peek_time().is_some_and(|t| t <= to) {
-            let r = cursor.take();
-            period.add(&r);
-        }
+        let mut period = Period::new(needs, from, to, carried);
+        source.take_until(to, &mut |rs| period.add_all(rs));
         let last = period.held;
         for (slot, &agg) in answers.iter_mut().zip(aggs) {
             *slot = period.finish(agg, last);
@@ -381,9 +516,35 @@ mod tests {
         }
     }
 
+    /// A run read record by record (as a permuted segment is), so the walk's other path is checked too.
+    struct Opaque<'a>(&'a [Record]);
+
+    impl Run for Opaque<'_> {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn time(&self, i: usize) -> i64 {
+            self.0[i].time
+        }
+        fn record(&self, i: usize) -> Record {
+            self.0[i]
+        }
+    }
+
     fn check(arrivals: &[Record], seg: i64, start: i64, end: i64, n: usize) {
         let runs = runs_of(arrivals, seg);
         let refs: Vec<&[Record]> = runs.iter().map(|r| &r[..]).collect();
+        let opaque: Vec<Opaque> = runs.iter().map(|r| Opaque(r)).collect();
+        let opaque: Vec<&Opaque> = opaque.iter().collect();
+        let mut by_record = Vec::new();
+        aggregate(&opaque, start, end, n, &Agg::ALL, |t, s| {
+            by_record.push((t, s.to_vec()))
+        });
+        let mut by_slice = Vec::new();
+        aggregate(&refs, start, end, n, &Agg::ALL, |t, s| {
+            by_slice.push((t, s.to_vec()))
+        });
+        assert_eq!(by_record, by_slice, "both walks agree");
         let mut from = start;
         let mut i = 0;
         aggregate(&refs, start, end, n, &Agg::ALL, |t, slots| {

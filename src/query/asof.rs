@@ -15,6 +15,11 @@ pub trait Run {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The run as at most two contiguous slices in order, when it is stored that way (no permutation):
+    /// lets a full scan walk memory directly.
+    fn slices(&self) -> Option<[&[Record]; 2]> {
+        None
+    }
 }
 
 impl Run for [Record] {
@@ -26,6 +31,9 @@ impl Run for [Record] {
     }
     fn record(&self, i: usize) -> Record {
         self[i]
+    }
+    fn slices(&self) -> Option<[&[Record]; 2]> {
+        Some([self, &[]])
     }
 }
 

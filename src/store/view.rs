@@ -255,4 +255,12 @@ impl Run for View<'_> {
     fn record(&self, i: usize) -> Record {
         self.seg.raw(self.index(i))
     }
+    fn slices(&self) -> Option<[&[Record]; 2]> {
+        if self.perm.is_some() {
+            return None;
+        }
+        let disk = self.seg.disk();
+        let on_disk = self.len.min(disk.len());
+        Some([&disk[..on_disk], &self.seg.mem[..self.len - on_disk]])
+    }
 }
