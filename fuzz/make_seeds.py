@@ -9,6 +9,16 @@ def put(target, name, data):
     open(os.path.join(d, name), "wb").write(data if isinstance(data, bytes) else data.encode())
 
 msg = '{"time":1795536000000000000,"tag":"t0","values":[1,2,3,4,5,6,7,8,9,10]}'
+# line_protocol
+lp_fields = ",".join("v%d=%d" % (k, k) for k in range(10))
+put("line_protocol", "plain", "m,tag=t0 " + lp_fields + " 1795536000000000000\n")
+put("line_protocol", "escapes", "my\\ m\\,x,tag=a\\ b\\,c\\=d,host=h " + lp_fields + ',s="q\\"uo,te =x" 1\n')
+put("line_protocol", "ints_no_time", "m,tag=t " + lp_fields.replace("v1=1", "v1=1i").replace("v2=2", "v2=2u") + "\n")
+put("line_protocol", "comment_blank_crlf", "# c\n\nm,tag=t " + lp_fields + " 5\r\n")
+put("line_protocol", "missing_field", "m,tag=t v0=1 5\n")
+put("line_protocol", "string_value", "m,tag=t " + lp_fields.replace("v3=3", 'v3="x"') + "\n")
+put("line_protocol", "bad_second_line", "m,tag=t " + lp_fields + "\nm,tag=t v0=x\n")
+put("line_protocol", "unterminated", 'm,tag=t v0="abc\n')
 # http_head
 put("http_head", "get_api", "GET /api?tag=t0&start=1&end=2 HTTP/1.1\r\nHost: x\r\n\r\n")
 put("http_head", "post_save_length", "POST /save HTTP/1.1\r\nHost: x\r\nContent-Length: 72\r\n\r\n" + msg)

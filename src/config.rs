@@ -90,6 +90,17 @@ pub struct Config {
     /// get 503 with Retry-After (the disk is not keeping up).
     #[arg(long, env = "TICKCORE_MAX_PENDING_RECORDS", default_value_t = 262_144)]
     pub max_pending_records: usize,
+    /// InfluxDB line protocol (`POST /write`, `/api/v2/write`): the tag key whose value is a point's tag.
+    #[arg(long, env = "TICKCORE_LP_TAG_KEY", default_value = "tag")]
+    pub lp_tag_key: String,
+    /// InfluxDB line protocol: the 10 field names that hold values 0..9, comma-separated.
+    #[arg(
+        long,
+        env = "TICKCORE_LP_FIELDS",
+        value_delimiter = ',',
+        default_value = "v0,v1,v2,v3,v4,v5,v6,v7,v8,v9"
+    )]
+    pub lp_fields: Vec<String>,
     /// Testing aid: while FILE exists, every log commit and tag-file write fails with the error it names
     /// (`ENOSPC`, `EIO`, or `EIO-AFTER-WRITE`: the data is written, then the write reports failure;
     /// `EIO-TAGFILES`: only checkpoint writes to tag files fail).
@@ -104,6 +115,12 @@ pub enum Reads {
 }
 
 impl Config {
+    /// How line-protocol points map to messages (`--lp-tag-key`, `--lp-fields`).
+    pub fn lp_mapping(&self) -> Result<crate::ingest::lineproto::Mapping, String> {
+        crate::ingest::lineproto::Mapping::new(&self.lp_tag_key, &self.lp_fields)
+            .map_err(|e| format!("--lp-tag-key/--lp-fields: {e}"))
+    }
+
     pub fn segment_ns(&self) -> i64 {
         let seg = self
             .segment

@@ -9,13 +9,36 @@ use crate::query::params::{parse_window, SAMPLES_MAX};
 use crate::store::wal;
 
 /// Every target by name, as the fuzz directory names them.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, fn(&[u8])); 6] = [
     ("http_head", http_head),
     ("chunked_body", chunked_body),
     ("save_body", save_body),
     ("query_string", query_string),
     ("wal_log", wal_log),
+    ("line_protocol", line_protocol),
 ];
+
+/// A line-protocol body is all-or-nothing (an error leaves nothing decoded and names a line of the body) and
+/// every decoded point is a valid message.
+pub fn line_protocol(data: &[u8]) {
+    use crate::ingest::lineproto::{decode, Mapping, Precision};
+    let map = Mapping::new("tag", &Mapping::default_fields()).expect("default mapping");
+    let mut out = Vec::new();
+    match decode(data, &map, Precision::Ns, 7, &mut out) {
+        Ok(()) => {
+            assert!(!out.is_empty());
+            for m in &out {
+                assert!(crate::tag::validate(&m.tag).is_ok());
+                assert!(m.record.all_finite());
+            }
+        }
+        Err(e) => {
+            assert!(out.is_empty());
+            let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
+            assert!((1..=lines).contains(&e.line), "line {} of {lines}", e.line);
+        }
+    }
+}
 
 /// The head parser returns a head, "incomplete" or an error status; a parsed head's length and query range
 /// lie inside the input, every line of it ends in CRLF, and an HTTP/1.1 head carries a Host header.

@@ -58,6 +58,19 @@ fn seeds_reach_the_outcomes_they_are_named_for() {
     assert!(
         tickcore::ingest::decode::decode_body(&seed("save_body", "non_finite"), &mut out).is_err()
     );
+    {
+        use tickcore::ingest::lineproto::{decode, Mapping, Precision};
+        let map = Mapping::new("tag", &Mapping::default_fields()).unwrap();
+        let lp = |n: &str, out: &mut Vec<_>| {
+            decode(&seed("line_protocol", n), &map, Precision::Ns, 1, out)
+        };
+        let mut out = Vec::new();
+        assert!(lp("escapes", &mut out).is_ok());
+        assert_eq!(out[0].tag, "a b,c=d");
+        assert!(lp("ints_no_time", &mut out).is_ok());
+        assert_eq!(lp("bad_second_line", &mut Vec::new()).unwrap_err().line, 2);
+        assert!(lp("string_value", &mut Vec::new()).is_err());
+    }
     let commits = |n: &str| tickcore::store::wal::scan(&seed("wal_log", n)).0.len();
     assert_eq!(commits("two_commits"), 2, "the generated log validates");
     assert_eq!(commits("torn_tail"), 2, "a torn third commit is dropped");

@@ -72,6 +72,11 @@ fn the_engine_answers_each_described_operation_as_described() {
             let plain = op.get("parameters").is_none() && method == "get";
             let mut c = e.connect();
             let r = match method.as_str() {
+                "post" if path.ends_with("/write") => {
+                    let fields: Vec<String> = (0..10).map(|k| format!("v{k}={k}")).collect();
+                    let line = format!("m,tag=oa {} {now}", fields.join(","));
+                    c.request("POST", path, &[], line.as_bytes())
+                }
                 "post" => c.request("POST", path, &[], msg("oa", now, 2.0).as_bytes()),
                 "get" if plain => c.request("GET", path, &[], b""),
                 "get" => {

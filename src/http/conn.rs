@@ -24,6 +24,67 @@ const READ_BYTES: usize = 64 << 10;
 /// A deadline far enough away to mean "none" while a connection is handling requests.
 const BUSY: std::time::Duration = std::time::Duration::from_secs(86_400);
 
+/// Inflates a `Content-Encoding: gzip` body, at most `max` bytes of it (413 past that, 400 if corrupt).
+fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, (u16, String)> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(body.len() * 4);
+    let mut d = flate2::read::MultiGzDecoder::new(body).take(max as u64 + 1);
+    d.read_to_end(&mut out)
+        .map_err(|e| (400, format!("bad gzip body: {e}")))?;
+    if out.len() > max {
+        return Err((
+            413,
+            format!("gzip body inflates past the limit of {max} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
+/// `/write` and `/api/v2/write`: the parameters Influx clients send (only `precision` matters) and the
+/// line-protocol body. The error is the whole 400 body, in Influx's shape (`code`, `message`) as well as
+/// ours (`error`, `line`).
+fn decode_line_protocol(
+    core: &Core,
+    query: &str,
+    body: &[u8],
+    msgs: &mut Vec<decode::Message>,
+) -> Result<(), Vec<u8>> {
+    use crate::ingest::lineproto::{self, Precision};
+    let invalid = |message: &str, line: Option<usize>| {
+        let mut b = Vec::with_capacity(message.len() * 2 + 64);
+        b.extend_from_slice(b"{\"code\":\"invalid\",\"message\":");
+        render::json_string(&mut b, message);
+        b.extend_from_slice(b",\"error\":");
+        render::json_string(&mut b, message);
+        if let Some(n) = line {
+            b.extend_from_slice(b",\"line\":");
+            render::int(&mut b, n as i64);
+        }
+        b.push(b'}');
+        b
+    };
+    let mut precision = Precision::Ns;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "precision" => {
+                precision = Precision::parse(v).ok_or_else(|| {
+                    invalid(
+                        &format!("unknown precision {v:?} (ns, us, ms, s; 1.x: n, u, m, h)"),
+                        None,
+                    )
+                })?
+            }
+            // Database, bucket and credentials name nothing here: one store, tokens checked elsewhere.
+            "db" | "rp" | "u" | "p" | "consistency" | "org" | "orgID" | "bucket" => {}
+            _ => return Err(invalid(&format!("unknown parameter {k:?}"), None)),
+        }
+    }
+    let now = crate::store::shard::now_ns();
+    lineproto::decode(body, &core.lp, precision, now, msgs)
+        .map_err(|e| invalid(&format!("line {}: {}", e.line, e.reason), Some(e.line)))
+}
+
 fn error_body(reason: &str, position: Option<(&str, usize)>) -> Vec<u8> {
     let mut b = Vec::with_capacity(reason.len() + 32);
     render::error(&mut b, reason, position);
@@ -241,15 +302,35 @@ async fn handle(
             json(out, 200, b"{\"status\":\"ok\"}");
             (0, false)
         }
-        (Path::Save, Method::Post) => {
+        (Path::Save | Path::Write, Method::Post) => {
             // A saturated core sheds new writes before decoding them (`server/overload.rs`).
             if let Err(e) = core.admit_write() {
                 let b = error_body(&e.to_string(), None);
                 response::json(out, e.status(), &b, close, e.headers());
                 return (0, true);
             }
+            let inflated;
+            let body = if head.gzip {
+                match gunzip(body, core.config.max_body) {
+                    Ok(b) => {
+                        inflated = b;
+                        &inflated[..]
+                    }
+                    Err((status, reason)) => {
+                        json(out, status, &error_body(&reason, None));
+                        return (0, true);
+                    }
+                }
+            } else {
+                body
+            };
             let mut msgs = Vec::new();
-            if let Err(e) = decode::decode_body(body, &mut msgs) {
+            if head.path == Path::Write {
+                if let Err(b) = decode_line_protocol(core, query, body, &mut msgs) {
+                    json(out, 400, &b);
+                    return (0, true);
+                }
+            } else if let Err(e) = decode::decode_body(body, &mut msgs) {
                 let pos = match e.position {
                     Position::Whole => None,
                     Position::Line(n) => Some(("line", n)),
@@ -316,7 +397,7 @@ async fn handle(
                 }
             }
         }
-        (Path::Save, _) => {
+        (Path::Save | Path::Write, _) => {
             allow(out, "POST");
             (0, true)
         }

@@ -25,6 +25,8 @@ pub enum Path {
     Health,
     Metrics,
     Tags,
+    /// InfluxDB line protocol: `/write` (1.x) and `/api/v2/write` (2.x).
+    Write,
     /// A file of the built-in page: its index in `web::ASSETS` (0 is the page at `/`).
     Asset(u8),
     Other,
@@ -32,8 +34,10 @@ pub enum Path {
 
 /// Every route the engine answers: its path, and the one method it takes (any other method gets 405).
 /// docs/openapi.json describes exactly these (`tests/openapi.rs` holds the two together).
-pub const ROUTES: [(&str, Path, Method); 7] = [
+pub const ROUTES: [(&str, Path, Method); 9] = [
     ("/save", Path::Save, Method::Post),
+    ("/write", Path::Write, Method::Post),
+    ("/api/v2/write", Path::Write, Method::Post),
     ("/api", Path::Api, Method::Get),
     ("/export", Path::Export, Method::Get),
     ("/health", Path::Health, Method::Get),
@@ -60,6 +64,8 @@ pub struct Head {
     pub body: Body,
     pub expect_continue: bool,
     pub keep_alive: bool,
+    /// `Content-Encoding: gzip`: the body is to be decompressed.
+    pub gzip: bool,
     /// Bytes of the head, including the blank line.
     pub len: usize,
 }
@@ -84,6 +90,8 @@ pub enum HttpError {
     Timeout(&'static str),
     #[error("request target longer than {0} bytes")]
     UriTooLong(usize),
+    #[error("content-encoding {0:?} is not supported (only gzip and identity)")]
+    Encoding(String),
 }
 
 impl HttpError {
@@ -98,6 +106,7 @@ impl HttpError {
             HttpError::Expectation(_) => 417,
             HttpError::Timeout(_) => 408,
             HttpError::UriTooLong(_) => 414,
+            HttpError::Encoding(_) => 415,
         }
     }
 }
@@ -187,6 +196,7 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
     let mut content_length: Option<usize> = None;
     let mut chunked = false;
     let mut expect_continue = false;
+    let mut gzip = false;
     let mut keep_alive = minor == 1;
     let mut hosts = 0;
     for h in req.headers.iter() {
@@ -211,6 +221,12 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
                 ));
             }
             chunked = true;
+        } else if h.name.eq_ignore_ascii_case("content-encoding") {
+            match v.trim_ascii().to_ascii_lowercase().as_slice() {
+                b"gzip" | b"x-gzip" => gzip = true,
+                b"identity" | b"" => {}
+                _ => return Err(HttpError::Encoding(String::from_utf8_lossy(v).into_owned())),
+            }
         } else if h.name.eq_ignore_ascii_case("expect") {
             if !v.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
                 return Err(HttpError::Expectation(
@@ -264,6 +280,7 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
         body,
         expect_continue,
         keep_alive,
+        gzip,
         len,
     }))
 }

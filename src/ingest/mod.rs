@@ -1,2 +1,3 @@
 //! Ingest: turning request bodies into validated records.
 pub mod decode;
+pub mod lineproto;

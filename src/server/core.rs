@@ -39,6 +39,8 @@ pub struct Core {
     pub connections: Rc<Cell<usize>>,
     /// Connections refused with 503 over `--max-connections`.
     pub connections_refused: Cell<u64>,
+    /// Line-protocol points to messages (`--lp-tag-key`, `--lp-fields`; checked at start).
+    pub lp: crate::ingest::lineproto::Mapping,
     senders: Option<Senders<Forward>>,
 }
 
@@ -278,6 +280,7 @@ pub async fn run(s: Start) -> Result<(), String> {
         stats: RefCell::new(Stats::default()),
         watches: Default::default(),
         overload: Rc::new(crate::server::overload::Overload::new(s.config.shed_lag)),
+        lp: s.config.lp_mapping()?,
         metrics: RefCell::default(),
         connections: Rc::default(),
         connections_refused: Cell::new(0),

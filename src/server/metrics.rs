@@ -54,6 +54,7 @@ pub fn route(path: crate::http::parse::Path) -> &'static str {
         Path::Health => "/health",
         Path::Metrics => "/metrics",
         Path::Tags => "/tags",
+        Path::Write => "/write",
         Path::Asset(_) => "/",
         Path::Other => "other",
     }

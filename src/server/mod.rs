@@ -8,6 +8,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod overload;
 pub mod report;
+pub mod tokens;
 
 use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
@@ -148,6 +149,7 @@ pub fn run(config: Config) -> Result<(), String> {
             online - 1
         ));
     }
+    config.lp_mapping()?;
     let n = cpus.len();
     let io_memory = (config.io_memory_kib as u64) << 10;
     let memlock_line = preflight(n, io_memory)?;
