@@ -90,6 +90,14 @@ pub struct Config {
     /// get 503 with Retry-After (the disk is not keeping up).
     #[arg(long, env = "TICKCORE_MAX_PENDING_RECORDS", default_value_t = 262_144)]
     pub max_pending_records: usize,
+    /// Tokens (one per line) that `POST /save` and `/write` need, as `Authorization: Bearer T` (or
+    /// `Token T`); reloaded on SIGHUP. Without it writes are open.
+    #[arg(long, env = "TICKCORE_WRITE_TOKEN_FILE", value_name = "FILE")]
+    pub write_token_file: Option<PathBuf>,
+    /// Tokens that `/api`, `/export`, `/tags` and `/metrics` need; reloaded on SIGHUP. Without it reads are
+    /// open. `/health` and the page's files are always open.
+    #[arg(long, env = "TICKCORE_READ_TOKEN_FILE", value_name = "FILE")]
+    pub read_token_file: Option<PathBuf>,
     /// InfluxDB line protocol (`POST /write`, `/api/v2/write`): the tag key whose value is a point's tag.
     #[arg(long, env = "TICKCORE_LP_TAG_KEY", default_value = "tag")]
     pub lp_tag_key: String,
@@ -115,6 +123,14 @@ pub enum Reads {
 }
 
 impl Config {
+    /// The access tokens of `--write-token-file` and `--read-token-file`, read now.
+    pub fn tokens(&self) -> Result<crate::server::tokens::Tokens, String> {
+        crate::server::tokens::Tokens::load(
+            self.write_token_file.as_ref(),
+            self.read_token_file.as_ref(),
+        )
+    }
+
     /// How line-protocol points map to messages (`--lp-tag-key`, `--lp-fields`).
     pub fn lp_mapping(&self) -> Result<crate::ingest::lineproto::Mapping, String> {
         crate::ingest::lineproto::Mapping::new(&self.lp_tag_key, &self.lp_fields)

@@ -79,53 +79,60 @@ fn tags_lists_every_cores_tags_most_records_first() {
     }
 }
 
-#[test]
-fn the_page_draws_the_picked_tag_in_a_real_browser() {
+/// Writes the data the browser tests look at: `page-tag`'s first record falls in sample 400's period
+/// (sample i ends at start + (i + 1) s), so the as-of answer has values in samples 400..1000: 600 points. A
+/// busier tag is listed first, so the test has to pick ours. Returns (start, end).
+fn write_page_data(e: &Engine) -> (i64, i64) {
+    let start_ns = (now_ns() - 3600 * S) / S * S;
+    let end_ns = start_ns + 1000 * S;
+    let mut t = start_ns + 400 * S + S / 2;
+    let mut n = 0;
+    while t <= end_ns {
+        let r = e.connect().request(
+            "POST",
+            "/save",
+            auth,
+            msg("page-tag", t, n as f64).as_bytes(),
+        );
+        assert_eq!(r.status, 204);
+        t += 7 * S;
+        n += 1;
+    }
+    for i in 0..(n + 20) {
+        let r = e.connect().request(
+            "POST",
+            "/save",
+            auth,
+            msg("busier", start_ns + i * S, 0.5).as_bytes(),
+        );
+        assert_eq!(r.status, 204);
+    }
+    (start_ns, end_ns)
+}
+
+/// Runs `web/test/page.mjs` against `e` and returns what it saw, after checking the drawing.
+fn drive_page(e: &Engine, start_ns: i64, end_ns: i64, token: Option<&str>) -> serde_json::Value {
     let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
     assert!(
         std::path::Path::new(&format!("{web}/node_modules/playwright-core")).exists(),
         "run `npm ci` in web/ (and install Debian's chromium) for the browser test"
     );
-    let d = tempfile::tempdir().unwrap();
-    let e = start(d.path(), "0,1", &[]);
-    let start_ns = (now_ns() - 3600 * S) / S * S;
-    let end_ns = start_ns + 1000 * S;
-    // Our tag's first record falls in sample 400's period (sample i ends at start + (i + 1) s), so the
-    // as-of answer has values in samples 400..1000: 600 points. A busier tag is listed first, so the test
-    // has to pick ours.
-    let tag = "page-tag";
-    let mut t = start_ns + 400 * S + S / 2;
-    let mut n = 0;
-    while t <= end_ns {
-        assert_eq!(e.post(&msg(tag, t, n as f64)).status, 204);
-        t += 7 * S;
-        n += 1;
-    }
-    for i in 0..(n + 20) {
-        assert_eq!(e.post(&msg("busier", start_ns + i * S, 0.5)).status, 204);
-    }
-    let api = e
-        .get(&format!("/api?tag={tag}&start={start_ns}&end={end_ns}"))
-        .json();
-    let with_values = api["samples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| !s["values"].is_null())
-        .count();
-    assert_eq!(with_values, 600, "the data this test relies on");
-
-    let shot = std::env::var("PAGE_SCREENSHOT").ok();
     let mut node = Command::new("node");
     node.current_dir(web).args([
         "test/page.mjs",
         &format!("http://{}", e.addr),
-        tag,
+        "page-tag",
         &start_ns.to_string(),
         &end_ns.to_string(),
     ]);
-    if let Some(s) = &shot {
+    if let Some(s) = std::env::var("PAGE_SCREENSHOT")
+        .ok()
+        .filter(|_| token.is_none())
+    {
         node.arg(s);
+    }
+    if let Some(t) = token {
+        node.env("TOKEN", t);
     }
     let out = node.output().expect("node (CI installs nodejs)");
     assert!(
@@ -156,4 +163,34 @@ fn the_page_draws_the_picked_tag_in_a_real_browser() {
         seen["url"].as_str().unwrap().contains("tag=page-tag"),
         "{seen}"
     );
+    seen
+}
+
+#[test]
+fn the_page_draws_the_picked_tag_in_a_real_browser() {
+    let d = tempfile::tempdir().unwrap();
+    let e = start(d.path(), "0,1", &[]);
+    let (start_ns, end_ns) = write_page_data(&e);
+    let api = e
+        .get(&format!("/api?tag=page-tag&start={start_ns}&end={end_ns}"))
+        .json();
+    let with_values = api["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| !s["values"].is_null())
+        .count();
+    assert_eq!(with_values, 600, "the data this test relies on");
+    drive_page(&e, start_ns, end_ns, None);
+}
+
+#[test]
+fn the_page_asks_for_a_read_token_when_the_engine_needs_one() {
+    let d = tempfile::tempdir().unwrap();
+    let tokens = d.path().join("read-tokens");
+    std::fs::write(&tokens, "page-secret\n").unwrap();
+    let data = d.path().join("data");
+    let e = start(&data, "0", &["--read-token-file", tokens.to_str().unwrap()]);
+    let (start_ns, end_ns) = write_page_data(&e);
+    drive_page(&e, start_ns, end_ns, Some("page-secret"));
 }

@@ -17,6 +17,7 @@ use crate::ingest::decode::{self, Position};
 use crate::query::{params, render};
 use crate::server::core::{Core, Stop};
 use crate::server::metrics;
+use crate::server::tokens;
 
 /// Largest request head accepted (431 above).
 pub const HEAD_BYTES_MAX: usize = 16 << 10;
@@ -83,6 +84,28 @@ fn decode_line_protocol(
     let now = crate::store::shard::now_ns();
     lineproto::decode(body, &core.lp, precision, now, msgs)
         .map_err(|e| invalid(&format!("line {}: {}", e.line, e.reason), Some(e.line)))
+}
+
+/// `401` with `WWW-Authenticate`: the route needs a token this request did not give.
+fn unauthorized(out: &mut Vec<u8>, need: tokens::Need, close: bool) {
+    let what = if need == tokens::Need::Write {
+        "write"
+    } else {
+        "read"
+    };
+    let b = error_body(
+        &format!(
+            "this route needs a {what} token: Authorization: Bearer <token> (or Token <token>)"
+        ),
+        None,
+    );
+    response::json(
+        out,
+        401,
+        &b,
+        close,
+        "WWW-Authenticate: Bearer realm=\"tickcore\"\r\n",
+    );
 }
 
 fn error_body(reason: &str, position: Option<(&str, usize)>) -> Vec<u8> {
@@ -165,7 +188,13 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
             let query =
                 std::str::from_utf8(&inbuf[start..][head.query.clone()]).unwrap_or("\u{fffd}");
             let keep = head.keep_alive;
-            let (next, status, n) = if head.path == Path::Export && head.method == Method::Get {
+            let need = tokens::need(head.path, head.method);
+            let auth = head.auth.clone().map(|r| &inbuf[start..][r]);
+            let (next, status, n) = if !core.tokens.borrow().allows(need, auth) {
+                unauthorized(&mut out, need, !keep);
+                let next = if keep { Next::KeepAlive } else { Next::Close };
+                (next, 401, 0)
+            } else if head.path == Path::Export && head.method == Method::Get {
                 // Streams: everything before it goes out first.
                 if !out.is_empty() && stream.write_all(&out).await.is_err() {
                     return;

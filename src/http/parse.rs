@@ -59,6 +59,8 @@ pub struct Head {
     pub path: Path,
     /// The query string (after `?`) as a range of the buffer the head was parsed from.
     pub query: Range<usize>,
+    /// The `Authorization` header's value, as a range of the buffer (`server/tokens.rs` reads it).
+    pub auth: Option<Range<usize>>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
     pub body: Body,
@@ -197,6 +199,7 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
     let mut chunked = false;
     let mut expect_continue = false;
     let mut gzip = false;
+    let mut auth: Option<Range<usize>> = None;
     let mut keep_alive = minor == 1;
     let mut hosts = 0;
     for h in req.headers.iter() {
@@ -221,6 +224,12 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
                 ));
             }
             chunked = true;
+        } else if h.name.eq_ignore_ascii_case("authorization") {
+            if auth.is_some() {
+                return Err(HttpError::Bad("more than one Authorization header".into()));
+            }
+            let at = v.as_ptr() as usize - buf.as_ptr() as usize;
+            auth = Some(at..at + v.len());
         } else if h.name.eq_ignore_ascii_case("content-encoding") {
             match v.trim_ascii().to_ascii_lowercase().as_slice() {
                 b"gzip" | b"x-gzip" => gzip = true,
@@ -276,6 +285,7 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
         method,
         path,
         query,
+        auth,
         minor,
         body,
         expect_continue,

@@ -41,6 +41,8 @@ pub struct Core {
     pub connections_refused: Cell<u64>,
     /// Line-protocol points to messages (`--lp-tag-key`, `--lp-fields`; checked at start).
     pub lp: crate::ingest::lineproto::Mapping,
+    /// This core's copy of the access tokens.
+    pub tokens: RefCell<crate::server::tokens::Tokens>,
     senders: Option<Senders<Forward>>,
 }
 
@@ -222,6 +224,9 @@ pub struct Start {
     pub ready: std::sync::mpsc::Sender<Result<String, String>>,
     /// Cores whose connections have all finished (shutdown barrier; forwarded work keeps being served).
     pub drained: Arc<AtomicUsize>,
+    /// Access tokens as loaded at start, and later sets after each SIGHUP (`tokens.rs`).
+    pub tokens: crate::server::tokens::Tokens,
+    pub token_reloads: std::sync::mpsc::Receiver<crate::server::tokens::Tokens>,
 }
 
 pub async fn run(s: Start) -> Result<(), String> {
@@ -281,6 +286,7 @@ pub async fn run(s: Start) -> Result<(), String> {
         watches: Default::default(),
         overload: Rc::new(crate::server::overload::Overload::new(s.config.shed_lag)),
         lp: s.config.lp_mapping()?,
+        tokens: RefCell::new(s.tokens.clone()),
         metrics: RefCell::default(),
         connections: Rc::default(),
         connections_refused: Cell::new(0),
@@ -387,6 +393,19 @@ pub async fn run(s: Start) -> Result<(), String> {
         .detach();
     }
 
+    // Token sets reloaded on SIGHUP arrive from the main thread's signal thread.
+    {
+        let (core, reloads) = (Rc::clone(&core), s.token_reloads);
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(Duration::from_millis(250)).await;
+                while let Ok(t) = reloads.try_recv() {
+                    core.tokens.replace(t);
+                }
+            }
+        })
+        .detach();
+    }
     let stop: Stop = s.stop.shared();
     let active = Rc::clone(&core.connections);
     loop {

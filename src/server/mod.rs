@@ -150,6 +150,7 @@ pub fn run(config: Config) -> Result<(), String> {
         ));
     }
     config.lp_mapping()?;
+    let tokens = config.tokens()?;
     let n = cpus.len();
     let io_memory = (config.io_memory_kib as u64) << 10;
     let memlock_line = preflight(n, io_memory)?;
@@ -185,10 +186,14 @@ pub fn run(config: Config) -> Result<(), String> {
     let drained = Arc::new(AtomicUsize::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut stops = Vec::new();
+    let mut reload_txs = Vec::new();
     let mut handles = Vec::new();
     for (cpu, listener) in cpus.iter().copied().zip(listeners) {
         let (stop_tx, stop_rx) = oneshot::channel();
         stops.push(stop_tx);
+        let (reload_tx, token_reloads) = std::sync::mpsc::channel();
+        reload_txs.push(reload_tx);
+        let tokens = tokens.clone();
         let (config, mesh, ready, drained, unique) = (
             config.clone(),
             mesh.clone(),
@@ -212,6 +217,8 @@ pub fn run(config: Config) -> Result<(), String> {
                     stop: stop_rx,
                     ready,
                     drained,
+                    tokens,
+                    token_reloads,
                 };
                 core::run(start).await
             })
@@ -238,6 +245,12 @@ pub fn run(config: Config) -> Result<(), String> {
         println!("{l}");
     }
     println!("{memlock_line}");
+    if tokens.is_open() {
+        println!(
+            "warning: no --write-token-file or --read-token-file: anyone who can reach http://{addr} \
+             can write and read"
+        );
+    }
     println!(
         "ready: listening on http://{addr} with {n} cores, data in {}, durability {:?}",
         config.data_dir.display(),
@@ -247,11 +260,25 @@ pub fn run(config: Config) -> Result<(), String> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| format!("installing signal handlers: {e}"))?;
     let signal_thread = std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            println!("signal {sig}: stopping (finishing in-flight requests, flushing)");
+        for sig in signals.forever() {
+            if sig != signal_hook::consts::SIGHUP {
+                println!("signal {sig}: stopping (finishing in-flight requests, flushing)");
+                break;
+            }
+            // Each core gets its own copy of the new set; a bad file keeps the old set everywhere.
+            match config.tokens() {
+                Ok(t) => {
+                    for tx in &reload_txs {
+                        let _ = tx.send(t.clone());
+                    }
+                    println!("SIGHUP: token files reloaded");
+                }
+                Err(e) => println!("SIGHUP: {e}; keeping the tokens in force"),
+            }
         }
         for s in stops {
             let _ = s.send(());

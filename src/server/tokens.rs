@@ -15,6 +15,16 @@ pub enum Need {
     Nothing,
 }
 
+/// What `path` with `method` needs. A wrong method needs nothing (it gets its 405 either way).
+pub fn need(path: crate::http::parse::Path, method: crate::http::parse::Method) -> Need {
+    use crate::http::parse::{Method, Path};
+    match (path, method) {
+        (Path::Save | Path::Write, Method::Post) => Need::Write,
+        (Path::Api | Path::Export | Path::Tags | Path::Metrics, Method::Get) => Need::Read,
+        _ => Need::Nothing,
+    }
+}
+
 /// One kind's tokens: `None` when its file was not given (the routes are open).
 #[derive(Debug, Default, Clone)]
 pub struct Tokens {

@@ -106,6 +106,11 @@ impl Engine {
         self.child.wait().unwrap();
     }
 
+    /// Sends a signal (e.g. 1, SIGHUP) without waiting.
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc_kill(self.child.id() as i32, sig) };
+    }
+
     /// SIGTERM and wait; returns the exit code.
     pub fn terminate(mut self) -> i32 {
         unsafe { libc_kill(self.child.id() as i32, 15) };

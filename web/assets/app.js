@@ -14,6 +14,20 @@ const rateData = [[], []];
 let lastScrape = null;
 let shown = null; // {tag, start, end} of the chart on screen
 
+// With --read-token-file the engine answers 401 to /tags, /api and /metrics: the page then asks for a read
+// token, keeps it for this tab only (sessionStorage) and sends it as a Bearer token.
+const TOKEN_KEY = "tickcore-read-token";
+
+async function get(url) {
+  const t = sessionStorage.getItem(TOKEN_KEY);
+  const r = await fetch(url, { headers: t ? { Authorization: "Bearer " + t } : {} });
+  if (r.status === 401) {
+    $("auth").hidden = false;
+    throw new Error("this engine needs a read token: enter it at the top right");
+  }
+  return r;
+}
+
 function setStatus(text, error) {
   $("status").textContent = text;
   $("status").className = error ? "error" : "";
@@ -47,7 +61,7 @@ function windowOf() {
 }
 
 async function loadTags() {
-  const r = await fetch("/tags?limit=500");
+  const r = await get("/tags?limit=500");
   const j = await r.json();
   if (!r.ok) throw new Error(j.error || r.statusText);
   const sel = $("tag"), list = $("tag-list"), keep = sel.value;
@@ -115,7 +129,7 @@ async function show() {
   }
   const q = new URLSearchParams({ tag, start: String(w.start), end: String(w.end) });
   const began = performance.now();
-  const r = await fetch("/api?" + q);
+  const r = await get("/api?" + q);
   const j = await r.json();
   if (!r.ok) {
     setStatus(`${r.status}: ${j.error}`, true);
@@ -187,7 +201,7 @@ function quantile(q, now, before) {
 }
 
 async function scrape() {
-  const r = await fetch("/metrics");
+  const r = await get("/metrics");
   if (!r.ok) throw new Error("/metrics " + r.status);
   const m = parseMetrics(await r.text());
   const now = {
@@ -244,6 +258,10 @@ function restoreFromUrl() {
 
 async function main() {
   restoreFromUrl();
+  $("token").addEventListener("change", () => {
+    sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    location.reload();
+  });
   $("window").addEventListener("change", () => {
     $("query").classList.toggle("custom", $("window").value === "custom");
     if ($("window").value === "custom" && shown) {

@@ -1,5 +1,5 @@
 // Drives the built-in page in headless Chromium (playwright-core) and prints what it saw as one JSON line.
-//   node web/test/page.mjs BASE_URL TAG START END [SCREENSHOT.png]      (env: CHROMIUM, SETTLE_MS)
+//   node web/test/page.mjs BASE_URL TAG START END [SCREENSHOT.png]      (env: CHROMIUM, SETTLE_MS, TOKEN)
 // Opens BASE_URL/ with the window START..END (ns) set through the URL, picks TAG in the tag list, waits for
 // the chart to draw it and for the live figures from /metrics to show, then reports: points drawn, series,
 // ink on the chart's canvas, the live ingest rate text, and every page or console error (a blocked script
@@ -27,6 +27,14 @@ try {
   mark("launched");
   await page.goto(`${base}/?window=custom&start=${start}&end=${end}`);
   mark("loaded");
+  if (process.env.TOKEN) {
+    // An engine with --read-token-file: the page asks for the token, then reloads with it.
+    await page.waitForSelector("#auth:not([hidden])", { timeout: 10000 });
+    await page.fill("#token", process.env.TOKEN);
+    await Promise.all([page.waitForNavigation(), page.dispatchEvent("#token", "change")]);
+    errors.length = 0; // the 401s before the token was given are expected
+    mark("token");
+  }
   // The tag list comes from /tags; pick ours as a user would.
   await page.waitForSelector(`#tag option[value="${tag}"]`, { state: "attached", timeout: 10000 });
   mark("listed");
