@@ -91,7 +91,7 @@ fn write_page_data(e: &Engine) -> (i64, i64) {
         let r = e.connect().request(
             "POST",
             "/save",
-            auth,
+            &[],
             msg("page-tag", t, n as f64).as_bytes(),
         );
         assert_eq!(r.status, 204);
@@ -102,7 +102,7 @@ fn write_page_data(e: &Engine) -> (i64, i64) {
         let r = e.connect().request(
             "POST",
             "/save",
-            auth,
+            &[],
             msg("busier", start_ns + i * S, 0.5).as_bytes(),
         );
         assert_eq!(r.status, 204);
