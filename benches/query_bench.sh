@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GET /api over 1 h of a tag holding 360k records (100/s), 1000 samples, 200 queries after 5 warm-up:
-# tickcore (pinned to CPU 1; from the tag file also with agg=mean, agg=twa and five aggregations at once)
+# tickcore (pinned to CPU 1; from the tag file also with each agg= and five aggregations at once)
 # and, in the same run with the same kind of client, VictoriaMetrics from
 # ../shared/peers (skip it with PEER=none). Client pinned to CPU 0. READS=dma (and READ_CACHE_MIB) choose
 # the engine's read path. Usage: benches/query_bench.sh
@@ -19,7 +19,7 @@ import http.client, time, sys
 S = (int(time.time()) // 3600) * 3600 - 3 * 3600
 c = http.client.HTTPConnection("127.0.0.1", 18093)
 base = "/api?tag=t0&start=%d&end=%d" % (S * 10**9, (S + 3600) * 10**9)
-for agg in ["", "&agg=mean", "&agg=twa", "&agg=min,max,mean,count,twa"]:
+for agg in [""] + ["&agg=" + a for a in ("last", "first", "min", "max", "mean", "sum", "count", "twa")] + ["&agg=min,max,mean,count,twa"]:
     lat = []
     for i in range(205):
         t = time.perf_counter(); c.request("GET", base + agg); r = c.getresponse(); r.read()
