@@ -221,20 +221,6 @@ impl Period {
     }
 }
 
-/// Index of the first record with time > `t` in a sorted run.
-fn upper<R: Run + ?Sized>(run: &R, t: i64) -> usize {
-    let (mut lo, mut hi) = (0, run.len());
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if run.time(mid) <= t {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
-}
-
 /// Calls `emit(t_i, answers)` for each of the `n` samples of `(start, end]`, `answers[j]` being `aggs[j]`'s.
 pub fn aggregate<R: Run + ?Sized>(
     runs: &[&R],
@@ -252,7 +238,7 @@ pub fn aggregate<R: Run + ?Sized>(
         if run.time(0) > start {
             break;
         }
-        let p = upper(*run, start);
+        let p = asof::upper_bound(*run, 0, 0, start);
         carried = Some(run.record(p - 1).values);
         (first, pos) = (k, p);
     }
@@ -415,6 +401,7 @@ pub fn smooth(samples: &mut [Vec<Slot>], n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::asof::runs_of;
     use proptest::prelude::*;
 
     /// Records in arrival order; each value slot differs so slot mix-ups show.
@@ -424,21 +411,6 @@ mod tests {
             *x = v * (k as f64 + 1.0) - k as f64;
         }
         Record { time, values }
-    }
-
-    /// Runs as the store builds them: split by segment, stable-sorted by time (ties keep arrival order).
-    fn runs_of(arrivals: &[Record], seg: i64) -> Vec<Vec<Record>> {
-        let mut sorted = arrivals.to_vec();
-        sorted.sort_by_key(|r| r.time);
-        let mut runs: Vec<Vec<Record>> = Vec::new();
-        for r in sorted {
-            let s = r.time.div_euclid(seg);
-            match runs.last_mut() {
-                Some(run) if run[0].time.div_euclid(seg) == s => run.push(r),
-                _ => runs.push(vec![r]),
-            }
-        }
-        runs
     }
 
     /// The as-of value at `t` by scanning everything in arrival order (the latest time <= t, ties to the

@@ -50,7 +50,7 @@ pub fn sample_time(start: i64, end: i64, i: usize, n: usize) -> i64 {
 /// times sit about as many records apart each time, so the answer is usually found in a few probes near the
 /// guess, instead of a binary search jumping across the whole run (a 360k-record hour is 31 MB: nearly every
 /// probe of a full-range search misses the cache and the TLB).
-fn upper_bound<R: Run + ?Sized>(run: &R, mut lo: usize, guess: usize, t: i64) -> usize {
+pub fn upper_bound<R: Run + ?Sized>(run: &R, mut lo: usize, guess: usize, t: i64) -> usize {
     let len = run.len();
     debug_assert!(
         lo == 0 || run.time(lo - 1) <= t,
@@ -149,6 +149,23 @@ pub fn sample<R: Run + ?Sized>(
     }
 }
 
+/// Test aid: runs as the store builds them from records in arrival order: split by segment of `seg` ns,
+/// stable-sorted by time (ties keep arrival order).
+#[cfg(test)]
+pub(crate) fn runs_of(arrivals: &[Record], seg: i64) -> Vec<Vec<Record>> {
+    let mut sorted = arrivals.to_vec();
+    sorted.sort_by_key(|r| r.time);
+    let mut runs: Vec<Vec<Record>> = Vec::new();
+    for r in sorted {
+        let s = r.time.div_euclid(seg);
+        match runs.last_mut() {
+            Some(run) if run[0].time.div_euclid(seg) == s => run.push(r),
+            _ => runs.push(vec![r]),
+        }
+    }
+    runs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,21 +187,6 @@ mod tests {
             }
         }
         best
-    }
-
-    /// Builds runs as the store does: split by segment, stable-sorted by time.
-    fn runs_of(arrivals: &[Record], seg: i64) -> Vec<Vec<Record>> {
-        let mut sorted = arrivals.to_vec();
-        sorted.sort_by_key(|r| r.time); // stable: ties keep arrival order
-        let mut runs: Vec<Vec<Record>> = Vec::new();
-        for r in sorted {
-            let s = r.time.div_euclid(seg);
-            match runs.last_mut() {
-                Some(run) if run[0].time.div_euclid(seg) == s => run.push(r),
-                _ => runs.push(vec![r]),
-            }
-        }
-        runs
     }
 
     #[test]

@@ -40,13 +40,18 @@ pub fn values(out: &mut Vec<u8>, values: &[f64]) {
     out.push(b']');
 }
 
-pub fn api_head(out: &mut Vec<u8>, tag: &str, start: i64, end: i64) {
+/// `{"tagName":..,"start":..,"end":..`: the fields every `/api` answer begins with.
+fn window_fields(out: &mut Vec<u8>, tag: &str, start: i64, end: i64) {
     out.extend_from_slice(b"{\"tagName\":");
     json_string(out, tag);
     out.extend_from_slice(b",\"start\":");
     int(out, start);
     out.extend_from_slice(b",\"end\":");
     int(out, end);
+}
+
+pub fn api_head(out: &mut Vec<u8>, tag: &str, start: i64, end: i64) {
+    window_fields(out, tag, start, end);
     out.extend_from_slice(b",\"samples\":[");
 }
 
@@ -66,12 +71,7 @@ pub fn api_sample(out: &mut Vec<u8>, first: bool, t: i64, r: Option<&Record>) {
 
 /// The head of an aggregated `/api` answer: as [`api_head`] plus `"agg":[names]`.
 pub fn agg_head(out: &mut Vec<u8>, tag: &str, start: i64, end: i64, aggs: &[Agg]) {
-    out.extend_from_slice(b"{\"tagName\":");
-    json_string(out, tag);
-    out.extend_from_slice(b",\"start\":");
-    int(out, start);
-    out.extend_from_slice(b",\"end\":");
-    int(out, end);
+    window_fields(out, tag, start, end);
     out.extend_from_slice(b",\"agg\":[");
     for (i, a) in aggs.iter().enumerate() {
         if i > 0 {

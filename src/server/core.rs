@@ -173,20 +173,28 @@ impl Core {
         }
     }
 
-    /// `/tags`: every core's tags with their record counts, most records first (then by name), at most
-    /// `limit` of them, and how many there are in all.
-    pub async fn tags(&self, limit: usize) -> (Vec<(String, u64)>, usize) {
-        let mut all = self.shard.tag_counts();
+    /// Asks every other core for its answer to `ask` (one at a time); a core that does not answer is
+    /// left out.
+    async fn from_peers<T>(&self, ask: fn(oneshot::Sender<T>) -> Forward) -> Vec<T> {
+        let mut got = Vec::new();
         if let Some(senders) = &self.senders {
             for k in (0..self.shards).filter(|&k| k != self.id) {
                 let (tx, rx) = oneshot::channel();
-                if senders.send_to(k, Forward::Tags(tx)).await.is_ok() {
+                if senders.send_to(k, ask(tx)).await.is_ok() {
                     if let Ok(t) = rx.await {
-                        all.extend(t);
+                        got.push(t);
                     }
                 }
             }
         }
+        got
+    }
+
+    /// `/tags`: every core's tags with their record counts, most records first (then by name), at most
+    /// `limit` of them, and how many there are in all.
+    pub async fn tags(&self, limit: usize) -> (Vec<(String, u64)>, usize) {
+        let mut all = self.shard.tag_counts();
+        all.extend(self.from_peers(Forward::Tags).await.into_iter().flatten());
         let total = all.len();
         all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         all.truncate(limit);
@@ -196,16 +204,7 @@ impl Core {
     /// `/metrics`: every core's counters, rendered.
     pub async fn metrics_text(&self) -> String {
         let mut all = vec![self.snapshot()];
-        if let Some(senders) = &self.senders {
-            for k in (0..self.shards).filter(|&k| k != self.id) {
-                let (tx, rx) = oneshot::channel();
-                if senders.send_to(k, Forward::Metrics(tx)).await.is_ok() {
-                    if let Ok(s) = rx.await {
-                        all.push(s);
-                    }
-                }
-            }
-        }
+        all.extend(self.from_peers(Forward::Metrics).await);
         all.sort_by_key(|s| s.core);
         crate::server::metrics::render(&all)
     }
