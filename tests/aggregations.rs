@@ -104,10 +104,20 @@ fn aggregations_answer_per_period_with_the_documented_shape() {
         ]
     );
 
-    // Without agg the answer is today's as-of shape, without an "agg" key.
+    // Without agg the answer is today's as-of shape, without an "agg" key; agg=last gives the same values.
     let j = q("");
     assert!(j.get("agg").is_none());
     assert_eq!(slot(&j["samples"][0], "values"), Some(5.0));
+    let last = q("&agg=last");
+    for (plain, agg) in j["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(last["samples"].as_array().unwrap())
+    {
+        assert_eq!(plain["values"], agg["last"]);
+        assert_eq!(plain["values"], agg["values"]);
+    }
 
     for bad in [
         "&agg=median",

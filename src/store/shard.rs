@@ -294,10 +294,18 @@ fn render_api<R: asof::Run + ?Sized>(out: &mut Vec<u8>, w: &Window, runs: &[&R])
 fn render_agg<R: asof::Run + ?Sized>(out: &mut Vec<u8>, w: &Window, runs: &[&R]) {
     let mut times = Vec::with_capacity(w.samples);
     let mut answers: Vec<Vec<crate::query::agg::Slot>> = Vec::with_capacity(w.samples);
-    crate::query::agg::aggregate(runs, w.start, w.end, w.samples, &w.aggs, |t, slots| {
-        times.push(t);
-        answers.push(slots.to_vec());
-    });
+    if w.aggs == [crate::query::agg::Agg::Last] {
+        // `last` alone is the as-of answer: the sampler's searches, not a scan of every record.
+        asof::sample(runs, w.start, w.end, w.samples, |t, r| {
+            times.push(t);
+            answers.push(vec![r.map(|r| r.values)]);
+        });
+    } else {
+        crate::query::agg::aggregate(runs, w.start, w.end, w.samples, &w.aggs, |t, slots| {
+            times.push(t);
+            answers.push(slots.to_vec());
+        });
+    }
     crate::query::agg::smooth(&mut answers, w.smooth);
     render::agg_head(out, &w.tag, w.start, w.end, &w.aggs);
     for (i, (t, slots)) in times.iter().zip(&answers).enumerate() {
