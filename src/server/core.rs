@@ -165,6 +165,7 @@ impl Core {
             pending_records: self.shard.pending_records() as u64,
             shed: self.overload.shed_total.get(),
             pending_refused: self.shard.pending_refused.get(),
+            duplicates: self.shard.duplicates.get(),
             connections_refused: self.connections_refused.get(),
             connections: self.connections.get() as u64,
             tags: self.shard.tag_count() as u64,

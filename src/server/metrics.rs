@@ -37,6 +37,7 @@ pub struct Snapshot {
     pub pending_records: u64,
     pub shed: u64,
     pub pending_refused: u64,
+    pub duplicates: u64,
     pub connections_refused: u64,
     pub connections: u64,
     pub tags: u64,
@@ -126,7 +127,12 @@ pub fn render(cores: &[Snapshot]) -> String {
             &s.service,
         );
     }
-    let counters: [(&str, &str, fn(&Snapshot) -> u64); 7] = [
+    let counters: [(&str, &str, fn(&Snapshot) -> u64); 8] = [
+        (
+            "tickcore_records_deduplicated_total",
+            "Records not stored again because they repeat a stored or in-flight one (retries).",
+            |s| s.duplicates,
+        ),
         (
             "tickcore_records_ingested_total",
             "Records stored (acknowledged) by this core.",

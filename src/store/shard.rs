@@ -159,6 +159,8 @@ pub struct Shard {
     pub max_pending: Cell<usize>,
     /// Appends refused because of `max_pending` (`/metrics`).
     pub pending_refused: Cell<u64>,
+    /// Messages not stored because they repeat a stored or in-flight record (`/metrics`).
+    pub duplicates: Cell<u64>,
     /// A write to the live log failed: the next checkpoint comes soon and moves to a new generation.
     log_broken: Cell<bool>,
     /// Logs rotated away from whose records are not yet all in tag files (a checkpoint failed after
@@ -402,6 +404,7 @@ impl Shard {
             pending: Cell::new(0),
             max_pending: Cell::new(usize::MAX),
             pending_refused: Cell::new(0),
+            duplicates: Cell::new(0),
             log_broken: Cell::new(false),
             old_logs: RefCell::default(),
             fault_file: RefCell::default(),
@@ -421,7 +424,9 @@ impl Shard {
         now_ns().saturating_sub(self.retention_ns)
     }
 
-    /// Stores messages owned by this core. Resolves once they are durable (sync) or visible (async).
+    /// Stores messages owned by this core. Resolves once they are durable (sync) or visible (async). A
+    /// message equal to a stored or in-flight record (same tag, time and value bits: a retried request)
+    /// is not stored again; its answer still waits for the commit of the record it repeats.
     pub async fn append(&self, msgs: Vec<Message>) -> Result<(), StoreError> {
         let pending = self.pending.get();
         if pending > 0 && pending + msgs.len() > self.max_pending.get() {
@@ -432,41 +437,80 @@ impl Shard {
                 self.max_pending.get()
             )));
         }
+        let (msgs, idx, repeats_inflight) = self.admit_new(msgs)?;
         let n = msgs.len();
+        if n == 0 && !repeats_inflight {
+            return Ok(());
+        }
         self.pending.set(pending + n);
         match self.durability {
             Durability::Sync => {
                 let (tx, rx) = oneshot::channel();
-                self.queue
-                    .unbounded_send(Cmd::Append(Job {
-                        msgs,
-                        preassigned: None,
-                        done: Some(tx),
-                    }))
-                    .map_err(|_| self.stopped(n))?;
+                if let Err(e) = self.queue.unbounded_send(Cmd::Append(Job {
+                    msgs,
+                    preassigned: None,
+                    done: Some(tx),
+                })) {
+                    if let Cmd::Append(job) = e.into_inner() {
+                        let mut tags = self.tags.borrow_mut();
+                        for m in job.msgs.iter().rev() {
+                            self.segment_mut(&mut tags, m).inflight_unpush();
+                        }
+                    }
+                    return Err(self.stopped(n));
+                }
                 rx.await
                     .unwrap_or_else(|_| Err(StoreError::Unavailable("commit loop stopped".into())))
             }
-            Durability::Async => {
-                let mut idx = Vec::with_capacity(msgs.len());
-                {
-                    let mut tags = self.tags.borrow_mut();
-                    for m in &msgs {
-                        let seg = self.segment_mut(&mut tags, m);
-                        idx.push(seg.next_index);
-                        seg.next_index += 1;
-                        seg.push(m.record);
-                    }
-                }
-                self.queue
-                    .unbounded_send(Cmd::Append(Job {
-                        msgs,
-                        preassigned: Some(idx),
-                        done: None,
-                    }))
-                    .map_err(|_| self.stopped(n))
-            }
+            Durability::Async => self
+                .queue
+                .unbounded_send(Cmd::Append(Job {
+                    msgs,
+                    preassigned: Some(idx),
+                    done: None,
+                }))
+                .map_err(|_| self.stopped(n)),
         }
+    }
+
+    /// Drops the messages that repeat a stored or in-flight record (or an earlier message of the same
+    /// request) and takes in the rest: in flight under sync durability; given their indexes and made visible
+    /// under async. Returns the kept messages, their indexes (async) and whether a dropped one repeats a
+    /// record still in flight.
+    fn admit_new(
+        &self,
+        msgs: Vec<Message>,
+    ) -> Result<(Vec<Message>, Vec<usize>, bool), StoreError> {
+        let mut tags = self.tags.borrow_mut();
+        let mut kept = Vec::with_capacity(msgs.len());
+        let mut idx = Vec::new();
+        let mut repeats_inflight = false;
+        for m in msgs {
+            let key = m.record.time.div_euclid(self.segment_ns);
+            let seg = self.segment_mut(&mut tags, &m);
+            let inflight = seg.holds_inflight(&m.record);
+            let stored = !inflight
+                && seg
+                    .holds_committed(|| self.layout.tag_file(key, &m.tag), &m.record)
+                    .map_err(|e| {
+                        StoreError::Io(format!("reading the tag file of {:?}: {e}", m.tag))
+                    })?;
+            if inflight || stored {
+                repeats_inflight |= inflight;
+                self.duplicates.set(self.duplicates.get() + 1);
+                continue;
+            }
+            match self.durability {
+                Durability::Sync => seg.inflight_push(m.record),
+                Durability::Async => {
+                    idx.push(seg.next_index);
+                    seg.next_index += 1;
+                    seg.push(m.record);
+                }
+            }
+            kept.push(m);
+        }
+        Ok((kept, idx, repeats_inflight))
     }
 
     /// `--fault-file`: the error to inject into a write now, if any, and whether it strikes after the data
@@ -745,6 +789,12 @@ impl Shard {
             for job in group.iter().filter(|j| j.preassigned.is_none()) {
                 for m in &job.msgs {
                     let seg = self.segment_mut(&mut tags, m);
+                    let done = seg.inflight_pop();
+                    debug_assert_eq!(
+                        done,
+                        Some(m.record),
+                        "BUG: commits finished out of queue order"
+                    );
                     match r {
                         Ok(()) => {
                             seg.push(m.record);

@@ -2,6 +2,7 @@
 //! rest from the in-memory tail, in arrival order; a segment whose records did not arrive in time order
 //! is read through a permutation sorted by time (stable, so ties keep arrival order).
 
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use memmap2::{Mmap, MmapOptions};
@@ -37,6 +38,10 @@ pub struct Segment {
     map: Option<Mmap>,
     order: Option<Order>,
     perm: Option<(usize, Rc<Vec<u32>>)>,
+    /// `--durability sync`: records accepted and not yet committed, in queue order (the order their commits
+    /// finish in), and their largest time: duplicates of them are caught too (`Shard::append`).
+    inflight: VecDeque<Record>,
+    inflight_max: i64,
 }
 
 impl Default for Segment {
@@ -53,6 +58,8 @@ impl Default for Segment {
             map: None,
             order: None,
             perm: None,
+            inflight: VecDeque::new(),
+            inflight_max: i64::MIN,
         }
     }
 }
@@ -204,6 +211,80 @@ impl Segment {
         Ok(())
     }
 
+    /// True when a committed record equals `r` (same time, same value bits). In-order arrivals past the
+    /// newest record answer at once; otherwise a binary search over the time order (the file mapped, its
+    /// order learned once, an out-of-order segment's permutation rebuilt only when the records after it
+    /// grow past an eighth of them, those few checked one by one).
+    pub fn holds_committed(
+        &mut self,
+        path: impl FnOnce() -> std::path::PathBuf,
+        r: &Record,
+    ) -> std::io::Result<bool> {
+        let n = self.committed();
+        if n == 0 || matches!(self.order(), Order::Sorted { max } if r.time > max) {
+            return Ok(false);
+        }
+        let path = &path();
+        self.map_file(path)?;
+        if self.order() == Order::Unknown {
+            self.prepare(path)?;
+        }
+        let same = |x: Record| x.time == r.time && same_values(&x, r);
+        if self.is_sorted() {
+            let lo = partition(n, |i| self.raw(i).time < r.time);
+            return Ok((lo..n)
+                .take_while(|&i| self.raw(i).time == r.time)
+                .any(|i| same(self.raw(i))));
+        }
+        let covered = self.perm.as_ref().map_or(0, |(c, _)| *c);
+        if n - covered > (covered / 8).max(4096) {
+            self.prepare(path)?;
+        }
+        let (covered, perm) = match &self.perm {
+            Some((c, p)) => (*c, Rc::clone(p)),
+            None => (0, Rc::new(Vec::new())),
+        };
+        if (covered..n).any(|i| same(self.raw(i))) {
+            return Ok(true);
+        }
+        let lo = partition(covered, |k| self.raw(perm[k] as usize).time < r.time);
+        Ok((lo..covered)
+            .map(|k| self.raw(perm[k] as usize))
+            .take_while(|x| x.time == r.time)
+            .any(same))
+    }
+
+    /// True when a record accepted and not yet committed equals `r`.
+    pub fn holds_inflight(&self, r: &Record) -> bool {
+        r.time <= self.inflight_max
+            && self
+                .inflight
+                .iter()
+                .any(|x| x.time == r.time && same_values(x, r))
+    }
+
+    pub fn inflight_push(&mut self, r: Record) {
+        self.inflight_max = self.inflight_max.max(r.time);
+        self.inflight.push_back(r);
+    }
+
+    /// The oldest in-flight record, now committed or failed (commits finish in queue order).
+    pub fn inflight_pop(&mut self) -> Option<Record> {
+        let r = self.inflight.pop_front();
+        if self.inflight.is_empty() {
+            self.inflight_max = i64::MIN;
+        }
+        r
+    }
+
+    /// Undoes the newest [`Segment::inflight_push`] (its job was never queued).
+    pub fn inflight_unpush(&mut self) {
+        self.inflight.pop_back();
+        if self.inflight.is_empty() {
+            self.inflight_max = i64::MIN;
+        }
+    }
+
     /// A sorted view of the first `committed()` records. [`Segment::prepare`] must have run since the
     /// last change.
     pub fn view(&self) -> View<'_> {
@@ -224,6 +305,28 @@ impl Segment {
             perm,
         }
     }
+}
+
+/// Same value bits in every slot (so `-0.0` and `0.0` differ, as they read back).
+fn same_values(a: &Record, b: &Record) -> bool {
+    a.values
+        .iter()
+        .zip(&b.values)
+        .all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// The first index in `0..n` where `before` turns false (it must be true then false).
+fn partition(n: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if before(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 pub struct View<'a> {

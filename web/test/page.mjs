@@ -29,20 +29,20 @@ try {
   mark("loaded");
   if (process.env.TOKEN) {
     // An engine with --read-token-file: the page asks for the token, then reloads with it.
-    await page.waitForSelector("#auth:not([hidden])", { timeout: 10000 });
+    await page.waitForSelector("#auth:not([hidden])", { timeout: 60000 });
     await page.fill("#token", process.env.TOKEN);
     await Promise.all([page.waitForNavigation(), page.dispatchEvent("#token", "change")]);
     errors.length = 0; // the 401s before the token was given are expected
     mark("token");
   }
   // The tag list comes from /tags; pick ours as a user would.
-  await page.waitForSelector(`#tag option[value="${tag}"]`, { state: "attached", timeout: 10000 });
+  await page.waitForSelector(`#tag option[value="${tag}"]`, { state: "attached", timeout: 60000 });
   mark("listed");
   await page.selectOption("#tag", tag);
-  await page.waitForSelector(`#chart[data-tag="${tag}"]`, { timeout: 10000 });
+  await page.waitForSelector(`#chart[data-tag="${tag}"]`, { timeout: 60000 });
   mark("drawn");
   // The live figures need two scrapes of /metrics.
-  await page.waitForFunction(() => document.getElementById("rate").textContent.includes("rec/s"), null, { timeout: 10000 });
+  await page.waitForFunction(() => document.getElementById("rate").textContent.includes("rec/s"), null, { timeout: 60000 });
   mark("live");
   const seen = await page.evaluate(() => {
     const el = document.getElementById("chart");
@@ -68,6 +68,9 @@ try {
     await page.screenshot({ path: shot });
   }
   console.log(JSON.stringify({ ...seen, errors, ms: phases }));
+} catch (e) {
+  console.error(`page test: ${e.message}\nseen so far: ${JSON.stringify({ errors, ms: phases })}`);
+  process.exitCode = 1;
 } finally {
   // Chromium can take seconds to shut down cleanly here; the test needs nothing more from it.
   await Promise.race([browser.close(), new Promise((r) => setTimeout(r, 1000))]);
