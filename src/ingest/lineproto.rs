@@ -388,6 +388,10 @@ mod tests {
         assert_eq!(m.tag, "a b,c=d");
         let line = format!(r#"m,tag=t {},field\ with\,escapes=1 7"#, fields(0.0));
         assert_eq!(one(&line).unwrap().record.time, 7);
+        // Two backslashes are one literal backslash; a backslash before another character is itself; a
+        // string field may end in an escaped backslash.
+        let line = format!(r#"m,tag=a\\b\c {},s="ends in \\" 7"#, fields(0.0));
+        assert_eq!(one(&line).unwrap().tag, r"a\b\c");
         let map = Mapping::new(
             "host name",
             &(0..10).map(|k| format!("f {k},x")).collect::<Vec<_>>(),
