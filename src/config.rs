@@ -90,6 +90,11 @@ pub struct Config {
     /// get 503 with Retry-After (the disk is not keeping up).
     #[arg(long, env = "TICKCORE_MAX_PENDING_RECORDS", default_value_t = 262_144)]
     pub max_pending_records: usize,
+    /// Write requests a core may have waiting for their log commit (`--durability sync`); past it, new
+    /// writes get 503 with Retry-After. Bounds the work in service, so under overload commits stay small
+    /// and admitted writes keep a short latency (benches/RESULTS.md); 0 = no bound.
+    #[arg(long, env = "TICKCORE_MAX_PENDING_WRITES", default_value_t = 1024)]
+    pub max_pending_writes: usize,
     /// Tokens (one per line) that `POST /save` and `/write` need, as `Authorization: Bearer T` (or
     /// `Token T`); reloaded on SIGHUP. Without it writes are open.
     #[arg(long, env = "TICKCORE_WRITE_TOKEN_FILE", value_name = "FILE")]

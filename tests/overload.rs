@@ -130,3 +130,27 @@ fn a_disk_backlog_past_the_bound_sheds_writes() {
     );
     assert_eq!(counted, shed as f64, "/metrics counts every refused write");
 }
+
+#[test]
+fn writes_past_the_bound_on_waiting_writes_are_shed() {
+    let d = tempfile::tempdir().unwrap();
+    let e = Arc::new(start(
+        d.path(),
+        "0",
+        &["--shed-lag", "0", "--max-pending-writes", "1"],
+    ));
+    let base = now_ns() - 60_000_000_000;
+    let (acked, shed) = hammer_until_shed(&e, 24, 100, base);
+    assert!(
+        shed > 0,
+        "10 rounds of 24 writers never found a write waiting"
+    );
+    assert!(!acked.is_empty());
+    check_kept(&e, &acked);
+    let counted = metric_sum(
+        &e,
+        "tickcore_admission_rejections_total",
+        "reason=\"pending_writes\"",
+    );
+    assert_eq!(counted, shed as f64, "/metrics counts every refused write");
+}

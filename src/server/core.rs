@@ -165,6 +165,7 @@ impl Core {
             pending_records: self.shard.pending_records() as u64,
             shed: self.overload.shed_total.get(),
             pending_refused: self.shard.pending_refused.get(),
+            writes_refused: self.shard.writes_refused.get(),
             duplicates: self.shard.duplicates.get(),
             connections_refused: self.connections_refused.get(),
             connections: self.connections.get() as u64,
@@ -276,6 +277,7 @@ pub async fn run(s: Start) -> Result<(), String> {
         }
     };
     shard.max_pending.set(s.config.max_pending_records.max(1));
+    shard.max_pending_writes.set(s.config.max_pending_writes);
     shard.fault_file.replace(s.config.fault_file.clone());
     let core = Rc::new(Core {
         id,

@@ -37,6 +37,7 @@ pub struct Snapshot {
     pub pending_records: u64,
     pub shed: u64,
     pub pending_refused: u64,
+    pub writes_refused: u64,
     pub duplicates: u64,
     pub connections_refused: u64,
     pub connections: u64,
@@ -175,12 +176,13 @@ pub fn render(cores: &[Snapshot]) -> String {
         "tickcore_admission_rejections_total",
         "counter",
         "Work refused with 503 + Retry-After, by reason: saturated (the core's tasks wait past --shed-lag), \
-         pending_records (--max-pending-records reached), connections (--max-connections reached).",
+         pending_records (--max-pending-records reached), pending_writes (--max-pending-writes reached), connections (--max-connections reached).",
     );
     for s in cores {
         for (reason, n) in [
             ("saturated", s.shed),
             ("pending_records", s.pending_refused),
+            ("pending_writes", s.writes_refused),
             ("connections", s.connections_refused),
         ] {
             let _ = writeln!(

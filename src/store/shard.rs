@@ -73,6 +73,22 @@ enum Cmd {
 
 type Commit = Shared<LocalBoxFuture<'static, Result<(), StoreError>>>;
 
+/// One append waiting for its commit, counted in `Shard::pending_writes` while it lives.
+struct Waiting(Rc<Cell<usize>>);
+
+impl Waiting {
+    fn enter(count: &Rc<Cell<usize>>) -> Waiting {
+        count.set(count.get() + 1);
+        Waiting(Rc::clone(count))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
 /// The log generation a rotation retired from writing.
 pub struct Rotated {
     pub path: PathBuf,
@@ -159,6 +175,11 @@ pub struct Shard {
     pub max_pending: Cell<usize>,
     /// Appends refused because of `max_pending` (`/metrics`).
     pub pending_refused: Cell<u64>,
+    /// Sync appends waiting for their commit, their bound (`--max-pending-writes`, 0 = none) and the
+    /// appends refused by it (`/metrics`).
+    pending_writes: Rc<Cell<usize>>,
+    pub max_pending_writes: Cell<usize>,
+    pub writes_refused: Cell<u64>,
     /// Messages not stored because they repeat a stored or in-flight record (`/metrics`).
     pub duplicates: Cell<u64>,
     /// A write to the live log failed: the next checkpoint comes soon and moves to a new generation.
@@ -404,6 +425,9 @@ impl Shard {
             pending: Cell::new(0),
             max_pending: Cell::new(usize::MAX),
             pending_refused: Cell::new(0),
+            pending_writes: Rc::default(),
+            max_pending_writes: Cell::new(0),
+            writes_refused: Cell::new(0),
             duplicates: Cell::new(0),
             log_broken: Cell::new(false),
             old_logs: RefCell::default(),
@@ -437,6 +461,17 @@ impl Shard {
                 self.max_pending.get()
             )));
         }
+        let bound = self.max_pending_writes.get();
+        let waiting = self.pending_writes.get();
+        if self.durability == Durability::Sync && bound > 0 && waiting >= bound {
+            self.writes_refused.set(self.writes_refused.get() + 1);
+            return Err(StoreError::Overloaded(format!(
+                "core {} has {waiting} writes waiting for the disk (--max-pending-writes {bound})",
+                self.id
+            )));
+        }
+        // Counted until this append ends, however it ends (a dropped connection included).
+        let _waiting = Waiting::enter(&self.pending_writes);
         let (msgs, idx, repeats_inflight) = self.admit_new(msgs)?;
         let n = msgs.len();
         if n == 0 && !repeats_inflight {
