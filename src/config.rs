@@ -93,7 +93,7 @@ pub struct Config {
     /// Write requests a core may have waiting for their log commit (`--durability sync`); past it, new
     /// writes get 503 with Retry-After. Bounds the work in service, so under overload commits stay small
     /// and admitted writes keep a short latency (benches/RESULTS.md); 0 = no bound.
-    #[arg(long, env = "TICKCORE_MAX_PENDING_WRITES", default_value_t = 1024)]
+    #[arg(long, env = "TICKCORE_MAX_PENDING_WRITES", default_value_t = 256)]
     pub max_pending_writes: usize,
     /// Tokens (one per line) that `POST /save` and `/write` need, as `Authorization: Bearer T` (or
     /// `Token T`); reloaded on SIGHUP. Without it writes are open.
