@@ -190,10 +190,11 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
             let keep = head.keep_alive;
             let need = tokens::need(head.path, head.method);
             let auth = head.auth.clone().map(|r| &inbuf[start..][r]);
-            let (next, status, n) = if !core.tokens.borrow().allows(need, auth) {
+            // `handled`: Some(failed) for a request answered by `handle` (the console's figures count those).
+            let (next, status, n, handled) = if !core.tokens.borrow().allows(need, auth) {
                 unauthorized(&mut out, need, !keep);
                 let next = if keep { Next::KeepAlive } else { Next::Close };
-                (next, 401, 0)
+                (next, 401, 0, None)
             } else if head.path == Path::Export && head.method == Method::Get {
                 // Streams: everything before it goes out first.
                 if !out.is_empty() && stream.write_all(&out).await.is_err() {
@@ -201,22 +202,23 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
                 }
                 out.clear();
                 let (next, status) = export(&core, &mut stream, query, &head).await;
-                (next, status, 0)
+                (next, status, 0, None)
             } else {
                 let at = out.len();
                 let (n, err) = handle(&core, &head, query, req_body, &mut out).await;
-                core.stats
-                    .borrow_mut()
-                    .record(began.elapsed().as_nanos() as u64, n, err);
                 let next = if keep { Next::KeepAlive } else { Next::Close };
-                (next, response::status_of(&out[at..]), n)
+                (next, response::status_of(&out[at..]), n, Some(err))
             };
+            let ns = began.elapsed().as_nanos() as u64;
+            if let Some(err) = handled {
+                core.stats.borrow_mut().record(ns, n, err);
+            }
             {
                 let mut m = core.metrics.borrow_mut();
                 *m.requests
                     .entry((metrics::route(head.path), status))
                     .or_default() += 1;
-                m.service.observe_ns(began.elapsed().as_nanos() as u64);
+                m.service.observe_ns(ns);
                 if n > 0 {
                     m.records_in += n;
                     m.bytes_in += req_body.len() as u64;
