@@ -106,51 +106,38 @@ fn a_saturated_core_sheds_writes_and_keeps_what_it_acknowledged() {
     assert_eq!(counted, shed as f64, "/metrics counts every shed write");
 }
 
-#[test]
-fn a_disk_backlog_past_the_bound_sheds_writes() {
+/// An engine with `bound` (a flag and its value) sheds writes under 24 writers, keeps every write it
+/// acknowledged, and counts each refusal under `reason` in /metrics.
+fn a_bound_sheds(cpus: &str, bound: [&str; 2], reason: &str) {
     let d = tempfile::tempdir().unwrap();
     let e = Arc::new(start(
         d.path(),
-        "0,1",
-        &["--shed-lag", "0", "--max-pending-records", "1"],
+        cpus,
+        &["--shed-lag", "0", bound[0], bound[1]],
     ));
     let base = now_ns() - 60_000_000_000;
     let (acked, shed) = hammer_until_shed(&e, 24, 100, base);
     assert!(
         shed > 0,
-        "10 rounds of 24 writers never found a commit in flight"
+        "10 rounds of 24 writers never reached {}",
+        bound[0]
     );
-
     assert!(!acked.is_empty());
     check_kept(&e, &acked);
     let counted = metric_sum(
         &e,
         "tickcore_admission_rejections_total",
-        "reason=\"pending_records\"",
+        &format!("reason=\"{reason}\""),
     );
     assert_eq!(counted, shed as f64, "/metrics counts every refused write");
 }
 
 #[test]
+fn a_disk_backlog_past_the_bound_sheds_writes() {
+    a_bound_sheds("0,1", ["--max-pending-records", "1"], "pending_records");
+}
+
+#[test]
 fn writes_past_the_bound_on_waiting_writes_are_shed() {
-    let d = tempfile::tempdir().unwrap();
-    let e = Arc::new(start(
-        d.path(),
-        "0",
-        &["--shed-lag", "0", "--max-pending-writes", "1"],
-    ));
-    let base = now_ns() - 60_000_000_000;
-    let (acked, shed) = hammer_until_shed(&e, 24, 100, base);
-    assert!(
-        shed > 0,
-        "10 rounds of 24 writers never found a write waiting"
-    );
-    assert!(!acked.is_empty());
-    check_kept(&e, &acked);
-    let counted = metric_sum(
-        &e,
-        "tickcore_admission_rejections_total",
-        "reason=\"pending_writes\"",
-    );
-    assert_eq!(counted, shed as f64, "/metrics counts every refused write");
+    a_bound_sheds("0", ["--max-pending-writes", "1"], "pending_writes");
 }
