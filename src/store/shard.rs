@@ -472,7 +472,7 @@ impl Shard {
         }
         // Counted until this append ends, however it ends (a dropped connection included).
         let _waiting = Waiting::enter(&self.pending_writes);
-        let (msgs, idx, repeats_inflight) = self.admit_new(msgs)?;
+        let (msgs, idx, repeats_inflight) = self.admit_new(msgs);
         let n = msgs.len();
         if n == 0 && !repeats_inflight {
             return Ok(());
@@ -511,29 +511,25 @@ impl Shard {
     /// Drops the messages that repeat a stored or in-flight record (or an earlier message of the same
     /// request) and takes in the rest: in flight under sync durability; given their indexes and made visible
     /// under async. Returns the kept messages, their indexes (async) and whether a dropped one repeats a
-    /// record still in flight.
-    fn admit_new(
-        &self,
-        msgs: Vec<Message>,
-    ) -> Result<(Vec<Message>, Vec<usize>, bool), StoreError> {
+    /// record still in flight. Infallible: a tag file that cannot be read to look for the original counts as
+    /// not holding it (the message is stored; at worst twice, never lost), and queries report the file.
+    fn admit_new(&self, mut msgs: Vec<Message>) -> (Vec<Message>, Vec<usize>, bool) {
         let mut tags = self.tags.borrow_mut();
-        let mut kept = Vec::with_capacity(msgs.len());
         let mut idx = Vec::new();
         let mut repeats_inflight = false;
-        for m in msgs {
+        // Filtered in place: the common one-message request keeps its vector.
+        msgs.retain(|m| {
             let key = m.record.time.div_euclid(self.segment_ns);
-            let seg = self.segment_mut(&mut tags, &m);
+            let seg = self.segment_mut(&mut tags, m);
             let inflight = seg.holds_inflight(&m.record);
             let stored = !inflight
                 && seg
                     .holds_committed(|| self.layout.tag_file(key, &m.tag), &m.record)
-                    .map_err(|e| {
-                        StoreError::Io(format!("reading the tag file of {:?}: {e}", m.tag))
-                    })?;
+                    .unwrap_or(false);
             if inflight || stored {
                 repeats_inflight |= inflight;
                 self.duplicates.set(self.duplicates.get() + 1);
-                continue;
+                return false;
             }
             match self.durability {
                 Durability::Sync => seg.inflight_push(m.record),
@@ -543,9 +539,9 @@ impl Shard {
                     seg.push(m.record);
                 }
             }
-            kept.push(m);
-        }
-        Ok((kept, idx, repeats_inflight))
+            true
+        });
+        (msgs, idx, repeats_inflight)
     }
 
     /// `--fault-file`: the error to inject into a write now, if any, and whether it strikes after the data
