@@ -13,6 +13,7 @@ let rateChart = null;
 const rateData = [[], []];
 let lastScrape = null;
 let shown = null; // {tag, start, end} of the chart on screen
+let showSeq = 0; // the latest show(); an older answer arriving later is dropped
 
 // With --read-token-file the engine answers 401 to /tags, /api and /metrics: the page then asks for a read
 // token, keeps it for this tab only (sessionStorage) and sends it as a Bearer token.
@@ -129,8 +130,10 @@ async function show() {
   }
   const q = new URLSearchParams({ tag, start: String(w.start), end: String(w.end) });
   const began = performance.now();
+  const seq = ++showSeq;
   const r = await get("/api?" + q);
   const j = await r.json();
+  if (seq !== showSeq) return; // the user picked something else meanwhile
   if (!r.ok) {
     setStatus(`${r.status}: ${j.error}`, true);
     return;
