@@ -114,9 +114,10 @@ pub struct Config {
         default_value = "v0,v1,v2,v3,v4,v5,v6,v7,v8,v9"
     )]
     pub lp_fields: Vec<String>,
-    /// Testing aid: while FILE exists, every log commit and tag-file write fails with the error it names
-    /// (`ENOSPC`, `EIO`, or `EIO-AFTER-WRITE`: the data is written, then the write reports failure;
-    /// `EIO-TAGFILES`: only checkpoint writes to tag files fail).
+    /// Testing aid: while FILE exists, the storage operations it names fail: `ENOSPC|EIO [op ...]`, ops
+    /// among `log-write log-sync tag-write tag-sync sidecar syncfs rename dirs` (`*-sync`: the data is
+    /// written, then the operation reports failure); no op: every write that takes space. See
+    /// `src/store/device.rs`.
     #[arg(long, value_name = "FILE")]
     pub fault_file: Option<PathBuf>,
 }

@@ -162,6 +162,7 @@ impl Core {
             commit_records: io.commit_records_total,
             commit: io.commit_hist.clone(),
             checkpoints: io.checkpoints_total,
+            checkpoint_failures: io.checkpoint_failures_total,
             pending_records: self.shard.pending_records() as u64,
             shed: self.overload.shed_total.get(),
             pending_refused: self.shard.pending_refused.get(),
@@ -278,7 +279,9 @@ pub async fn run(s: Start) -> Result<(), String> {
     };
     shard.max_pending.set(s.config.max_pending_records.max(1));
     shard.max_pending_writes.set(s.config.max_pending_writes);
-    shard.fault_file.replace(s.config.fault_file.clone());
+    shard.set_device(crate::store::device::for_config(
+        s.config.fault_file.clone(),
+    ));
     let core = Rc::new(Core {
         id,
         shards: s.shards,

@@ -34,6 +34,7 @@ pub struct Snapshot {
     pub commit_records: u64,
     pub commit: Hist,
     pub checkpoints: u64,
+    pub checkpoint_failures: u64,
     pub pending_records: u64,
     pub shed: u64,
     pub pending_refused: u64,
@@ -203,6 +204,19 @@ pub fn render(cores: &[Snapshot]) -> String {
             out,
             "tickcore_checkpoints_total{{core=\"{}\"}} {}",
             s.core, s.checkpoints
+        );
+    }
+    family(
+        &mut out,
+        "tickcore_checkpoint_failures_total",
+        "counter",
+        "Checkpoints that failed on an I/O error (retried; the log keeps their records meanwhile).",
+    );
+    for s in cores {
+        let _ = writeln!(
+            out,
+            "tickcore_checkpoint_failures_total{{core=\"{}\"}} {}",
+            s.core, s.checkpoint_failures
         );
     }
     family(

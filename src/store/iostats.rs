@@ -15,6 +15,8 @@ pub struct IoStats {
     pub commit_records_total: u64,
     pub commit_hist: crate::hist::Hist,
     pub checkpoints_total: u64,
+    /// Checkpoints that failed (an I/O error): their records stay in memory and in the log, retried.
+    pub checkpoint_failures_total: u64,
 }
 
 impl Default for IoStats {
@@ -29,6 +31,7 @@ impl Default for IoStats {
             commit_records_total: 0,
             commit_hist: Default::default(),
             checkpoints_total: 0,
+            checkpoint_failures_total: 0,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! (`shard`: in-memory index, group commit, checkpoints, retention) with its read views (`view`).
 //! Formats and the commit/fsync order are described in docs/format.md.
 pub mod blockcache;
+pub mod device;
 pub mod disk;
 pub mod dmaread;
 pub mod iostats;

@@ -28,6 +28,7 @@ use crate::ingest::decode::Message;
 use crate::query::{asof, params::Window, render};
 
 use crate::store::blockcache::BlockCache;
+use crate::store::device::{Device, Dma};
 use crate::store::iostats::IoStats;
 use crate::store::iotrace::{trace, Event, Tracer};
 use crate::store::layout::{sync_dir, Layout};
@@ -127,26 +128,6 @@ impl WalWriter {
     }
 }
 
-/// Writes one commit block. Log files are opened `O_DIRECT | O_DSYNC`, so the write completes only once its
-/// data is on stable storage (the kernel adds the device flush, or uses FUA): one io_uring operation per
-/// commit instead of a write then an fdatasync (measured here: +8-10 % single-message 204/s at 40
-/// connections, and half the io-wq worker time).
-async fn write_commit(file: &DmaFile, block: &[u8], offset: u64) -> Result<(), StoreError> {
-    let mut buf = file.alloc_dma_buffer(block.len());
-    buf.as_bytes_mut().copy_from_slice(block);
-    let n = file
-        .write_at(buf, offset)
-        .await
-        .map_err(|e| io_err("writing the log", e))?;
-    if n != block.len() {
-        return Err(StoreError::Io(format!(
-            "short log write: {n} of {} bytes",
-            block.len()
-        )));
-    }
-    Ok(())
-}
-
 pub struct Shard {
     pub id: usize,
     /// How queries read tag files, and the block cache of `--reads dma` (`shard/dma.rs`).
@@ -191,8 +172,8 @@ pub struct Shard {
     /// Sidecars appended by the running checkpoint, not yet synced (and whether each is new beside an
     /// existing tag file, so its directory needs a sync).
     unsynced_sums: RefCell<Vec<(PathBuf, bool)>>,
-    /// Testing aid (`--fault-file`): while this file exists, every write fails with the error it names.
-    pub fault_file: RefCell<Option<PathBuf>>,
+    /// Where the live path's writes and syncs go (`device.rs`): the real device, or one that injects faults.
+    device: RefCell<Rc<dyn Device>>,
 }
 
 pub fn now_ns() -> i64 {
@@ -431,7 +412,7 @@ impl Shard {
             duplicates: Cell::new(0),
             log_broken: Cell::new(false),
             old_logs: RefCell::default(),
-            fault_file: RefCell::default(),
+            device: RefCell::new(Rc::new(Dma)),
             unsynced_sums: RefCell::default(),
         });
         let writer = WalWriter::new(file, path, 0);
@@ -544,35 +525,14 @@ impl Shard {
         (msgs, idx, repeats_inflight)
     }
 
-    /// `--fault-file`: the error to inject into a write now, if any, and whether it strikes after the data
-    /// was written (as a failed fdatasync would) rather than instead of it. The file holds `ENOSPC`, `EIO`
-    /// or `EIO-AFTER-WRITE`, or `EIO-TAGFILES` (only tag-file writes fail: [`Shard::injected_tag_fault`]).
-    pub fn injected_fault(&self) -> Option<(StoreError, bool)> {
-        let path = self.fault_file.borrow().clone()?;
-        let what = std::fs::read_to_string(&path).ok()?;
-        let what = what.trim();
-        let msg = format!("injected by {} ({what})", path.display());
-        Some(match what {
-            "EIO-TAGFILES" => return None,
-            "ENOSPC" => (
-                StoreError::NoSpace(format!("No space left on device: {msg}")),
-                false,
-            ),
-            "EIO-AFTER-WRITE" => (StoreError::Io(format!("Input/output error: {msg}")), true),
-            _ => (StoreError::Io(format!("Input/output error: {msg}")), false),
-        })
+    /// Sets the device the live path writes through (`--fault-file` wraps the real one).
+    pub fn set_device(&self, device: Rc<dyn Device>) {
+        *self.device.borrow_mut() = device;
     }
 
-    /// The fault for a tag-file write: any [`Shard::injected_fault`], or `EIO-TAGFILES`.
-    pub fn injected_tag_fault(&self) -> Option<StoreError> {
-        let path = self.fault_file.borrow().clone()?;
-        match std::fs::read_to_string(&path).ok()?.trim() {
-            "EIO-TAGFILES" => Some(StoreError::Io(format!(
-                "Input/output error: injected by {} (EIO-TAGFILES)",
-                path.display()
-            ))),
-            _ => self.injected_fault().map(|(e, _)| e),
-        }
+    /// The device the live path writes through.
+    fn device(&self) -> Rc<dyn Device> {
+        Rc::clone(&self.device.borrow())
     }
 
     /// Bytes of the tag files this core owns (whole blocks of records and padding; sidecars not counted),
@@ -758,11 +718,11 @@ impl Shard {
                 Err(e)
             } else {
                 let began = std::time::Instant::now();
-                let r = match shard.injected_fault() {
-                    Some((e, false)) => Err(e),
-                    Some((e, true)) => write_commit(&file, &block, offset).await.and(Err(e)),
-                    None => write_commit(&file, &block, offset).await,
-                };
+                // A log is opened `O_DIRECT | O_DSYNC`: the write completes only once its data is on
+                // stable storage (the kernel adds the device flush, or uses FUA), so a commit is one
+                // io_uring operation instead of a write then an fdatasync (measured here: +8-10 %
+                // single-message 204/s at 40 connections, and half the io-wq worker time).
+                let r = shard.device().commit(&file, &path, offset, &block).await;
                 if r.is_ok() {
                     trace(&shard.trace, |_| Event::Wrote(trace_id.unwrap_or(0)));
                 }
@@ -884,8 +844,7 @@ impl Shard {
                 t.record(Event::DirSync(id, t.rel(&dir)));
                 id
             });
-            let renamed =
-                offload(move || std::fs::rename(&from, &to).and_then(|()| sync_dir(&dir))).await;
+            let renamed = self.device().rename(from, to, dir).await;
             match renamed {
                 Ok(()) => {
                     trace(&self.trace, |_| Event::DirSynced(dir_id.unwrap_or(0)));
@@ -909,15 +868,23 @@ impl Shard {
                 t.record(Event::Rename(t.rel(&old), t.rel(&spare)));
             }
         }
-        let traced_old = old.clone();
-        let kept = offload(move || {
-            if keep && std::fs::rename(&old, &spare).is_ok() {
-                return Ok(true);
-            }
-            std::fs::remove_file(&old).map(|()| false)
-        })
-        .await
-        .map_err(|e| StoreError::from_io("retiring a checkpointed log", &e))?;
+        let kept = keep
+            && self
+                .device()
+                .rename(old.clone(), spare, self.layout.wal_dir())
+                .await
+                .is_ok();
+        if !kept {
+            let gone = old.clone();
+            // NotFound: the rename happened and only its directory sync failed.
+            offload(move || match std::fs::remove_file(&gone) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            })
+            .await
+            .map_err(|e| StoreError::from_io("retiring a checkpointed log", &e))?;
+        }
+        let traced_old = old;
         if kept {
             *self.spare.borrow_mut() = Some(self.spare_path());
         } else {

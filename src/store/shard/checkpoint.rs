@@ -11,14 +11,19 @@ use glommio::io::{DmaFile, OpenOptions};
 use super::{io_err, offload, Cmd, Shard, CHECKPOINT_FILES_IN_FLIGHT, WAL_CHECKPOINT_BYTES};
 use crate::record::{Record, RECORD_BYTES};
 use crate::store::iotrace::{trace, Event};
-use crate::store::layout::sync_dir;
 use crate::store::{align_down, sidecar, tagfile, wal, StoreError};
 
 impl Shard {
     /// Moves every committed record into the tag files and starts a new log generation.
     pub async fn checkpoint(&self) -> Result<usize, StoreError> {
         let began = std::time::Instant::now();
-        let files = self.checkpoint_steps().await?;
+        let files = match self.checkpoint_steps().await {
+            Ok(files) => files,
+            Err(e) => {
+                self.io_stats.borrow_mut().checkpoint_failures_total += 1;
+                return Err(e);
+            }
+        };
         self.io_stats
             .borrow_mut()
             .checkpoint(files, began.elapsed().as_nanos() as u64);
@@ -160,17 +165,12 @@ impl Shard {
                 t.record(Event::DirSync(id, t.rel(&root)));
                 id
             });
-        offload(move || -> std::io::Result<()> {
-            for dir in &missing {
-                std::fs::create_dir_all(dir)?;
-            }
-            if !missing.is_empty() {
-                sync_dir(&root)?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| StoreError::from_io("creating segment directories", &e))?;
+        let sync_root = if missing.is_empty() {
+            Vec::new()
+        } else {
+            vec![root]
+        };
+        self.device().dirs(missing, sync_root).await?;
         if let Some(id) = root_sync {
             trace(&self.trace, |_| Event::DirSynced(id));
         }
@@ -199,9 +199,7 @@ impl Shard {
                 .collect(),
             None => Vec::new(),
         };
-        offload(move || dirs.iter().try_for_each(|d| sync_dir(d)))
-            .await
-            .map_err(|e| StoreError::from_io("syncing segment directories", &e))?;
+        self.device().dirs(Vec::new(), dirs).await?;
         for id in ids {
             trace(&self.trace, |_| Event::DirSynced(id));
         }
@@ -279,10 +277,6 @@ impl Shard {
             .await
             .map_err(|e| io_err(&format!("opening {}", path.display()), e))?;
         let (offset, bytes) = tagfile::block_image(first, records, first_new);
-        if let Some(e) = self.injected_tag_fault() {
-            let _ = f.close().await;
-            return Err(e);
-        }
         let (write_id, sync_id) = match &self.trace {
             Some(t) => {
                 let id = t.id();
@@ -297,21 +291,12 @@ impl Shard {
             }
             None => (0, 0),
         };
-        let mut buf = f.alloc_dma_buffer(bytes.len());
-        buf.as_bytes_mut().copy_from_slice(&bytes);
+        let device = self.device();
         let r = async {
-            let n = f
-                .write_at(buf, offset as u64)
-                .await
-                .map_err(|e| io_err(&format!("writing {}", path.display()), e))?;
-            if n != bytes.len() {
-                return Err(StoreError::Io(format!("short write to {}", path.display())));
-            }
+            device.write(&f, &path, offset as u64, &bytes).await?;
             trace(&self.trace, |_| Event::Wrote(write_id));
             trace(&self.trace, |t| Event::Sync(sync_id, t.rel(&path)));
-            f.fdatasync()
-                .await
-                .map_err(|e| io_err(&format!("fdatasync of {}", path.display()), e))?;
+            device.fdatasync(&f, &path).await?;
             trace(&self.trace, |_| Event::Synced(sync_id));
             Ok(())
         }
@@ -334,7 +319,10 @@ impl Shard {
         let side = sidecar::path_for(tag_file);
         let entries = sidecar::entries(offset, image);
         let existing = std::fs::metadata(&side).ok().map(|m| m.len());
-        let at = existing.unwrap_or(0);
+        // After a whole number of entries: an append that failed part-way left a partial entry, which this
+        // one overwrites (reading stops at the first broken entry, so one left in place would hide the rest).
+        let whole = sidecar::ENTRY_BYTES as u64;
+        let at = existing.map_or(0, |n| n / whole * whole);
         let id = self.trace.as_ref().map(|t| {
             let w = t.id();
             t.record(Event::Create(t.rel(&side)));
@@ -347,18 +335,7 @@ impl Shard {
             });
             w
         });
-        let path = side.clone();
-        offload(move || -> std::io::Result<()> {
-            use std::os::unix::fs::FileExt;
-            std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)?
-                .write_all_at(&entries, at)
-        })
-        .await
-        .map_err(|e| StoreError::from_io(&format!("appending to {}", side.display()), &e))?;
+        self.device().append(side.clone(), at, entries).await?;
         if let Some(w) = id {
             trace(&self.trace, |_| Event::Wrote(w));
         }
@@ -388,18 +365,7 @@ impl Shard {
                 .collect(),
             None => Vec::new(),
         };
-        let root = self.layout.seg_root();
-        offload(move || -> std::io::Result<()> {
-            use std::os::fd::AsRawFd;
-            let f = std::fs::File::open(&root)?;
-            // SAFETY: syncfs takes any open descriptor on the file system; `f` lives across the call.
-            if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| StoreError::from_io("syncing the sidecars (syncfs)", &e))?;
+        self.device().syncfs(self.layout.seg_root()).await?;
         for id in ids {
             trace(&self.trace, |_| Event::Synced(id));
         }
