@@ -299,8 +299,15 @@ pub fn recover_on(
             // The rewritten blocks' checksums, after the data and before the logs go (`sidecar.rs`).
             let side = sidecar::path_for(&p.path);
             new_side = !disk.exists(&side);
-            let at = if new_side { 0 } else { disk.len(&side)? };
+            // After the valid entries: a torn append (a crash before the checkpoint's syncfs) is replaced,
+            // and the file cut where these entries end, so nothing broken is left between or after them.
+            let at = if new_side {
+                0
+            } else {
+                sidecar::valid_len(&disk.read(&side)?) as u64
+            };
             disk.write_at(&side, at, &sums)?;
+            disk.set_len(&side, at + sums.len() as u64)?;
             disk.sync_data(&side)?;
         }
         if new_file || new_side {

@@ -42,17 +42,23 @@ pub fn entries(offset: usize, image: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The valid entries at the start of a sidecar's bytes, as (block, checksum).
+fn valid(bytes: &[u8]) -> impl Iterator<Item = (u32, u32)> + '_ {
+    bytes.chunks_exact(ENTRY_BYTES).map_while(|e| {
+        let word = |i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
+        (crc32c::crc32c(&e[..8]) == word(8)).then(|| (word(0), word(4)))
+    })
+}
+
 /// The checksum of each block, from a sidecar's bytes (the latest valid entry wins).
 pub fn parse(bytes: &[u8]) -> HashMap<u32, u32> {
-    let mut map = HashMap::new();
-    for e in bytes.chunks_exact(ENTRY_BYTES) {
-        let word = |i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
-        if crc32c::crc32c(&e[..8]) != word(8) {
-            break;
-        }
-        map.insert(word(0), word(4));
-    }
-    map
+    valid(bytes).collect()
+}
+
+/// Bytes of the valid entries at the start: where the next append goes, so it replaces a torn tail
+/// instead of hiding behind it.
+pub fn valid_len(bytes: &[u8]) -> usize {
+    valid(bytes).count() * ENTRY_BYTES
 }
 
 /// `None` when block `index` (its bytes `block`) matches its checksum or has none; else what is wrong.
@@ -94,7 +100,17 @@ mod tests {
             None,
             "a torn last entry is not read"
         );
+        assert_eq!(
+            valid_len(&torn),
+            side.len(),
+            "the torn entry is not counted"
+        );
         torn.truncate(n - 5);
         assert_eq!(check(&parse(&torn), 1, &b), None);
+        assert_eq!(valid_len(&torn), side.len());
+        // An append at the valid length replaces the torn tail, and its entries are read.
+        torn.truncate(valid_len(&torn));
+        torn.extend(entries(BLOCK, &a[BLOCK..]));
+        assert_eq!(check(&parse(&torn), 1, &a[BLOCK..]), None);
     }
 }
