@@ -2,8 +2,8 @@
 //! commits before the damage (and the damaged commit only if its header and payload survived), with the
 //! offset reported; a tag file damaged at every offset of its last block is found, and the engine refuses to
 //! start on it naming the file and offset (never serving wrong records: a wrong time by its range, a wrong
-//! value by the block checksum in the sidecar), serves the rest once it is moved aside, and accepts
-//! zero-length and missing files.
+//! value by the block checksum in the sidecar), serves the rest once it is moved aside; a zero-length or
+//! missing tag file whose sidecar names synced blocks is refused the same way.
 mod common;
 use common::*;
 
@@ -136,9 +136,32 @@ fn the_engine_refuses_a_damaged_tag_file_and_serves_the_rest_once_it_is_moved_as
             .unwrap()
             .clone()
     };
-    // A zero-length file and a missing one are consistent (nothing acknowledged is known to be in them).
-    std::fs::write(file_of("empty"), b"").unwrap();
-    std::fs::remove_file(file_of("gone")).unwrap();
+    // A zero-length file and a missing one: their sidecars hold checksums of blocks a checkpoint synced, so
+    // acknowledged records were there: refused, naming the file (restored after each check).
+    for (tag, is) in [("empty", "0 bytes long"), ("gone", "missing")] {
+        let path = file_of(tag);
+        let saved = std::fs::read(&path).unwrap();
+        match tag {
+            "empty" => std::fs::write(&path, b"").unwrap(),
+            _ => std::fs::remove_file(&path).unwrap(),
+        }
+        let err = try_start(d.path(), "0", &[])
+            .err()
+            .expect("started on a lost file");
+        assert!(err.contains("corruption"), "{err}");
+        assert!(
+            err.contains(&format!("{} at offset 0", path.display())),
+            "{err}"
+        );
+        assert!(err.contains(is) && err.contains("block 0"), "{err}");
+        let (code, text) = verify_dir(d.path());
+        assert_eq!(code, 1, "{text}");
+        assert!(
+            text.contains(&format!("PROBLEM {} at offset 0", path.display())),
+            "{text}"
+        );
+        std::fs::write(&path, saved).unwrap();
+    }
     // A wrong time inside the records of a durable file: corruption, found by its implausibility.
     let bad = file_of("bad");
     let clean = std::fs::read(&bad).unwrap();
@@ -171,8 +194,13 @@ fn the_engine_refuses_a_damaged_tag_file_and_serves_the_rest_once_it_is_moved_as
         "{err}"
     );
 
-    let aside = d.path().join("bad.rec.damaged");
-    std::fs::rename(&bad, &aside).unwrap();
+    std::fs::rename(&bad, d.path().join("bad.rec.damaged")).unwrap();
+    let side = bad.with_extension("crc");
+    let err = try_start(d.path(), "0", &[])
+        .err()
+        .expect("started without the file");
+    assert!(err.contains("missing") && err.contains("sidecar"), "{err}");
+    std::fs::rename(&side, d.path().join("bad.crc.damaged")).unwrap();
     let e = start(d.path(), "0", &[]);
     let good = e.export("good");
     assert_eq!(good.len(), 30);
@@ -183,8 +211,10 @@ fn the_engine_refuses_a_damaged_tag_file_and_serves_the_rest_once_it_is_moved_as
             (0..10).map(|i| 29.0 + i as f64).collect::<Vec<_>>()
         )
     );
-    assert!(e.export("empty").is_empty());
-    assert_eq!(e.post(&msg("empty", base + 100, 1.0)).status, 204);
-    assert_eq!(e.export("empty").len(), 1);
+    assert_eq!(e.export("empty").len(), 30);
+    assert_eq!(e.export("gone").len(), 30);
+    assert!(e.export("bad").is_empty());
+    assert_eq!(e.post(&msg("bad", base + 100, 1.0)).status, 204);
+    assert_eq!(e.export("bad").len(), 1);
     assert_eq!(e.terminate(), 0);
 }

@@ -140,19 +140,6 @@ fn commits_that_landed_but_failed_are_never_replayed() {
     assert_eq!(e.terminate(), 0);
 }
 
-/// `tickcore --verify` on a stopped engine's directory: (exit code, output).
-fn verify(dir: &Path) -> (i32, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickcore"))
-        .arg("--verify")
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
-}
-
 /// Waits (up to 15 s) until `/metrics` `name` passes `above`; returns its value.
 fn metric_above(e: &Engine, name: &str, above: f64) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -177,8 +164,9 @@ fn checkpoint_fault(plan: &str, checkpoint_fails: bool) {
     // makes one), so the next generation may recycle a spare.
     let mut done = metric_above(&e, "tickcore_checkpoints_total", 1.0);
     if !checkpoint_fails {
-        // The rename case: wait for the helper's zeroed spare log, so the next generation renames it.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // The rename case: wait for the helper's zeroed spare log, so the next generation renames it (it
+        // syncs every MiB, and engines starting beside this one on a shared disk can slow it to a crawl).
+        let deadline = Instant::now() + Duration::from_secs(120);
         while !walk(&data).iter().any(|p| {
             p.extension().is_some_and(|x| x == "spare")
                 && std::fs::metadata(p).is_ok_and(|m| m.len() == 64 << 20)
@@ -222,7 +210,7 @@ fn checkpoint_fault(plan: &str, checkpoint_fails: bool) {
         acked.push(base + 200 + i);
     }
     e.kill9();
-    let (code, text) = verify(&data);
+    let (code, text) = verify_dir(&data);
     assert_eq!(code, 0, "{plan}: {text}");
     let e = start(&data, "0", &[]);
     assert_eq!(times(&e, "a"), acked, "{plan}: after a restart");

@@ -2,24 +2,8 @@
 //! file (garbage in a record, garbage in the padding, a cut length) is reported with its file and offset and
 //! exit status 1; a running engine's directory is refused (locked).
 mod common;
-use std::process::Command;
 
 use common::*;
-
-fn verify(dir: &std::path::Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tickcore"))
-        .arg("--verify")
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
 
 #[test]
 fn clean_directories_verify_and_damage_is_named_with_its_offset() {
@@ -29,12 +13,12 @@ fn clean_directories_verify_and_damage_is_named_with_its_offset() {
     let body: Vec<String> = (0..100).map(|i| msg("v", base + i, i as f64)).collect();
     assert_eq!(e.post(&body.join("\n")).status, 204);
     std::thread::sleep(std::time::Duration::from_millis(400));
-    let (code, text) = verify(d.path());
+    let (code, text) = verify_dir(d.path());
     assert_eq!(code, 1, "a running engine holds the lock: {text}");
     assert!(text.contains("lock") || text.contains("running"), "{text}");
     e.kill9(); // leaves a log behind too
 
-    let (code, text) = verify(d.path());
+    let (code, text) = verify_dir(d.path());
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("verified 1 tag files (100 records)"),
@@ -48,7 +32,7 @@ fn clean_directories_verify_and_damage_is_named_with_its_offset() {
     let mut bad = clean.clone();
     bad[3 * 88 + 8..3 * 88 + 16].copy_from_slice(&f64::NAN.to_le_bytes());
     std::fs::write(&file, &bad).unwrap();
-    let (code, text) = verify(d.path());
+    let (code, text) = verify_dir(d.path());
     assert_eq!(code, 1);
     assert!(
         text.contains("at offset 264: record 3 is not a valid record"),
@@ -58,7 +42,7 @@ fn clean_directories_verify_and_damage_is_named_with_its_offset() {
     let mut bad = clean.clone();
     bad[100 * 88 + 5] = 0;
     std::fs::write(&file, &bad).unwrap();
-    let (code, text) = verify(d.path());
+    let (code, text) = verify_dir(d.path());
     assert_eq!(code, 1);
     assert!(
         text.contains("at offset 8800: record 100 is not a valid record"),
@@ -69,7 +53,7 @@ fn clean_directories_verify_and_damage_is_named_with_its_offset() {
     let last = bad.len() - 3;
     bad[last] = 0;
     std::fs::write(&file, &bad).unwrap();
-    let (code, text) = verify(d.path());
+    let (code, text) = verify_dir(d.path());
     assert_eq!(code, 1);
     assert!(
         text.contains(&format!(
@@ -81,19 +65,19 @@ fn clean_directories_verify_and_damage_is_named_with_its_offset() {
     let mut bad = clean.clone();
     bad[10 * 88 + 20] ^= 0x04;
     std::fs::write(&file, &bad).unwrap();
-    let (code, text) = verify(d.path());
+    let (code, text) = verify_dir(d.path());
     assert_eq!(code, 1);
     assert!(text.contains("at offset 0: block 0 has checksum"), "{text}");
     // A cut length.
     std::fs::write(&file, &clean[..5000]).unwrap();
-    let (code, text) = verify(d.path());
+    let (code, text) = verify_dir(d.path());
     assert_eq!(code, 1);
     assert!(
         text.contains("at offset 5000: length 5000 is not a multiple of 4096"),
         "{text}"
     );
     std::fs::write(&file, &clean).unwrap();
-    assert_eq!(verify(d.path()).0, 0);
+    assert_eq!(verify_dir(d.path()).0, 0);
 }
 
 /// The one tag file under `dir`.

@@ -251,18 +251,19 @@ pub fn run(config: Config) -> Result<(), String> {
              can write and read"
         );
     }
-    println!(
-        "ready: listening on http://{addr} with {n} cores, data in {}, durability {:?}",
-        config.data_dir.display(),
-        config.durability
-    );
-
+    // Handlers first: a supervisor (or a test) may send SIGTERM as soon as it reads the ready line.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| format!("installing signal handlers: {e}"))?;
+    println!(
+        "ready: listening on http://{addr} with {n} cores, data in {}, durability {:?}",
+        config.data_dir.display(),
+        config.durability
+    );
+
     let signal_thread = std::thread::spawn(move || {
         for sig in signals.forever() {
             if sig != signal_hook::consts::SIGHUP {

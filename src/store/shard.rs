@@ -243,6 +243,18 @@ fn pin_helper_away_from(busy_cpu: Option<usize>) {
     }
 }
 
+/// Why a start is refused on damage found in a durable file (`aside`: how to start without the file).
+fn corruption(d: &crate::store::verify::Finding, layout: &Layout, aside: &str) -> String {
+    format!(
+        "corruption: {} at offset {}: {}; refusing to start. `tickcore --verify --data-dir {}` lists every \
+         finding; restore the file from a backup, or {aside} to serve the rest",
+        d.path.display(),
+        d.offset,
+        d.what,
+        layout.root.display()
+    )
+}
+
 /// Runs blocking file-system work (directory fsyncs, renames) on glommio's blocking thread.
 async fn offload<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     glommio::executor().spawn_blocking(f).await
@@ -354,13 +366,10 @@ impl Shard {
             if let Some(d) = damage.first() {
                 // Recovery has already rewritten every file a log touched: this one was durable, so the
                 // damage is corruption, never a crash's unfinished write. Serving it would be serving lies.
-                return Err(format!(
-                    "corruption: {} at offset {}: {}; refusing to start. `tickcore --verify --data-dir {}` \
-                     lists every finding; restore the file from a backup, or move it aside to serve the rest",
-                    path.display(),
-                    d.offset,
-                    d.what,
-                    layout.root.display()
+                return Err(corruption(
+                    d,
+                    &layout,
+                    "move it and its sidecar (.crc) aside",
                 ));
             }
             let n = crate::store::recovery::count_file(&path)
@@ -369,6 +378,38 @@ impl Shard {
                 .or_default()
                 .segs
                 .insert(seg, Segment::loaded(n));
+        }
+        // A sidecar whose tag file is missing: the file held synced records, unless its segment expired
+        // (retention removes the sidecar first, then the file; an engine before that left sidecars behind).
+        let orphans = crate::store::verify::sidecars_without_file(&layout)
+            .map_err(|e| format!("listing sidecars: {e}"))?;
+        for (seg, path) in orphans {
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
+            let Some(tag) = crate::tag::from_file_name(stem) else {
+                continue;
+            };
+            if crate::tag::owner(crate::tag::hash(&tag), shards) != id {
+                continue;
+            }
+            let side = crate::store::sidecar::path_for(&path);
+            let expired = (seg as i128 + 1) * segment_ns as i128
+                <= now_ns().saturating_sub(retention_ns) as i128;
+            if expired {
+                eprintln!(
+                    "core {id}: removing {}, left behind by the retention of an expired segment",
+                    side.display()
+                );
+                let _ = std::fs::remove_file(&side);
+                continue;
+            }
+            if let Some(d) = crate::store::verify::short_of_sidecar(&path)
+                .map_err(|e| format!("reading {}: {e}", side.display()))?
+            {
+                return Err(corruption(&d, &layout, "move its sidecar aside"));
+            }
         }
         let path = layout.wal_dir().join(format!("{unique}-c{id}-g0.wal"));
         zeroed_log(&path, false).map_err(|e| format!("creating {}: {e}", path.display()))?;
@@ -908,6 +949,18 @@ impl Shard {
             for seg in expired {
                 t.segs.remove(&seg);
                 let path = self.layout.tag_file(seg, tag);
+                // The sidecar first: a crash between the two leaves an unchecked file, never a sidecar
+                // without its file (which a start reads as lost records).
+                let side = crate::store::sidecar::path_for(&path);
+                if let Err(e) = std::fs::remove_file(&side) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        eprintln!(
+                            "core {}: retention: removing {}: {e}",
+                            self.id,
+                            side.display()
+                        );
+                    }
+                }
                 match std::fs::remove_file(&path) {
                     Ok(()) => removed += 1,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -57,6 +57,7 @@ fn check_tag_file(path: &Path, seg: i64, segment_ns: i64, s: &mut Summary) -> io
             });
         }
     }
+    s.findings.extend(short_of_sidecar(path)?);
     s.tag_files += 1;
     s.records += n as u64;
     Ok(())
@@ -71,6 +72,7 @@ pub fn tag_file_tail(path: &Path, seg: i64, segment_ns: i64) -> io::Result<Vec<F
     let mut bytes = vec![0; len - first * RECORD_BYTES];
     std::os::unix::fs::FileExt::read_exact_at(&f, &mut bytes, (first * RECORD_BYTES) as u64)?;
     let mut findings = Vec::new();
+    findings.extend(short_of_sidecar(path)?);
     check_records(path, &bytes, first, len, seg, segment_ns, &mut findings);
     if len >= BLOCK && len % BLOCK == 0 {
         let last = len / BLOCK - 1;
@@ -84,6 +86,61 @@ pub fn tag_file_tail(path: &Path, seg: i64, segment_ns: i64) -> io::Result<Vec<F
         }
     }
     Ok(findings)
+}
+
+/// A tag file shorter than its sidecar says (zero-length or missing included): the sidecar holds the
+/// checksum of a block only after a checkpoint wrote and fdatasynced it, so the blocks past the file's end
+/// held acknowledged records. `None` when the file covers every block its sidecar names.
+pub fn short_of_sidecar(tag_file: &Path) -> io::Result<Option<Finding>> {
+    let Some(last) = read_sums(tag_file)?.into_keys().max() else {
+        return Ok(None);
+    };
+    let need = (last as u64 + 1) * BLOCK as u64;
+    let len = match fs::metadata(tag_file) {
+        Ok(m) => Some(m.len()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    if len.is_some_and(|l| l >= need) {
+        return Ok(None);
+    }
+    let is = len.map_or("missing".to_string(), |l| format!("{l} bytes long"));
+    Ok(Some(Finding {
+        path: tag_file.to_path_buf(),
+        offset: len.unwrap_or(0),
+        what: format!(
+            "the file is {is}, but its sidecar {} holds the checksum of block {last} (bytes up to {need}),              written and synced by a checkpoint: the records there are lost",
+            sidecar::path_for(tag_file).display()
+        ),
+    }))
+}
+
+/// Tag files that are missing although their sidecar is there, as (segment, tag file path).
+pub fn sidecars_without_file(layout: &Layout) -> io::Result<Vec<(i64, PathBuf)>> {
+    let mut out = Vec::new();
+    let dirs = match fs::read_dir(layout.seg_root()) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for dir in dirs {
+        let dir = dir?.path();
+        let Some(seg) = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|s| s.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        for f in fs::read_dir(&dir)? {
+            let f = f?.path();
+            if f.extension().is_some_and(|x| x == "crc") && !f.with_extension("rec").exists() {
+                out.push((seg, f.with_extension("rec")));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The block checksums of a tag file (none when it has no sidecar).
@@ -183,6 +240,9 @@ pub fn verify(layout: &Layout) -> io::Result<Summary> {
     let mut s = Summary::default();
     for (seg, _tag, path) in list_tag_files(layout)? {
         check_tag_file(&path, seg, segment_ns, &mut s)?;
+    }
+    for (_, path) in sidecars_without_file(layout)? {
+        s.findings.extend(short_of_sidecar(&path)?);
     }
     let mut logs: Vec<PathBuf> = match fs::read_dir(layout.wal_dir()) {
         Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),

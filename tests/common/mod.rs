@@ -117,6 +117,14 @@ impl Engine {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
+                if st.code().is_none() {
+                    // Killed by a signal: show what the engine said before it died.
+                    let mut err = String::new();
+                    if let Some(mut e) = self.child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    eprintln!("engine ended by {st}; its stderr:\n{err}");
+                }
                 return st.code().unwrap_or(-1);
             }
             assert!(Instant::now() < deadline, "engine did not stop on SIGTERM");
@@ -337,4 +345,20 @@ pub fn walk(p: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// `tickcore --verify` on a stopped engine's directory: (exit code, output).
+pub fn verify_dir(dir: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tickcore"))
+        .arg("--verify")
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
 }
