@@ -154,10 +154,15 @@ fn records_older_than_retention_disappear_with_their_files() {
     // The file's sidecar went with it, and then its segment directory (only `new`'s is left).
     let old_side = format!(
         "{}.crc",
-        "old".bytes().map(|b| format!("{b:02x}")).collect::<String>()
+        "old"
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     );
     assert!(
-        !walk(&d.path().join("seg")).iter().any(|p| p.ends_with(&old_side)),
+        !walk(&d.path().join("seg"))
+            .iter()
+            .any(|p| p.ends_with(&old_side)),
         "the sidecar of a removed tag file is left behind"
     );
     let dirs = std::fs::read_dir(d.path().join("seg")).unwrap().count();

@@ -129,7 +129,7 @@ pub fn render(cores: &[Snapshot]) -> String {
             &s.service,
         );
     }
-    let counters: [(&str, &str, fn(&Snapshot) -> u64); 8] = [
+    let counters: [(&str, &str, fn(&Snapshot) -> u64); 10] = [
         (
             "tickcore_records_deduplicated_total",
             "Records not stored again because they repeat a stored or in-flight one (retries).",
@@ -170,6 +170,16 @@ pub fn render(cores: &[Snapshot]) -> String {
             "Tag files deleted by retention.",
             |s| s.retention_deleted,
         ),
+        (
+            "tickcore_checkpoints_total",
+            "Checkpoints completed.",
+            |s| s.checkpoints,
+        ),
+        (
+            "tickcore_checkpoint_failures_total",
+            "Checkpoints that failed on an I/O error (retried; the log keeps their records meanwhile).",
+            |s| s.checkpoint_failures,
+        ),
     ];
     per_core(&mut out, "counter", &counters, cores);
     family(
@@ -192,32 +202,6 @@ pub fn render(cores: &[Snapshot]) -> String {
                 s.core
             );
         }
-    }
-    family(
-        &mut out,
-        "tickcore_checkpoints_total",
-        "counter",
-        "Checkpoints completed.",
-    );
-    for s in cores {
-        let _ = writeln!(
-            out,
-            "tickcore_checkpoints_total{{core=\"{}\"}} {}",
-            s.core, s.checkpoints
-        );
-    }
-    family(
-        &mut out,
-        "tickcore_checkpoint_failures_total",
-        "counter",
-        "Checkpoints that failed on an I/O error (retried; the log keeps their records meanwhile).",
-    );
-    for s in cores {
-        let _ = writeln!(
-            out,
-            "tickcore_checkpoint_failures_total{{core=\"{}\"}} {}",
-            s.core, s.checkpoint_failures
-        );
     }
     family(
         &mut out,

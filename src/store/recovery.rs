@@ -339,7 +339,28 @@ pub fn list_tag_files_on(
     layout: &Layout,
 ) -> io::Result<Vec<(i64, String, PathBuf)>> {
     let mut out = Vec::new();
-    for dir in disk.list(&layout.seg_root())? {
+    for (seg, f) in list_segment_files_on(disk, layout, "rec")? {
+        let stem = f.file_stem().and_then(|n| n.to_str()).unwrap_or_default();
+        match crate::tag::from_file_name(stem) {
+            Some(tag) => out.push((seg, tag, f)),
+            None => eprintln!("warning: ignoring unexpected file {}", f.display()),
+        }
+    }
+    Ok(out)
+}
+
+/// Every file named `*.{ext}` in a segment directory: (segment, path). No segment root: none.
+pub fn list_segment_files_on(
+    disk: &dyn Disk,
+    layout: &Layout,
+    ext: &str,
+) -> io::Result<Vec<(i64, PathBuf)>> {
+    let mut out = Vec::new();
+    let dirs = match disk.list(&layout.seg_root()) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        r => r?,
+    };
+    for dir in dirs {
         let Some(seg) = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -348,16 +369,8 @@ pub fn list_tag_files_on(
             continue;
         };
         for f in disk.list(&dir)? {
-            let Some(stem) = f
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|s| s.strip_suffix(".rec"))
-            else {
-                continue;
-            };
-            match crate::tag::from_file_name(stem) {
-                Some(tag) => out.push((seg, tag, f.clone())),
-                None => eprintln!("warning: ignoring unexpected file {}", f.display()),
+            if f.extension().is_some_and(|x| x == ext) {
+                out.push((seg, f));
             }
         }
     }

@@ -10,6 +10,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::record::{Record, PAD_BYTE, RECORD_BYTES};
+use crate::store::disk::RealDisk;
 use crate::store::layout::Layout;
 use crate::store::recovery::list_tag_files;
 use crate::store::{sidecar, tagfile, wal};
@@ -117,28 +118,12 @@ pub fn short_of_sidecar(tag_file: &Path) -> io::Result<Option<Finding>> {
 
 /// Tag files that are missing although their sidecar is there, as (segment, tag file path).
 pub fn sidecars_without_file(layout: &Layout) -> io::Result<Vec<(i64, PathBuf)>> {
-    let mut out = Vec::new();
-    let dirs = match fs::read_dir(layout.seg_root()) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for dir in dirs {
-        let dir = dir?.path();
-        let Some(seg) = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|s| s.parse::<i64>().ok())
-        else {
-            continue;
-        };
-        for f in fs::read_dir(&dir)? {
-            let f = f?.path();
-            if f.extension().is_some_and(|x| x == "crc") && !f.with_extension("rec").exists() {
-                out.push((seg, f.with_extension("rec")));
-            }
-        }
-    }
+    let sides = crate::store::recovery::list_segment_files_on(&RealDisk, layout, "crc")?;
+    let mut out: Vec<(i64, PathBuf)> = sides
+        .into_iter()
+        .map(|(seg, side)| (seg, side.with_extension("rec")))
+        .filter(|(_, rec)| !rec.exists())
+        .collect();
     out.sort();
     Ok(out)
 }
