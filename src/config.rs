@@ -86,6 +86,10 @@ pub struct Config {
     /// (the core is saturated); 0 never sheds.
     #[arg(long, env = "TICKCORE_SHED_LAG", default_value = "20ms", value_parser = parse_duration)]
     pub shed_lag: Duration,
+    /// After answering a shed write (503 with Retry-After), the connection is not read for this long:
+    /// what a client honoring Retry-After does anyway, enforced on one that resends at once; 0: read on.
+    #[arg(long, env = "TICKCORE_SHED_PAUSE", default_value = "1s", value_parser = parse_duration)]
+    pub shed_pause: Duration,
     /// Records a core may hold between acceptance and the end of their log commit; past it, new writes
     /// get 503 with Retry-After (the disk is not keeping up).
     #[arg(long, env = "TICKCORE_MAX_PENDING_RECORDS", default_value_t = 262_144)]

@@ -82,7 +82,11 @@ fn check_kept(e: &Engine, acked: &[(String, i64)]) {
 #[test]
 fn a_saturated_core_sheds_writes_and_keeps_what_it_acknowledged() {
     let d = tempfile::tempdir().unwrap();
-    let e = Arc::new(start(d.path(), "0", &["--shed-lag", "1ms"]));
+    let e = Arc::new(start(
+        d.path(),
+        "0",
+        &["--shed-lag", "1ms", "--shed-pause", "0"],
+    ));
     let base = now_ns() - 60_000_000_000;
     let (acked, shed) = hammer_until_shed(&e, 48, 150, base);
     assert!(
@@ -113,7 +117,7 @@ fn a_bound_sheds(cpus: &str, bound: [&str; 2], reason: &str) {
     let e = Arc::new(start(
         d.path(),
         cpus,
-        &["--shed-lag", "0", bound[0], bound[1]],
+        &["--shed-lag", "0", "--shed-pause", "0", bound[0], bound[1]],
     ));
     let base = now_ns() - 60_000_000_000;
     let (acked, shed) = hammer_until_shed(&e, 24, 100, base);
@@ -140,4 +144,71 @@ fn a_disk_backlog_past_the_bound_sheds_writes() {
 #[test]
 fn writes_past_the_bound_on_waiting_writes_are_shed() {
     a_bound_sheds("0", ["--max-pending-writes", "1"], "pending_writes");
+}
+
+/// A connection whose write was shed is not read for `--shed-pause`: its next request, sent at once, is
+/// answered only after the pause (a client ignoring Retry-After is paced like one honoring it).
+#[test]
+fn a_shed_connection_is_paused_before_its_next_request() {
+    let d = tempfile::tempdir().unwrap();
+    let e = Arc::new(start(
+        d.path(),
+        "0",
+        &[
+            "--shed-lag",
+            "0",
+            "--max-pending-writes",
+            "1",
+            "--shed-pause",
+            "700ms",
+        ],
+    ));
+    let base = now_ns() - 60_000_000_000;
+    // Writers on their own connections keep one write pending; the probe connection sends until shed.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy: Vec<_> = (0..8)
+        .map(|w| {
+            let (e, stop) = (Arc::clone(&e), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut c = e.connect();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    c.request(
+                        "POST",
+                        "/save",
+                        &[],
+                        msg("busy", base + w * 1_000_000 + i, 1.0).as_bytes(),
+                    );
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let mut c = e.connect();
+    let mut paused = None;
+    for i in 0..10_000 {
+        let r = c.request("POST", "/save", &[], msg("p", base + i, 1.0).as_bytes());
+        if r.status == 503 {
+            assert_eq!(r.header("retry-after"), Some("1"));
+            let sent = std::time::Instant::now();
+            let next = c.request("GET", "/health", &[], b"");
+            assert_eq!(next.status, 200);
+            paused = Some(sent.elapsed());
+            break;
+        }
+        assert_eq!(r.status, 204, "{}", r.text());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for b in busy {
+        b.join().unwrap();
+    }
+    let paused = paused.expect("no write of the probe connection was shed");
+    assert!(
+        paused >= std::time::Duration::from_millis(650),
+        "the next request on a shed connection was read after {paused:?}"
+    );
+    // Other connections were not paused: a fresh one is answered at once.
+    let t = std::time::Instant::now();
+    assert_eq!(e.get("/health").status, 200);
+    assert!(t.elapsed() < std::time::Duration::from_millis(500));
 }

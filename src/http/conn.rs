@@ -138,6 +138,10 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
     loop {
         let mut start = 0;
         let mut close = false;
+        // A write of this pass was shed: the connection is not read for `--shed-pause`, what a client that
+        // honors Retry-After does anyway, enforced on one that resends at once (its resends would keep the
+        // core busy refusing them while the disk idles: benches/RESULTS.md).
+        let mut shed = false;
         // What the bytes left after this pass are waiting for.
         let mut pending = Phase::Head;
         // Frame and handle every complete request in the buffer.
@@ -207,7 +211,9 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
                 let at = out.len();
                 let (n, err) = handle(&core, &head, query, req_body, &mut out).await;
                 let next = if keep { Next::KeepAlive } else { Next::Close };
-                (next, response::status_of(&out[at..]), n, Some(err))
+                let status = response::status_of(&out[at..]);
+                shed |= status == 503 && response::retry_after(&out[at..]);
+                (next, status, n, Some(err))
             };
             let ns = began.elapsed().as_nanos() as u64;
             if let Some(err) = handled {
@@ -250,6 +256,12 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
                 return;
             }
             out.clear();
+        }
+        if shed && !core.config.shed_pause.is_zero() {
+            let pause = glommio::timer::sleep(core.config.shed_pause);
+            if let Either::Right(_) = select(Box::pin(pause), stop.clone()).await {
+                return;
+            }
         }
         if filled > HEAD_BYTES_MAX + max_body + 64 {
             return;
