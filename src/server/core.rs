@@ -53,12 +53,6 @@ fn unavailable(k: usize) -> StoreError {
 impl Core {
     /// `Ok` when this core takes a new write now; else the 503 to answer.
     pub fn admit_write(&self) -> Result<(), StoreError> {
-        // A saturated core still takes writes while its commit pipeline runs low: clients that ignore
-        // Retry-After would otherwise keep it busy refusing them with the disk idle (benches/RESULTS.md:
-        // 9.3k msg/s acknowledged that way, against 72k from clients that back off).
-        if self.shard.pipeline_low() {
-            return Ok(());
-        }
         self.overload.admit(self.id)
     }
 

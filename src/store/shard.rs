@@ -605,14 +605,6 @@ impl Shard {
     }
 
     /// Records accepted and not yet through their log commit.
-    /// True while few writes wait for the disk: under a quarter of `--max-pending-writes` (sync) and under
-    /// 1/64 of `--max-pending-records`. A saturated core still admits writes then (`Core::admit_write`).
-    pub fn pipeline_low(&self) -> bool {
-        let writes = self.max_pending_writes.get();
-        (writes == 0 || self.pending_writes.get() < (writes / 4).max(1))
-            && self.pending.get() < self.max_pending.get() / 64
-    }
-
     pub fn pending_records(&self) -> usize {
         self.pending.get()
     }
