@@ -73,6 +73,17 @@ impl Layout {
                 ))
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Written before any data: a directory holding data without it lost it, and guessing its
+                // segment length would file records under the wrong segments.
+                let holds = |dir: PathBuf| fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+                if holds(self.seg_root()) || holds(self.wal_dir()) {
+                    return Err(io::Error::other(format!(
+                        "{} is missing but the data directory holds data: refusing to guess its format. \
+                         Restore the file (two lines: `tickcore-format {FORMAT_VERSION}` and `segment_ns N`, N \
+                         the segment length in ns the directory was created with)",
+                        format.display()
+                    )));
+                }
                 let tmp = self.root.join("FORMAT.tmp");
                 let mut f = File::create(&tmp)?;
                 write!(
