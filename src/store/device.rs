@@ -56,10 +56,9 @@ pub trait Device {
     fn dirs(&self, missing: Vec<PathBuf>, sync: Vec<PathBuf>) -> Io<'static>;
 }
 
-/// An error of `op` on `path` from glommio, as a request sees it.
-pub fn glommio_err(op: &str, path: &Path, e: impl std::fmt::Display) -> StoreError {
+/// A glommio error, with its context, as a request sees it (507 for a full disk).
+pub fn io_err(context: &str, e: impl std::fmt::Display) -> StoreError {
     let s = e.to_string();
-    let context = format!("{op} {}", path.display());
     if s.contains("No space left") || s.contains("os error 28") {
         StoreError::NoSpace(format!("{context}: {s}"))
     } else {
@@ -68,7 +67,7 @@ pub fn glommio_err(op: &str, path: &Path, e: impl std::fmt::Display) -> StoreErr
 }
 
 /// Runs blocking file-system work on glommio's blocking thread, never on the core.
-async fn offload<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+pub async fn offload<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     glommio::executor().spawn_blocking(f).await
 }
 
@@ -88,7 +87,7 @@ impl Dma {
         let n = file
             .write_at(buf, offset)
             .await
-            .map_err(|e| glommio_err(op, path, e))?;
+            .map_err(|e| io_err(&format!("{op} {}", path.display()), e))?;
         if n != bytes.len() {
             return Err(StoreError::Io(format!(
                 "{op} {}: short write, {n} of {} bytes at offset {offset}",
@@ -123,7 +122,7 @@ impl Device for Dma {
         Box::pin(async move {
             file.fdatasync()
                 .await
-                .map_err(|e| glommio_err("fdatasync of", path, e))
+                .map_err(|e| io_err(&format!("fdatasync of {}", path.display()), e))
         })
     }
     fn append(&self, path: PathBuf, at: u64, bytes: Vec<u8>) -> Io<'static> {

@@ -28,7 +28,7 @@ use crate::ingest::decode::Message;
 use crate::query::{asof, params::Window, render};
 
 use crate::store::blockcache::BlockCache;
-use crate::store::device::{Device, Dma};
+use crate::store::device::{io_err, offload, Device, Dma};
 use crate::store::iostats::IoStats;
 use crate::store::iotrace::{trace, Event, Tracer};
 use crate::store::layout::{sync_dir, Layout};
@@ -182,15 +182,6 @@ pub fn now_ns() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-fn io_err(context: &str, e: impl std::fmt::Display) -> StoreError {
-    let s = e.to_string();
-    if s.contains("No space left") || s.contains("os error 28") {
-        StoreError::NoSpace(format!("{context}: {s}"))
-    } else {
-        StoreError::Io(format!("{context}: {s}"))
-    }
-}
-
 /// Bytes of zeros a log file is created with. Commits then overwrite existing blocks, so each is a pure
 /// data write plus device flush; appending past the end would also journal a size change at every commit (measured:
 /// 40k -> 56k single-message commits/s on one core here).
@@ -253,11 +244,6 @@ fn corruption(d: &crate::store::verify::Finding, layout: &Layout, aside: &str) -
         d.what,
         layout.root.display()
     )
-}
-
-/// Runs blocking file-system work (directory fsyncs, renames) on glommio's blocking thread.
-async fn offload<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    glommio::executor().spawn_blocking(f).await
 }
 
 async fn open_log(path: &PathBuf) -> Result<DmaFile, StoreError> {
