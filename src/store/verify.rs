@@ -5,6 +5,7 @@
 //! start (an incomplete last commit is normal after a crash and is reported as information), and entries
 //! that parse inside every valid commit. Plain blocking I/O; run it on a stopped engine's directory.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -58,7 +59,8 @@ fn check_tag_file(path: &Path, seg: i64, segment_ns: i64, s: &mut Summary) -> io
             });
         }
     }
-    s.findings.extend(short_of_sidecar(path)?);
+    s.findings
+        .extend(short_of(path, &sums, Some(bytes.len() as u64)));
     s.tag_files += 1;
     s.records += n as u64;
     Ok(())
@@ -72,13 +74,14 @@ pub fn tag_file_tail(path: &Path, seg: i64, segment_ns: i64) -> io::Result<Vec<F
     let first = len.saturating_sub(1) / BLOCK * BLOCK / RECORD_BYTES;
     let mut bytes = vec![0; len - first * RECORD_BYTES];
     std::os::unix::fs::FileExt::read_exact_at(&f, &mut bytes, (first * RECORD_BYTES) as u64)?;
+    let sums = read_sums(path)?;
     let mut findings = Vec::new();
-    findings.extend(short_of_sidecar(path)?);
+    findings.extend(short_of(path, &sums, Some(len as u64)));
     check_records(path, &bytes, first, len, seg, segment_ns, &mut findings);
     if len >= BLOCK && len % BLOCK == 0 {
         let last = len / BLOCK - 1;
         let block = &bytes[last * BLOCK - first * RECORD_BYTES..];
-        if let Some(what) = sidecar::check(&read_sums(path)?, last, block) {
+        if let Some(what) = sidecar::check(&sums, last, block) {
             findings.push(Finding {
                 path: path.to_path_buf(),
                 offset: (last * BLOCK) as u64,
@@ -93,27 +96,31 @@ pub fn tag_file_tail(path: &Path, seg: i64, segment_ns: i64) -> io::Result<Vec<F
 /// checksum of a block only after a checkpoint wrote and fdatasynced it, so the blocks past the file's end
 /// held acknowledged records. `None` when the file covers every block its sidecar names.
 pub fn short_of_sidecar(tag_file: &Path) -> io::Result<Option<Finding>> {
-    let Some(last) = read_sums(tag_file)?.into_keys().max() else {
-        return Ok(None);
-    };
-    let need = (last as u64 + 1) * BLOCK as u64;
     let len = match fs::metadata(tag_file) {
         Ok(m) => Some(m.len()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
+    Ok(short_of(tag_file, &read_sums(tag_file)?, len))
+}
+
+/// [`short_of_sidecar`] with the sidecar's checksums and the file's length (`None`: missing) at hand.
+fn short_of(tag_file: &Path, sums: &HashMap<u32, u32>, len: Option<u64>) -> Option<Finding> {
+    let last = *sums.keys().max()?;
+    let need = (last as u64 + 1) * BLOCK as u64;
     if len.is_some_and(|l| l >= need) {
-        return Ok(None);
+        return None;
     }
     let is = len.map_or("missing".to_string(), |l| format!("{l} bytes long"));
-    Ok(Some(Finding {
+    Some(Finding {
         path: tag_file.to_path_buf(),
         offset: len.unwrap_or(0),
         what: format!(
-            "the file is {is}, but its sidecar {} holds the checksum of block {last} (bytes up to {need}),              written and synced by a checkpoint: the records there are lost",
+            "the file is {is}, but its sidecar {} holds the checksum of block {last} (bytes up to {need}), \
+             written and synced by a checkpoint: the records there are lost",
             sidecar::path_for(tag_file).display()
         ),
-    }))
+    })
 }
 
 /// Tag files that are missing although their sidecar is there, as (segment, tag file path).
@@ -129,7 +136,7 @@ pub fn sidecars_without_file(layout: &Layout) -> io::Result<Vec<(i64, PathBuf)>>
 }
 
 /// The block checksums of a tag file (none when it has no sidecar).
-fn read_sums(tag_file: &Path) -> io::Result<std::collections::HashMap<u32, u32>> {
+fn read_sums(tag_file: &Path) -> io::Result<HashMap<u32, u32>> {
     match fs::read(sidecar::path_for(tag_file)) {
         Ok(b) => Ok(sidecar::parse(&b)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
