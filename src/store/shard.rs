@@ -234,6 +234,52 @@ fn pin_helper_away_from(busy_cpu: Option<usize>) {
     }
 }
 
+/// Whether segment `seg` ended at or before `cutoff` (retention removes it).
+fn segment_expired(seg: i64, segment_ns: i64, cutoff: i64) -> bool {
+    (seg as i128 + 1) * segment_ns as i128 <= cutoff as i128
+}
+
+/// The sidecars this core owns whose tag file is missing: the file held synced records, so a start is
+/// refused, unless their segment expired (retention removes the sidecar first, then the file; an engine
+/// before that left sidecars behind): then they are removed.
+fn orphan_sidecars(
+    layout: &Layout,
+    id: usize,
+    shards: usize,
+    segment_ns: i64,
+    cutoff: i64,
+) -> Result<(), String> {
+    let orphans = crate::store::verify::sidecars_without_file(layout)
+        .map_err(|e| format!("listing sidecars: {e}"))?;
+    for (seg, path) in orphans {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let Some(tag) = crate::tag::from_file_name(stem) else {
+            continue;
+        };
+        if crate::tag::owner(crate::tag::hash(&tag), shards) != id {
+            continue;
+        }
+        let side = crate::store::sidecar::path_for(&path);
+        if segment_expired(seg, segment_ns, cutoff) {
+            eprintln!(
+                "core {id}: removing {}, left behind by the retention of an expired segment",
+                side.display()
+            );
+            let _ = std::fs::remove_file(&side);
+            continue;
+        }
+        if let Some(d) = crate::store::verify::short_of_sidecar(&path)
+            .map_err(|e| format!("reading {}: {e}", side.display()))?
+        {
+            return Err(corruption(&d, layout, "move its sidecar aside"));
+        }
+    }
+    Ok(())
+}
+
 /// Why a start is refused on damage found in a durable file (`aside`: how to start without the file).
 fn corruption(d: &crate::store::verify::Finding, layout: &Layout, aside: &str) -> String {
     format!(
@@ -365,38 +411,13 @@ impl Shard {
                 .segs
                 .insert(seg, Segment::loaded(n));
         }
-        // A sidecar whose tag file is missing: the file held synced records, unless its segment expired
-        // (retention removes the sidecar first, then the file; an engine before that left sidecars behind).
-        let orphans = crate::store::verify::sidecars_without_file(&layout)
-            .map_err(|e| format!("listing sidecars: {e}"))?;
-        for (seg, path) in orphans {
-            let stem = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default();
-            let Some(tag) = crate::tag::from_file_name(stem) else {
-                continue;
-            };
-            if crate::tag::owner(crate::tag::hash(&tag), shards) != id {
-                continue;
-            }
-            let side = crate::store::sidecar::path_for(&path);
-            let expired = (seg as i128 + 1) * segment_ns as i128
-                <= now_ns().saturating_sub(retention_ns) as i128;
-            if expired {
-                eprintln!(
-                    "core {id}: removing {}, left behind by the retention of an expired segment",
-                    side.display()
-                );
-                let _ = std::fs::remove_file(&side);
-                continue;
-            }
-            if let Some(d) = crate::store::verify::short_of_sidecar(&path)
-                .map_err(|e| format!("reading {}: {e}", side.display()))?
-            {
-                return Err(corruption(&d, &layout, "move its sidecar aside"));
-            }
-        }
+        orphan_sidecars(
+            &layout,
+            id,
+            shards,
+            segment_ns,
+            now_ns().saturating_sub(retention_ns),
+        )?;
         let path = layout.wal_dir().join(format!("{unique}-c{id}-g0.wal"));
         zeroed_log(&path, false).map_err(|e| format!("creating {}: {e}", path.display()))?;
         trace_zeroed_log(&trace, &path);
@@ -930,7 +951,7 @@ impl Shard {
                 .segs
                 .keys()
                 .copied()
-                .take_while(|&seg| (seg as i128 + 1) * self.segment_ns as i128 <= cutoff as i128)
+                .take_while(|&seg| segment_expired(seg, self.segment_ns, cutoff))
                 .collect();
             for seg in expired {
                 t.segs.remove(&seg);
