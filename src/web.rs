@@ -1,7 +1,7 @@
 //! The built-in page (`GET /`): its files, embedded in the binary so the engine serves it with nothing
 //! fetched at run time. The sources are in `web/assets/`; the chart library (uPlot, from the npm registry)
 //! is vendored into `web/assets/vendor/` by `web/build.sh`, whose output is committed, so building the engine
-//! needs no Node. `web/test/page.mjs` drives the page in a real browser (`tests/page.rs`).
+//! needs no Node. `web/test/page.py` drives the page in a real browser (`tests/page.rs`).
 
 pub struct Asset {
     pub path: &'static str,

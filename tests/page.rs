@@ -1,8 +1,9 @@
 //! The built-in page: its files are served with their types and a same-origin-only policy, `/tags` lists
-//! what the page offers, and in a real browser (headless Chromium driven by playwright-core,
-//! `web/test/page.mjs`) picking a tag draws the expected number of points and the live figures from
-//! `/metrics` appear, with no script, console or request error. CI installs Debian's chromium and runs
-//! `npm ci` in `web/`; set PAGE_SCREENSHOT=FILE.png to keep the browser's screenshot.
+//! what the page offers, and in a real browser (Debian's headless Chromium driven by Python's playwright,
+//! `web/test/page.py`) picking a tag draws the expected number of points and the live figures from
+//! `/metrics` appear, with no script, console or request error. CI installs Debian's chromium and the pinned
+//! `playwright` from PyPI (no browser download, no npm); set PAGE_SCREENSHOT=FILE.png to keep the browser's
+//! screenshot.
 mod common;
 use common::*;
 
@@ -110,16 +111,12 @@ fn write_page_data(e: &Engine) -> (i64, i64) {
     (start_ns, end_ns)
 }
 
-/// Runs `web/test/page.mjs` against `e` and returns what it saw, after checking the drawing.
+/// Runs `web/test/page.py` against `e` and returns what it saw, after checking the drawing.
 fn drive_page(e: &Engine, start_ns: i64, end_ns: i64, token: Option<&str>) -> serde_json::Value {
     let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
-    assert!(
-        std::path::Path::new(&format!("{web}/node_modules/playwright-core")).exists(),
-        "run `npm ci` in web/ (and install Debian's chromium) for the browser test"
-    );
-    let mut node = Command::new("node");
-    node.current_dir(web).args([
-        "test/page.mjs",
+    let mut driver = Command::new("python3");
+    driver.current_dir(web).args([
+        "test/page.py",
         &format!("http://{}", e.addr),
         "page-tag",
         &start_ns.to_string(),
@@ -129,12 +126,14 @@ fn drive_page(e: &Engine, start_ns: i64, end_ns: i64, token: Option<&str>) -> se
         .ok()
         .filter(|_| token.is_none())
     {
-        node.arg(s);
+        driver.arg(s);
     }
     if let Some(t) = token {
-        node.env("TOKEN", t);
+        driver.env("TOKEN", t);
     }
-    let out = node.output().expect("node (CI installs nodejs)");
+    let out = driver
+        .output()
+        .expect("python3 (CI installs playwright with pip)");
     assert!(
         out.status.success(),
         "the browser run failed: {}{}",

@@ -69,9 +69,10 @@ fn main() {
         .unwrap_or_else(|| "1".into())
         .parse()
         .expect("CPU");
-    let (real, mut socks) = tickcore::server::listener::bind_all(addr, 1, 4096).expect("bind");
-    let sock = socks.pop().expect("one socket");
-    println!("noop-glommio listening on {real}, cpu {cpu}");
+    let mut bound = tickcore::server::listener::bind_all(addr, 1, 4096).expect("bind");
+    let sock = bound.listeners.pop().expect("one socket");
+    println!("noop-glommio listening on {}, cpu {cpu}", bound.addr);
+    let _address_lock = bound.lock;
     LocalExecutorBuilder::new(Placement::Fixed(cpu))
         .io_memory(1 << 20)
         .spawn(move || async move {

@@ -1,10 +1,22 @@
 //! The listening sockets, built by hand (socket2) because glommio's own bind always sets SO_REUSEPORT and
 //! hard-codes a backlog of 1024: two engines on one port would then silently share its connections.
-//! We first check the address is free with a plain socket (no SO_REUSEPORT), and for port 0 let that
-//! socket pick the port; then every core binds its own SO_REUSEPORT socket to the same address.
+//!
+//! Three steps, each for one failure a user meets:
+//! 1. A guard socket with SO_REUSEADDR but no SO_REUSEPORT binds the address (for port 0 it picks the port).
+//!    It fails while anything *listens* there (another server, another engine: Linux refuses SO_REUSEADDR
+//!    over a listening socket) but not over connections a crashed engine left in TIME_WAIT or FIN_WAIT,
+//!    so a restart right after `kill -9` or SIGTERM with clients connected works at once.
+//! 2. An address lock: an abstract Unix socket named after the address. The kernel lets one process bind a
+//!    name, frees it when the process ends however it ends (`kill -9` included), and keeps it per network
+//!    namespace like the port itself (host-network containers share it). It closes the window where two
+//!    engines started at the same moment both pass step 1 before either listens.
+//! 3. Every core binds its own SO_REUSEPORT socket to the address while the guard still holds it (a guard
+//!    that is not listening does not conflict with them); the guard is dropped after.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -12,13 +24,45 @@ fn socket_for(addr: SocketAddr) -> io::Result<Socket> {
     Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
 }
 
+/// The listening sockets of one engine and the lock that keeps a second engine off their address; the lock
+/// must live as long as the sockets.
+pub struct Bound {
+    pub addr: SocketAddr,
+    pub listeners: Vec<StdListener>,
+    pub lock: AddressLock,
+}
+
+/// Held for the process's lifetime: while it exists no other engine in this network namespace binds `addr`.
+pub struct AddressLock {
+    _socket: UnixListener,
+}
+
+/// The abstract socket name that stands for `addr`.
+fn lock_name(addr: SocketAddr) -> String {
+    format!("tickcore-listen-{addr}")
+}
+
+fn lock_address(addr: SocketAddr) -> io::Result<AddressLock> {
+    let name = lock_name(addr);
+    let unix = UnixAddr::from_abstract_name(name.as_bytes())?;
+    match UnixListener::bind_addr(&unix) {
+        Ok(s) => Ok(AddressLock { _socket: s }),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr}: another tickcore is starting or running on it"),
+        )),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot take the address lock @{name}: {e}"),
+        )),
+    }
+}
+
 /// Returns one listening socket per core, all bound to the same (resolved) address.
-pub fn bind_all(
-    addr: SocketAddr,
-    cores: usize,
-    backlog: i32,
-) -> io::Result<(SocketAddr, Vec<StdListener>)> {
+pub fn bind_all(addr: SocketAddr, cores: usize, backlog: i32) -> io::Result<Bound> {
+    assert!(cores > 0, "an engine has at least one core");
     let guard = socket_for(addr)?;
+    guard.set_reuse_address(true)?;
     guard.bind(&addr.into()).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -31,8 +75,8 @@ pub fn bind_all(
         .local_addr()?
         .as_socket()
         .ok_or_else(|| io::Error::other("non-IP local address"))?;
-    drop(guard);
-    let mut out = Vec::with_capacity(cores);
+    let lock = lock_address(real)?;
+    let mut listeners = Vec::with_capacity(cores);
     for _ in 0..cores {
         let s = socket_for(real)?;
         s.set_reuse_address(true)?;
@@ -42,7 +86,69 @@ pub fn bind_all(
             .map_err(|e| io::Error::new(e.kind(), format!("binding {real}: {e}")))?;
         s.listen(backlog)?;
         s.set_nonblocking(true)?;
-        out.push(s.into());
+        listeners.push(s.into());
     }
-    Ok((real, out))
+    drop(guard);
+    Ok(Bound {
+        addr: real,
+        listeners,
+        lock,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream;
+
+    fn local(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn a_second_bind_of_a_live_address_is_refused_and_the_lock_frees_on_drop() {
+        let first = bind_all(local(0), 2, 16).unwrap();
+        assert_eq!(first.listeners.len(), 2);
+        let err = bind_all(first.addr, 1, 16).err().expect("refused");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        let port = first.addr.port();
+        drop(first);
+        let again = bind_all(local(port), 1, 16).unwrap();
+        assert_eq!(again.addr.port(), port);
+    }
+
+    #[test]
+    fn the_lock_alone_refuses_a_second_engine() {
+        // The window step 2 closes: another engine holds the lock but listens on nothing yet.
+        let probe = StdListener::bind(local(0)).unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let _held = lock_address(addr).unwrap();
+        let err = bind_all(addr, 1, 16).err().expect("refused");
+        assert!(err.to_string().contains("another tickcore"), "{err}");
+    }
+
+    #[test]
+    fn a_connection_left_by_a_closed_engine_does_not_block_a_rebind() {
+        let first = bind_all(local(0), 1, 16).unwrap();
+        let addr = first.addr;
+        let client = TcpStream::connect(addr).unwrap();
+        // Accept, then close the server side first: the server's end goes to FIN_WAIT / TIME_WAIT.
+        first.listeners[0].set_nonblocking(false).unwrap();
+        let (server_side, _) = first.listeners[0].accept().unwrap();
+        drop(server_side);
+        drop(first);
+        drop(client);
+        let again = bind_all(addr, 2, 16).unwrap();
+        assert_eq!(again.addr, addr);
+    }
+
+    #[test]
+    fn a_plain_listener_on_the_address_is_refused() {
+        let other = StdListener::bind(local(0)).unwrap();
+        let err = bind_all(other.local_addr().unwrap(), 1, 16)
+            .err()
+            .expect("refused");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    }
 }

@@ -177,8 +177,10 @@ pub fn run(config: Config) -> Result<(), String> {
             report.records, report.commits, report.logs, report.files
         );
     }
-    let (addr, listeners) =
-        listener::bind_all(config.listen, n, config.backlog).map_err(|e| e.to_string())?;
+    let bound = listener::bind_all(config.listen, n, config.backlog).map_err(|e| e.to_string())?;
+    let (addr, listeners) = (bound.addr, bound.listeners);
+    // Held until the engine returns: no other engine binds this address meanwhile.
+    let _address_lock = bound.lock;
     let mut config = config;
     config.listen = addr;
 

@@ -39,6 +39,17 @@ pub fn try_start_via(
     cpus: &str,
     extra: &[&str],
 ) -> Result<Engine, String> {
+    try_start_at(launcher, "127.0.0.1:0", dir, cpus, extra)
+}
+
+/// As [`try_start_via`], listening on `listen` (e.g. a fixed port a restart must get back).
+pub fn try_start_at(
+    launcher: &[&str],
+    listen: &str,
+    dir: &Path,
+    cpus: &str,
+    extra: &[&str],
+) -> Result<Engine, String> {
     let bin = env!("CARGO_BIN_EXE_tickcore");
     let mut cmd = match launcher.split_first() {
         Some((first, rest)) => {
@@ -49,7 +60,7 @@ pub fn try_start_via(
         None => Command::new(bin),
     };
     let mut child = cmd
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["--listen", listen, "--data-dir"])
         .arg(dir)
         .args(["--cpus", cpus, "--report-interval", "0"])
         .args(extra)
@@ -90,15 +101,20 @@ pub fn try_start_via(
     }
 }
 
+/// A connection to any server at `addr` (an engine this harness did not start, e.g. in a container).
+pub fn connect_to(addr: &str) -> std::io::Result<Conn> {
+    let s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.set_nodelay(true)?;
+    Ok(Conn {
+        reader: BufReader::new(s.try_clone()?),
+        stream: s,
+    })
+}
+
 impl Engine {
     pub fn connect(&self) -> Conn {
-        let s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.set_nodelay(true).unwrap();
-        Conn {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            stream: s,
-        }
+        connect_to(&self.addr).unwrap()
     }
 
     pub fn kill9(mut self) {

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds the tickcore image where no image can be pulled (no registry): a Debian bookworm base image made with
+# debootstrap from the Debian mirror apt already uses, then the Dockerfile's `prebuilt` target FROM that
+# base with the engine and the load generator built here (release). The image is tagged tickcore:latest,
+# the name docker-compose.yml runs, so `docker compose up` (or docker-compose 1.29's `docker-compose up`)
+# uses it. Where rust: and debian: can be pulled, `docker compose build` builds from source instead; both
+# share the Dockerfile's runtime stage.
+#   docker/build.sh
+# Environment: IMAGE (tickcore:latest), BASE_IMAGE (tickcore-base:bookworm; made once, kept, reused),
+# MIRROR (the Debian mirror for debootstrap; default: the one apt's sources name for bookworm).
+# Needs root (debootstrap), a running Docker daemon and cargo; installs debootstrap when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+image=${IMAGE:-tickcore:latest}
+base=${BASE_IMAGE:-tickcore-base:bookworm}
+
+docker info >/dev/null 2>&1 || { echo "docker/build.sh: no Docker daemon answers (docker info failed)" >&2; exit 1; }
+
+if ! docker image inspect "$base" >/dev/null 2>&1; then
+  if ! command -v debootstrap >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null && apt-get install -y -qq debootstrap >/dev/null
+  fi
+  # shellcheck disable=SC2016 # $(REPO_URI) is apt's field syntax, not the shell's
+  mirror=${MIRROR:-$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' | awk '$2 == "bookworm" { print $1; exit }')}
+  if [ -z "$mirror" ]; then
+    echo "docker/build.sh: apt's sources name no bookworm mirror; set MIRROR" >&2
+    exit 1
+  fi
+  root=$(mktemp -d /tmp/tickcore-base.XXXXXX)
+  trap 'rm -rf "$root"' EXIT
+  echo "docker/build.sh: debootstrap bookworm from $mirror (about a minute)"
+  # minbase is what debian:bookworm-slim holds (essential packages and apt); passwd brings useradd.
+  debootstrap --variant=minbase --include=passwd bookworm "$root" "$mirror" >"$root.log" 2>&1 || {
+    tail -n 20 "$root.log" >&2
+    exit 1
+  }
+  rm -f "$root.log"
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*.log
+  tar -C "$root" -c . | docker import -c 'CMD ["bash"]' - "$base" >/dev/null
+  rm -rf "$root"
+  trap - EXIT
+  echo "docker/build.sh: base image $base made"
+fi
+
+cargo build --release --locked -p tickcore -p loadgen --bin tickcore --bin loadgen
+context=$(mktemp -d /tmp/tickcore-image.XXXXXX)
+trap 'rm -rf "$context"' EXIT
+cp target/release/tickcore target/release/loadgen "$context/"
+docker build --quiet --target prebuilt --build-arg BASE="$base" -t "$image" -f Dockerfile "$context" >/dev/null
+echo "docker/build.sh: $image built FROM $base ($(docker image inspect -f '{{.Size}}' "$image") bytes)"

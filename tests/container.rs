@@ -1,0 +1,278 @@
+//! The real image in the real Docker engine, as a user runs it: `docker/build.sh` builds `tickcore:latest`
+//! (a debootstrap base image where nothing can be pulled, the release binaries built here), and
+//! `docker-compose.yml` starts the engine with the repository's seccomp profile and ulimits on host network.
+//! A record posted to the container is read back, and again after `compose stop` / `start` (SIGTERM, a clean
+//! shutdown, the data volume kept); then the `load` profile runs the producer and the query-client services
+//! for a short run, and both must exit 0 with every SLO verdict PASS.
+//!
+//! Needs a running Docker daemon, root (debootstrap) and Compose: `docker compose` (v2) where it exists, else
+//! Debian's `docker-compose` 1.29 (COMPOSE="docker-compose" chooses). CI runs `docker/build.sh` before the
+//! suite, so the call here only checks the image is current.
+mod common;
+use common::*;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The compose command: `COMPOSE` if set, `docker compose` if the plugin answers, else `docker-compose`.
+fn compose_command() -> Vec<String> {
+    if let Ok(c) = std::env::var("COMPOSE") {
+        return c.split_whitespace().map(String::from).collect();
+    }
+    let v2 = Command::new("docker")
+        .args(["compose", "version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if v2 {
+        vec!["docker".into(), "compose".into()]
+    } else {
+        vec!["docker-compose".into()]
+    }
+}
+
+/// One compose project on its own port, taken down (with its volume) when dropped.
+struct Project {
+    compose: Vec<String>,
+    name: String,
+    env: Vec<(String, String)>,
+    port: u16,
+}
+
+impl Project {
+    fn new(port: u16) -> Project {
+        let mut env = vec![
+            ("TICKCORE_HOST".to_string(), "127.0.0.1".to_string()),
+            ("TICKCORE_PORT".to_string(), port.to_string()),
+            ("LOAD_DURATION".to_string(), "20s".to_string()),
+        ];
+        // A container cannot get more than the Docker daemon's own hard limits without CAP_SYS_RESOURCE
+        // (runc: "error setting rlimit type 8: operation not permitted"). The daemon runs under the same
+        // limits as this test on the machines here; where they are finite, ask for exactly them.
+        if let Some(memlock) = hard_limit(libc::RLIMIT_MEMLOCK) {
+            env.push(("TICKCORE_MEMLOCK".into(), memlock.to_string()));
+        }
+        if let Some(nofile) = hard_limit(libc::RLIMIT_NOFILE) {
+            env.push(("TICKCORE_NOFILE".into(), nofile.min(1_048_576).to_string()));
+        }
+        Project {
+            compose: compose_command(),
+            name: format!("tickcore-test-{}", std::process::id()),
+            env,
+            port,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let (prog, pre) = self.compose.split_first().expect("a compose command");
+        let out = Command::new(prog)
+            .args(pre)
+            .args(["-f", "docker-compose.yml", "-p", &self.name])
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(ROOT)
+            .output()
+            .unwrap_or_else(|e| panic!("{:?}: {e}", self.compose));
+        out
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "compose {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn logs(&self, service: &str) -> String {
+        let out = self.run(&["logs", "--no-color", service]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    fn container(&self, service: &str) -> String {
+        let id = self.ok(&["ps", "-q", service]).trim().to_string();
+        assert!(!id.is_empty(), "no container for {service}");
+        id
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until the engine answers `GET /health` with 200.
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(mut c) = connect_to(&self.addr()) {
+                if c.request("GET", "/health", &[], b"").status == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the engine container never answered /health; its log:\n{}",
+                self.logs("engine")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn get(&self, target: &str) -> Response {
+        connect_to(&self.addr())
+            .unwrap()
+            .request("GET", target, &[], b"")
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("engine log:\n{}", self.logs("engine"));
+        }
+        let _ = self.run(&["--profile", "load", "down", "-v", "--timeout", "30"]);
+    }
+}
+
+fn hard_limit(resource: libc::__rlimit_resource_t) -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let rc = unsafe { libc::getrlimit(resource, &mut r) };
+    (rc == 0 && r.rlim_max != libc::RLIM_INFINITY).then_some(r.rlim_max)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn inspect(container: &str, format: &str) -> String {
+    let out = Command::new("docker")
+        .args(["inspect", "-f", format, container])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn the_image_runs_under_compose_keeps_data_and_passes_a_short_load() {
+    let build = Command::new("bash")
+        .arg(Path::new(ROOT).join("docker/build.sh"))
+        .output()
+        .expect("bash");
+    assert!(
+        build.status.success(),
+        "docker/build.sh failed: {}{}",
+        String::from_utf8_lossy(&build.stdout),
+        String::from_utf8_lossy(&build.stderr)
+    );
+
+    let p = Project::new(free_port());
+    // docker-compose 1.29 with a newer engine can fail to recreate a container (KeyError: 'ContainerConfig'):
+    // always down before up.
+    let _ = p.run(&["--profile", "load", "down", "-v"]);
+    p.ok(&["up", "-d", "engine"]);
+    p.wait_healthy();
+
+    // The container runs with the repository's seccomp profile (its text, as the daemon got it) and the
+    // ulimits the compose file sets.
+    let engine = p.container("engine");
+    let security = inspect(&engine, "{{json .HostConfig.SecurityOpt}}");
+    assert!(
+        security.contains("seccomp=") && security.contains("io_uring_setup"),
+        "the seccomp profile is not applied: {security}"
+    );
+    let ulimits = inspect(&engine, "{{json .HostConfig.Ulimits}}");
+    assert!(ulimits.contains("\"Name\":\"memlock\""), "{ulimits}");
+    let logs = p.logs("engine");
+    let ready = format!("ready: listening on http://{}", p.addr());
+    assert!(logs.contains(&ready), "{logs}");
+
+    // A record posted to the container is read back as it was written.
+    let t = now_ns() - 60_000_000_000;
+    let body = msg("in-a-container", t, 1.5);
+    let r = connect_to(&p.addr())
+        .unwrap()
+        .request("POST", "/save", &[], body.as_bytes());
+    assert_eq!(r.status, 204, "{}", r.text());
+    let read_back = |p: &Project| {
+        let r = p.get(&format!(
+            "/export?tag=in-a-container&start={}&end={}",
+            i64::MIN,
+            i64::MAX
+        ));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let lines: Vec<serde_json::Value> = r
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{}", r.text());
+        assert_eq!(lines[0]["time"], t);
+        let values: Vec<f64> = lines[0]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(values, (0..10).map(|i| 1.5 + i as f64).collect::<Vec<_>>());
+    };
+    read_back(&p);
+
+    // SIGTERM (compose stop) is a clean shutdown; the data volume outlives the process.
+    p.ok(&["stop", "engine"]);
+    assert_eq!(
+        inspect(&engine, "{{.State.ExitCode}}"),
+        "0",
+        "{}",
+        p.logs("engine")
+    );
+    p.ok(&["start", "engine"]);
+    p.wait_healthy();
+    read_back(&p);
+
+    // The load profile: the producer and the query clients as two services, a short run, their verdicts.
+    p.ok(&["--profile", "load", "up", "-d", "producer", "queries"]);
+    for service in ["producer", "queries"] {
+        let id = p.container(service);
+        let status = Command::new("docker")
+            .args(["wait", &id])
+            .output()
+            .expect("docker wait");
+        let code = String::from_utf8_lossy(&status.stdout).trim().to_string();
+        let logs = p.logs(service);
+        assert_eq!(code, "0", "{service} exited {code}:\n{logs}");
+        let verdicts: Vec<&str> = logs.lines().filter(|l| l.contains("SLO ")).collect();
+        assert!(
+            !verdicts.is_empty(),
+            "{service} printed no verdict:\n{logs}"
+        );
+        assert!(
+            verdicts.iter().all(|l| l.trim_end().ends_with("PASS")),
+            "{service}: {verdicts:#?}"
+        );
+        eprintln!("{service}: {verdicts:#?}");
+    }
+    // The producer's records are in the engine that served them.
+    let tags = p.get("/tags?limit=1").json();
+    assert!(tags["total"].as_i64().unwrap() > 100, "{tags}");
+}
