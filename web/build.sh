@@ -1,7 +1,9 @@
 #!/bin/sh
 # Builds the built-in page's vendored assets: installs the pinned chart library (uPlot) from the npm registry
 # and copies its minified build and licence into web/assets/vendor/. The output is committed, so
-# `cargo build` needs no Node; run this only to change the library's version (then commit web/assets/vendor).
+# `cargo build` needs no Node; run this only to change the library's version (then commit web/assets/vendor),
+# on a machine that reaches the npm registry. Nothing else needs npm: the tests (the browser test included,
+# web/test/page.py) and CI run without it.
 #   cd web && npm run build        (or: sh web/build.sh)
 set -eu
 cd "$(dirname "$0")"
