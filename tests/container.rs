@@ -152,14 +152,6 @@ fn hard_limit(resource: libc::__rlimit_resource_t) -> Option<u64> {
     (rc == 0 && r.rlim_max != libc::RLIM_INFINITY).then_some(r.rlim_max)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn inspect(container: &str, format: &str) -> String {
     let out = Command::new("docker")
         .args(["inspect", "-f", format, container])

@@ -9,14 +9,6 @@ use std::time::Duration;
 
 const S: i64 = 1_000_000_000;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Connections in every state a crash leaves behind: keep-alive ones that stay open across the kill
 /// (their server ends go to FIN_WAIT), and HTTP/1.0 ones the server closed first (TIME_WAIT).
 fn hold_connections(e: &Engine) -> Vec<Conn> {

@@ -101,6 +101,15 @@ pub fn try_start_at(
     }
 }
 
+/// A port that was free a moment ago on 127.0.0.1 (for tests that need to know it before the engine starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A connection to any server at `addr` (an engine this harness did not start, e.g. in a container).
 pub fn connect_to(addr: &str) -> std::io::Result<Conn> {
     let s = TcpStream::connect(addr)?;
