@@ -20,7 +20,7 @@ ENV TICKCORE_LISTEN=0.0.0.0:8080 \
 EXPOSE 8080
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=5s --timeout=2s --start-period=30s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${TICKCORE_LISTEN##*:} && printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+  CMD ["bash", "-c", "h=$(printf %s \"${TICKCORE_LISTEN%:*}\" | tr -d '[]') && exec 3<>\"/dev/tcp/$h/${TICKCORE_LISTEN##*:}\" && printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["tickcore"]
 
 # Binaries built on the host (docker/build.sh): the build context is a folder holding just these two files.

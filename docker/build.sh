@@ -26,19 +26,34 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
     echo "docker/build.sh: apt's sources name no bookworm mirror; set MIRROR" >&2
     exit 1
   fi
-  root=$(mktemp -d /tmp/tickcore-base.XXXXXX)
-  trap 'rm -rf "$root"' EXIT
-  echo "docker/build.sh: debootstrap bookworm from $mirror (about a minute)"
-  # minbase is what debian:bookworm-slim holds (essential packages and apt); passwd brings useradd.
-  debootstrap --variant=minbase --include=passwd bookworm "$root" "$mirror" >"$root.log" 2>&1 || {
-    tail -n 20 "$root.log" >&2
-    exit 1
+  work=$(mktemp -d /tmp/tickcore-base.XXXXXX)
+  root=$work/root
+  # Whatever ends this script (an error, Ctrl-C, SIGTERM) ends debootstrap's process group too, unmounts
+  # what it mounted in the tree and removes the tree and its log (never crossing into a mounted filesystem).
+  pid=
+  cleanup() {
+    if [ -n "$pid" ]; then kill -TERM -- "-$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    findmnt -rn -o TARGET | grep -F "$root/" | sort -r | xargs -r umount -l 2>/dev/null || true
+    rm -rf --one-file-system "$work"
   }
-  rm -f "$root.log"
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  echo "docker/build.sh: debootstrap bookworm from $mirror (about a minute)"
+  # minbase is what debian:bookworm-slim holds (essential packages and apt); passwd brings useradd. setsid
+  # gives debootstrap and its children a process group of their own, for the cleanup above.
+  setsid debootstrap --variant=minbase --include=passwd bookworm "$root" "$mirror" >"$work/log" 2>&1 &
+  pid=$!
+  if ! wait "$pid"; then
+    pid=
+    tail -n 20 "$work/log" >&2
+    exit 1
+  fi
+  pid=
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*.log
   tar -C "$root" -c . | docker import -c 'CMD ["bash"]' - "$base" >/dev/null
-  rm -rf "$root"
-  trap - EXIT
+  cleanup
+  trap - EXIT INT TERM
   echo "docker/build.sh: base image $base made"
 fi
 

@@ -14,8 +14,9 @@ if [ -z "$hadolint" ]; then
   hadolint=$(command -v hadolint || echo "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint")
 fi
 docker-compose -f docker-compose.yml config -q
-# What `up` starts: the engine alone by default; the producer and the query clients with --profile load.
-docker-compose -f docker-compose.yml config | /usr/bin/python3 -c '
+# What `up` starts: the engine alone by default; the producer and the query clients with --profile load. The
+# defaults are checked, whatever the caller's environment lowers (TICKCORE_MEMLOCK, TICKCORE_NOFILE).
+env -u TICKCORE_MEMLOCK -u TICKCORE_NOFILE docker-compose -f docker-compose.yml config | /usr/bin/python3 -c '
 import sys, yaml
 c = yaml.safe_load(sys.stdin)["services"]
 default = sorted(n for n, s in c.items() if not s.get("profiles"))

@@ -16,6 +16,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// The engine listens here, not on 0.0.0.0: the whole loopback range reaches it, no other interface does.
+const HOST: &str = "127.0.0.2";
 
 /// The compose command: `COMPOSE` if set, `docker compose` if the plugin answers, else `docker-compose`.
 fn compose_command() -> Vec<String> {
@@ -44,18 +46,19 @@ struct Project {
 
 impl Project {
     fn new(port: u16) -> Project {
+        // Not the default address: the health check and the load services must follow TICKCORE_HOST.
         let mut env = vec![
-            ("TICKCORE_HOST".to_string(), "127.0.0.1".to_string()),
+            ("TICKCORE_HOST".to_string(), HOST.to_string()),
             ("TICKCORE_PORT".to_string(), port.to_string()),
             ("LOAD_DURATION".to_string(), "20s".to_string()),
         ];
         // A container cannot get more than the Docker daemon's own hard limits without CAP_SYS_RESOURCE
-        // (runc: "error setting rlimit type 8: operation not permitted"). The daemon runs under the same
-        // limits as this test on the machines here; where they are finite, ask for exactly them.
-        if let Some(memlock) = hard_limit(libc::RLIMIT_MEMLOCK) {
+        // (runc: "error setting rlimit type 8: operation not permitted"): where they are finite, ask for
+        // exactly them, as docs/operations.md tells users to.
+        if let Some(memlock) = daemon_hard_limit("Max locked memory") {
             env.push(("TICKCORE_MEMLOCK".into(), memlock.to_string()));
         }
-        if let Some(nofile) = hard_limit(libc::RLIMIT_NOFILE) {
+        if let Some(nofile) = daemon_hard_limit("Max open files") {
             env.push(("TICKCORE_NOFILE".into(), nofile.min(1_048_576).to_string()));
         }
         Project {
@@ -106,7 +109,7 @@ impl Project {
     }
 
     fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{HOST}:{}", self.port)
     }
 
     /// Waits until the engine answers `GET /health` with 200.
@@ -143,13 +146,24 @@ impl Drop for Project {
     }
 }
 
-fn hard_limit(resource: libc::__rlimit_resource_t) -> Option<u64> {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    let rc = unsafe { libc::getrlimit(resource, &mut r) };
-    (rc == 0 && r.rlim_max != libc::RLIM_INFINITY).then_some(r.rlim_max)
+/// The Docker daemon's hard limit named `name` in /proc/PID/limits (None when unlimited); the daemon must run
+/// on this machine, as the test's host-network containers assume.
+fn daemon_hard_limit(name: &str) -> Option<u64> {
+    let pid = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "dockerd")
+        })
+        .expect("a dockerd process on this machine")
+        .path();
+    let limits = std::fs::read_to_string(pid.join("limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("{name} in {limits}"));
+    let hard = line[name.len()..].split_whitespace().nth(1).unwrap();
+    (hard != "unlimited").then(|| hard.parse().unwrap())
 }
 
 fn inspect(container: &str, format: &str) -> String {
@@ -184,10 +198,20 @@ fn the_image_runs_under_compose_keeps_data_and_passes_a_short_load() {
     let _ = p.run(&["--profile", "load", "down", "-v"]);
     p.ok(&["up", "-d", "engine"]);
     p.wait_healthy();
+    // Docker's own health check (the load services wait for it) finds the engine where it listens.
+    let engine = p.container("engine");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while inspect(&engine, "{{.State.Health.Status}}") != "healthy" {
+        assert!(
+            Instant::now() < deadline,
+            "docker never saw the engine healthy: {}",
+            inspect(&engine, "{{json .State.Health}}")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // The container runs with the repository's seccomp profile (its text, as the daemon got it) and the
     // ulimits the compose file sets.
-    let engine = p.container("engine");
     let security = inspect(&engine, "{{json .HostConfig.SecurityOpt}}");
     assert!(
         security.contains("seccomp=") && security.contains("io_uring_setup"),

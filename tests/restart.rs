@@ -58,6 +58,26 @@ fn the_same_port_is_back_at_once_after_kill9_and_sigterm_with_clients_connected(
 }
 
 #[test]
+fn a_new_engine_gets_the_port_of_one_killed_a_moment_ago() {
+    // An empty data directory starts in milliseconds, while the killed engine's listening sockets live on
+    // for some milliseconds after it is reaped (io_uring closes its files asynchronously).
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut dirs = vec![tempfile::tempdir().unwrap()];
+    let mut e = try_start_at(&[], &listen, dirs[0].path(), "0,1", &[]).unwrap();
+    for round in 0..8 {
+        let held = hold_connections(&e);
+        e.kill9();
+        dirs.push(tempfile::tempdir().unwrap());
+        let dir = dirs.last().unwrap().path();
+        e = try_start_at(&[], &listen, dir, "0,1", &[]).unwrap_or_else(|err| {
+            panic!("round {round}: the start on {listen} after a kill -9 was refused: {err}")
+        });
+        drop(held);
+        assert_eq!(e.get("/health").status, 200);
+    }
+}
+
+#[test]
 fn a_second_engine_on_a_live_port_is_refused_and_the_first_keeps_serving() {
     let d1 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();
@@ -76,18 +96,26 @@ fn a_second_engine_on_a_live_port_is_refused_and_the_first_keeps_serving() {
 
 #[test]
 fn of_engines_started_at_the_same_moment_on_one_port_exactly_one_listens() {
-    let listen = format!("127.0.0.1:{}", free_port());
+    // Half of them on the wildcard address: 0.0.0.0:P and 127.0.0.1:P overlap, so they compete too.
+    let port = free_port();
+    let addresses = [
+        format!("127.0.0.1:{port}"),
+        format!("0.0.0.0:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("0.0.0.0:{port}"),
+    ];
     for round in 0..5 {
         let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(dirs.len()));
         let results: Vec<Result<Engine, String>> = std::thread::scope(|s| {
             let handles: Vec<_> = dirs
                 .iter()
-                .map(|d| {
-                    let (barrier, listen) = (barrier.clone(), listen.clone());
+                .zip(&addresses)
+                .map(|(d, listen)| {
+                    let barrier = barrier.clone();
                     s.spawn(move || {
                         barrier.wait();
-                        try_start_at(&[], &listen, d.path(), "0,1", &[])
+                        try_start_at(&[], listen, d.path(), "0,1", &[])
                     })
                 })
                 .collect();
@@ -97,7 +125,7 @@ fn of_engines_started_at_the_same_moment_on_one_port_exactly_one_listens() {
         assert_eq!(
             up.len(),
             1,
-            "round {round}: {} engines listen on {listen}",
+            "round {round}: {} engines listen on port {port}",
             up.len()
         );
         for r in refused {

@@ -5,11 +5,16 @@
 //! 1. A guard socket with SO_REUSEADDR but no SO_REUSEPORT binds the address (for port 0 it picks the port).
 //!    It fails while anything *listens* there (another server, another engine: Linux refuses SO_REUSEADDR
 //!    over a listening socket) but not over connections a crashed engine left in TIME_WAIT or FIN_WAIT,
-//!    so a restart right after `kill -9` or SIGTERM with clients connected works at once.
-//! 2. An address lock: an abstract Unix socket named after the address. The kernel lets one process bind a
-//!    name, frees it when the process ends however it ends (`kill -9` included), and keeps it per network
+//!    so a restart right after `kill -9` or SIGTERM with clients connected works at once. An engine killed
+//!    a moment ago still holds its listening sockets for some milliseconds after it is reaped (io_uring
+//!    releases its files asynchronously; 7-14 ms measured here), so a bind refused with EADDRINUSE is
+//!    retried for up to [`BIND_RETRY`] before the engine gives up.
+//! 2. A port lock: an abstract Unix socket named after the port. The kernel lets one process bind a name,
+//!    frees it when the process ends however it ends (`kill -9` included), and keeps it per network
 //!    namespace like the port itself (host-network containers share it). It closes the window where two
-//!    engines started at the same moment both pass step 1 before either listens.
+//!    engines started at the same moment both pass step 1 before either listens. It is keyed by the port
+//!    alone, not the address: 0.0.0.0:P, 127.0.0.1:P, [::]:P and [::ffff:127.0.0.1]:P overlap, so one engine
+//!    per port and network namespace.
 //! 3. Every core binds its own SO_REUSEPORT socket to the address while the guard still holds it (a guard
 //!    that is not listening does not conflict with them); the guard is dropped after.
 
@@ -17,6 +22,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -32,29 +38,51 @@ pub struct Bound {
     pub lock: AddressLock,
 }
 
-/// Held for the process's lifetime: while it exists no other engine in this network namespace binds `addr`.
+/// Held for the process's lifetime: while it exists no other engine in this network namespace binds the
+/// port.
 pub struct AddressLock {
     _socket: UnixListener,
 }
 
-/// The abstract socket name that stands for `addr`.
-fn lock_name(addr: SocketAddr) -> String {
-    format!("tickcore-listen-{addr}")
+/// How long a bind refused with EADDRINUSE is retried: an engine killed a moment ago still holds its sockets
+/// for milliseconds; a live one holds them for good, and is reported after this.
+pub const BIND_RETRY: Duration = Duration::from_secs(1);
+
+/// The abstract socket name that stands for `port`.
+fn lock_name(port: u16) -> String {
+    format!("tickcore-listen-port-{port}")
 }
 
-fn lock_address(addr: SocketAddr) -> io::Result<AddressLock> {
-    let name = lock_name(addr);
+fn lock_port(addr: SocketAddr) -> io::Result<AddressLock> {
+    let name = lock_name(addr.port());
     let unix = UnixAddr::from_abstract_name(name.as_bytes())?;
-    match UnixListener::bind_addr(&unix) {
+    match retry_in_use(|| UnixListener::bind_addr(&unix)) {
         Ok(s) => Ok(AddressLock { _socket: s }),
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
             e.kind(),
-            format!("cannot listen on {addr}: another tickcore is starting or running on it"),
+            format!(
+                "cannot listen on {addr}: another tickcore is starting or running on port {} \
+                 (lock @{name})",
+                addr.port()
+            ),
         )),
         Err(e) => Err(io::Error::new(
             e.kind(),
-            format!("cannot take the address lock @{name}: {e}"),
+            format!("cannot take the port lock @{name}: {e}"),
         )),
+    }
+}
+
+/// Runs `bind` until it succeeds, fails with anything but EADDRINUSE, or [`BIND_RETRY`] has passed.
+fn retry_in_use<T>(mut bind: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let deadline = Instant::now() + BIND_RETRY;
+    loop {
+        match bind() {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -63,11 +91,13 @@ pub fn bind_all(addr: SocketAddr, cores: usize, backlog: i32) -> io::Result<Boun
     assert!(cores > 0, "an engine has at least one core");
     let guard = socket_for(addr)?;
     guard.set_reuse_address(true)?;
-    guard.bind(&addr.into()).map_err(|e| {
+    retry_in_use(|| guard.bind(&addr.into())).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!(
-                "cannot listen on {addr}: {e} (is another server, or another tickcore, using it?)"
+                "cannot listen on {addr}: {e}, still after {} ms (is another server, or another \
+                 tickcore, using it?)",
+                BIND_RETRY.as_millis()
             ),
         )
     })?;
@@ -75,7 +105,7 @@ pub fn bind_all(addr: SocketAddr, cores: usize, backlog: i32) -> io::Result<Boun
         .local_addr()?
         .as_socket()
         .ok_or_else(|| io::Error::other("non-IP local address"))?;
-    let lock = lock_address(real)?;
+    let lock = lock_port(real)?;
     let mut listeners = Vec::with_capacity(cores);
     for _ in 0..cores {
         let s = socket_for(real)?;
@@ -118,14 +148,34 @@ mod tests {
     }
 
     #[test]
-    fn the_lock_alone_refuses_a_second_engine() {
-        // The window step 2 closes: another engine holds the lock but listens on nothing yet.
+    fn the_lock_alone_refuses_a_second_engine_on_any_address_of_the_port() {
+        // The window step 2 closes: another engine holds the lock but listens on nothing yet, here on the
+        // wildcard address; a start on 127.0.0.1 with the same port overlaps it.
         let probe = StdListener::bind(local(0)).unwrap();
-        let addr = probe.local_addr().unwrap();
+        let port = probe.local_addr().unwrap().port();
         drop(probe);
-        let _held = lock_address(addr).unwrap();
-        let err = bind_all(addr, 1, 16).err().expect("refused");
+        let _held = lock_port(SocketAddr::from(([0, 0, 0, 0], port))).unwrap();
+        let started = Instant::now();
+        let err = bind_all(local(port), 1, 16).err().expect("refused");
         assert!(err.to_string().contains("another tickcore"), "{err}");
+        assert!(
+            started.elapsed() >= BIND_RETRY,
+            "refused only after the retry"
+        );
+    }
+
+    #[test]
+    fn a_bind_is_retried_while_the_address_is_freed() {
+        // A dying engine's listener, closed a little later, as io_uring does after kill -9.
+        let dying = StdListener::bind(local(0)).unwrap();
+        let addr = dying.local_addr().unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(dying);
+        });
+        let bound = bind_all(addr, 2, 16).unwrap();
+        assert_eq!(bound.addr, addr);
+        closer.join().unwrap();
     }
 
     #[test]
