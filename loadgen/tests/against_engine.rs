@@ -194,4 +194,11 @@ fn crash_loop_finds_every_acknowledged_record_after_kill_9() {
     let last = text.lines().last().unwrap_or_default();
     assert!(last.contains("lost 0, duplicated 0, corrupt 0"), "{text}");
     assert_eq!(text.matches("round ").count(), 3, "{text}");
+    // Every restart got the same port back (the default `--listen fixed`), with connections open at the kill.
+    let addrs: std::collections::HashSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("round "))
+        .filter_map(|l| l.rsplit(" at ").next())
+        .collect();
+    assert_eq!(addrs.len(), 1, "{text}");
 }

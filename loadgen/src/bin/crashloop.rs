@@ -5,7 +5,11 @@
 //! may be present or not, but at most once and exact.
 //!
 //! Every message carries a unique id in `values[0]`, so each exported record names what was sent. Prints one
-//! line per round and exits 1 if any record was lost, duplicated or corrupt.
+//! line per round and exits 1 if any record was lost, duplicated or corrupt, or if a restart was refused.
+//!
+//! By default every round restarts on the same port, as a supervisor does, with the writers' connections
+//! open at the kill and a few idle keep-alive connections held across the restart (`--listen fixed`);
+//! `--listen 127.0.0.1:0` takes a new port each round.
 //!
 //! `cargo build --release && target/release/crashloop --rounds 100`
 
@@ -61,6 +65,10 @@ struct Args {
     /// disk and so must show losses: the tool's own check).
     #[arg(long, allow_hyphen_values = true)]
     engine_arg: Vec<String>,
+    /// Where the engine listens: `fixed` (a free port picked once, kept for every restart) or ADDR:PORT
+    /// (port 0: a new port each round).
+    #[arg(long, default_value = "fixed")]
+    listen: String,
 }
 
 /// What was sent: the tag index, the time and the values (values[0] is the unique id).
@@ -109,17 +117,10 @@ struct Engine {
     addr: String,
 }
 
-fn start(a: &Args, dir: &std::path::Path, cpus: &str) -> Result<(Engine, Duration)> {
+fn start(a: &Args, listen: &str, dir: &std::path::Path, cpus: &str) -> Result<(Engine, Duration)> {
     let began = Instant::now();
     let mut child = Command::new(&a.engine)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--report-interval",
-            "0",
-            "--cpus",
-            cpus,
-        ])
+        .args(["--listen", listen, "--report-interval", "0", "--cpus", cpus])
         .args([
             "--checkpoint-interval",
             &a.checkpoint_interval,
@@ -135,7 +136,7 @@ fn start(a: &Args, dir: &std::path::Path, cpus: &str) -> Result<(Engine, Duratio
     loop {
         let line = lines
             .next()
-            .ok_or_else(|| anyhow!("the engine exited before its ready line"))??;
+            .ok_or_else(|| anyhow!("the engine on {listen} exited before its ready line"))??;
         if let Some(rest) = line.strip_prefix("ready: listening on http://") {
             let addr = rest
                 .split_whitespace()
@@ -281,13 +282,21 @@ fn main() -> Result<()> {
         a.max_run,
         dir.display()
     );
-    let (mut engine, _) = start(&a, &dir, cpus[0])?;
+    let listen = if a.listen == "fixed" {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        format!("127.0.0.1:{port}")
+    } else {
+        a.listen.clone()
+    };
+    let (mut engine, _) = start(&a, &listen, &dir, cpus[0])?;
     for round in 1..=a.rounds {
         // Load, then kill -9 at a random moment.
         let run_for = rng.gen_range(a.min_run..=a.max_run);
         let stop = Rc::new(std::cell::Cell::new(false));
         let local = tokio::task::LocalSet::new();
-        let (acked, in_flight) = local.block_on(&rt, async {
+        let (acked, in_flight, idle) = local.block_on(&rt, async {
             let tasks: Vec<_> = (0..a.writers)
                 .map(|w| {
                     tokio::task::spawn_local(writer(
@@ -301,6 +310,10 @@ fn main() -> Result<()> {
                 })
                 .collect();
             tokio::time::sleep(run_for).await;
+            // Idle keep-alive connections, held open across the kill and the restart.
+            let idle: Vec<_> = (0..4)
+                .filter_map(|_| std::net::TcpStream::connect(&engine.addr).ok())
+                .collect();
             let _ = engine.child.kill(); // SIGKILL
             let _ = engine.child.wait();
             stop.set(true);
@@ -310,15 +323,17 @@ fn main() -> Result<()> {
                 acked.extend(a);
                 in_flight.extend(f);
             }
-            (acked, in_flight)
+            (acked, in_flight, idle)
         });
         for m in acked.iter().chain(&in_flight) {
             sent.insert(m.values[0] as u64, *m);
         }
         acked_ids.extend(acked.iter().map(|m| m.values[0] as u64));
         // Restart (another core count) and check everything acknowledged so far.
-        let (e, recovery) = start(&a, &dir, cpus[round % cpus.len()])?;
+        let (e, recovery) = start(&a, &listen, &dir, cpus[round % cpus.len()])
+            .with_context(|| format!("round {round}: the restart"))?;
         engine = e;
+        drop(idle);
         let (seen, corrupt) = rt.block_on(export_all(&engine.addr, a.tags as u32, &sent))?;
         let lost = acked_ids.iter().filter(|id| !seen.contains_key(id)).count();
         let duplicated = seen.values().filter(|&&c| c > 1).count();
@@ -327,14 +342,15 @@ fn main() -> Result<()> {
             .filter(|m| seen.contains_key(&(m.values[0] as u64)))
             .count();
         println!(
-            "round {round:>3}: killed after {:>4} ms, acked {:>6} (total {:>8}), in flight {:>3} ({:>3} present), lost {lost}, duplicated {duplicated}, corrupt {corrupt}, restart {:>4} ms on --cpus {}",
+            "round {round:>3}: killed after {:>4} ms, acked {:>6} (total {:>8}), in flight {:>3} ({:>3} present), lost {lost}, duplicated {duplicated}, corrupt {corrupt}, restart {:>4} ms on --cpus {} at {}",
             run_for.as_millis(),
             acked.len(),
             acked_ids.len(),
             in_flight.len(),
             in_flight_present,
             recovery.as_millis(),
-            cpus[round % cpus.len()]
+            cpus[round % cpus.len()],
+            engine.addr
         );
         lost_total += lost;
         dup_total += duplicated;
