@@ -4,4 +4,4 @@
 #   benches/start_stress.sh [ROUNDS]      (default 84: 504 starts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-START_STRESS_ROUNDS=${1:-84} cargo nextest run --release --test start_stress --no-capture
+START_STRESS_ROUNDS=${1:-84} cargo nextest run --profile long --release --test start_stress --no-capture
