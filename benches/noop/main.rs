@@ -72,7 +72,7 @@ fn main() {
     let mut bound = tickcore::server::listener::bind_all(addr, 1, 4096).expect("bind");
     let sock = bound.listeners.pop().expect("one socket");
     println!("noop-glommio listening on {}, cpu {cpu}", bound.addr);
-    let _address_lock = bound.lock;
+    let _port_lock = bound.lock;
     LocalExecutorBuilder::new(Placement::Fixed(cpu))
         .io_memory(1 << 20)
         .spawn(move || async move {

@@ -30,17 +30,17 @@ fn socket_for(addr: SocketAddr) -> io::Result<Socket> {
     Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
 }
 
-/// The listening sockets of one engine and the lock that keeps a second engine off their address; the lock
-/// must live as long as the sockets.
+/// The listening sockets of one engine and the lock that keeps a second engine off their port; the lock must
+/// live as long as the sockets.
 pub struct Bound {
     pub addr: SocketAddr,
     pub listeners: Vec<StdListener>,
-    pub lock: AddressLock,
+    pub lock: PortLock,
 }
 
 /// Held for the process's lifetime: while it exists no other engine in this network namespace binds the
 /// port.
-pub struct AddressLock {
+pub struct PortLock {
     _socket: UnixListener,
 }
 
@@ -53,11 +53,11 @@ fn lock_name(port: u16) -> String {
     format!("tickcore-listen-port-{port}")
 }
 
-fn lock_port(addr: SocketAddr) -> io::Result<AddressLock> {
+fn lock_port(addr: SocketAddr) -> io::Result<PortLock> {
     let name = lock_name(addr.port());
     let unix = UnixAddr::from_abstract_name(name.as_bytes())?;
     match retry_in_use(|| UnixListener::bind_addr(&unix)) {
-        Ok(s) => Ok(AddressLock { _socket: s }),
+        Ok(s) => Ok(PortLock { _socket: s }),
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
             e.kind(),
             format!(
@@ -92,14 +92,15 @@ pub fn bind_all(addr: SocketAddr, cores: usize, backlog: i32) -> io::Result<Boun
     let guard = socket_for(addr)?;
     guard.set_reuse_address(true)?;
     retry_in_use(|| guard.bind(&addr.into())).map_err(|e| {
-        io::Error::new(
-            e.kind(),
+        let why = if e.kind() == io::ErrorKind::AddrInUse {
             format!(
-                "cannot listen on {addr}: {e}, still after {} ms (is another server, or another \
-                 tickcore, using it?)",
+                ", still after {} ms (is another server, or another tickcore, using it?)",
                 BIND_RETRY.as_millis()
-            ),
-        )
+            )
+        } else {
+            String::new()
+        };
+        io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}{why}"))
     })?;
     let real = guard
         .local_addr()?

@@ -179,8 +179,8 @@ pub fn run(config: Config) -> Result<(), String> {
     }
     let bound = listener::bind_all(config.listen, n, config.backlog).map_err(|e| e.to_string())?;
     let (addr, listeners) = (bound.addr, bound.listeners);
-    // Held until the engine returns: no other engine binds this address meanwhile.
-    let _address_lock = bound.lock;
+    // Held until the engine returns: no other engine binds this port meanwhile.
+    let _port_lock = bound.lock;
     let mut config = config;
     config.listen = addr;
 
