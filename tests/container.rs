@@ -167,30 +167,14 @@ fn daemon_hard_limit(name: &str) -> Option<u64> {
 }
 
 fn inspect(container: &str, format: &str) -> String {
-    let out = Command::new("docker")
-        .args(["inspect", "-f", format, container])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    run_ok(Command::new("docker").args(["inspect", "-f", format, container]))
+        .trim()
+        .to_string()
 }
 
 #[test]
 fn the_image_runs_under_compose_keeps_data_and_passes_a_short_load() {
-    let build = Command::new("bash")
-        .arg(Path::new(ROOT).join("docker/build.sh"))
-        .output()
-        .expect("bash");
-    assert!(
-        build.status.success(),
-        "docker/build.sh failed: {}{}",
-        String::from_utf8_lossy(&build.stdout),
-        String::from_utf8_lossy(&build.stderr)
-    );
+    run_ok(Command::new("bash").arg(Path::new(ROOT).join("docker/build.sh")));
 
     let p = Project::new(free_port());
     // docker-compose 1.29 with a newer engine can fail to recreate a container (KeyError: 'ContainerConfig'):
