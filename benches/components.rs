@@ -34,6 +34,24 @@ fn decode(c: &mut Criterion) {
             decode_body(black_box(&bulk), &mut out)
         })
     });
+    let mut array = vec![b'['];
+    for i in 0..1000 {
+        if i > 0 {
+            array.push(b',');
+        }
+        array.extend_from_slice(MSG);
+    }
+    array.push(b']');
+    g.bench_function("depth_check_array_1000", |b| {
+        b.iter(|| tickcore::ingest::depth::check(black_box(&array)))
+    });
+    g.bench_function("array_1000", |b| {
+        let mut out = Vec::with_capacity(1000);
+        b.iter(|| {
+            out.clear();
+            decode_body(black_box(&array), &mut out)
+        })
+    });
     g.finish();
 }
 

@@ -58,6 +58,33 @@ fn seeds_reach_the_outcomes_they_are_named_for() {
     assert!(
         tickcore::ingest::decode::decode_body(&seed("save_body", "non_finite"), &mut out).is_err()
     );
+    // Nesting past the limit is refused for its depth, wherever it sits; at the limit for what it is.
+    for n in [
+        "deep_arrays_50k",
+        "deep_objects_20k",
+        "deep_in_values",
+        "deep_unknown_field",
+        "deep_ndjson_line2",
+        "deep_array_element",
+        "past_the_limit",
+    ] {
+        let e = tickcore::ingest::decode::decode_body(&seed("save_body", n), &mut Vec::new())
+            .expect_err(n);
+        assert_eq!(e.reason, "nesting deeper than 128", "{n}");
+    }
+    let e =
+        tickcore::ingest::decode::decode_body(&seed("save_body", "at_the_limit"), &mut Vec::new())
+            .expect_err("at_the_limit");
+    assert!(!e.reason.contains("nesting"), "{e:?}");
+    let e = tickcore::ingest::decode::decode_body(
+        &seed("save_body", "brackets_in_strings"),
+        &mut Vec::new(),
+    )
+    .expect_err("an unknown field");
+    assert!(
+        e.reason.contains("unknown field"),
+        "brackets in strings are no nesting: {e:?}"
+    );
     {
         use tickcore::ingest::lineproto::{decode, Mapping, Precision};
         let map = Mapping::new("tag", &Mapping::default_fields()).unwrap();

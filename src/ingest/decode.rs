@@ -2,11 +2,15 @@
 //! array of objects. Validation is strict and all-or-nothing: the first bad message rejects the whole
 //! body, naming the 1-based line (NDJSON) or 0-based index (array) and the reason, so a rejected request
 //! stores nothing. This module is pure: no I/O, no runtime.
+//!
+//! Invariant: no text reaches sonic-rs (whose skipping recurses without a limit) before
+//! [`depth::check`] has bounded its nesting to [`depth::MAX_DEPTH`].
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::depth;
 use crate::record::{Record, VALUES};
 use crate::tag;
 
@@ -71,6 +75,12 @@ struct LooseValues {
 
 /// Parses and validates one message (a complete JSON text with nothing after it).
 pub fn decode_one(json: &[u8]) -> Result<Message, String> {
+    depth::check(json).map_err(|e| e.to_string())?;
+    decode_shallow(json)
+}
+
+/// [`decode_one`] for a text whose nesting [`depth::check`] has already bounded (an array body's element).
+fn decode_shallow(json: &[u8]) -> Result<Message, String> {
     let wire: Wire = sonic_rs::from_slice(json).map_err(|e| {
         match sonic_rs::from_slice::<LooseValues>(json) {
             Ok(l) if l.values.len() != VALUES => {
@@ -153,6 +163,7 @@ fn decode_into(body: &[u8], out: &mut Vec<Message>) -> Result<(), DecodeError> {
 }
 
 fn decode_array(body: &[u8], out: &mut Vec<Message>) -> Result<(), DecodeError> {
+    depth::check(body).map_err(|e| DecodeError::at(Position::Index(e.element), e.to_string()))?;
     let items: Vec<sonic_rs::LazyValue> =
         sonic_rs::from_slice(body).map_err(|e| DecodeError::at(Position::Whole, describe(&e)))?;
     if items.is_empty() {
@@ -162,7 +173,7 @@ fn decode_array(body: &[u8], out: &mut Vec<Message>) -> Result<(), DecodeError> 
         ));
     }
     for (i, raw) in items.iter().enumerate() {
-        let m = decode_one(raw.as_raw_str().as_bytes())
+        let m = decode_shallow(raw.as_raw_str().as_bytes())
             .map_err(|r| DecodeError::at(Position::Index(i), r))?;
         out.push(m);
     }
@@ -290,7 +301,80 @@ mod tests {
         );
     }
 
+    const VALS: &str = "1,2,3,4,5,6,7,8,9,10";
+
+    /// `inner` placed in one of the places a body can hide nesting; the depth it adds around `inner`.
+    fn placed(place: u8, inner: &str) -> (String, usize, Position) {
+        match place {
+            0 => (inner.to_string(), 0, Position::Line(1)),
+            1 => (
+                format!(r#"{{"time":1,"tag":"t","values":[{inner}]}}"#),
+                2,
+                Position::Line(1),
+            ),
+            2 => (
+                format!(r#"{{"x":{inner},"time":1,"tag":"t","values":[{VALS}]}}"#),
+                1,
+                Position::Line(1),
+            ),
+            3 => (
+                format!("{OK}\n{{\"time\":1,\"tag\":{inner}}}\n"),
+                1,
+                Position::Line(2),
+            ),
+            _ => (format!("[{OK},{OK},{inner}]"), 1, Position::Index(2)),
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_any_parser_recurses() {
+        // A 256 KiB stack: any descent by recursion into a million levels would overflow it.
+        let run = || {
+            for inner in ["[".repeat(1 << 20), "{\"a\":".repeat(1 << 20)] {
+                for place in 0..5 {
+                    let (body, _, position) = placed(place, &inner);
+                    let mut out = Vec::new();
+                    let e = decode_body(body.as_bytes(), &mut out).expect_err("deep");
+                    assert_eq!(e.reason, "nesting deeper than 128", "place {place}");
+                    let position = match (place, inner.starts_with('[')) {
+                        (0, true) => Position::Index(0),
+                        _ => position,
+                    };
+                    assert_eq!(e.position, position, "place {place}");
+                    assert!(out.is_empty());
+                }
+            }
+        };
+        std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(run)
+            .unwrap()
+            .join()
+            .expect("decoding deep nesting must not overflow a small stack");
+    }
+
     proptest! {
+        // Nesting up to the limit is judged by what it is, one level past it by its depth, wherever it sits.
+        #[test]
+        fn the_nesting_limit_holds_in_every_place(depth in 0usize..300, place in 0u8..5, arrays in any::<bool>()) {
+            let inner = if arrays {
+                format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+            } else {
+                format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth))
+            };
+            let (body, around, _) = placed(place, &inner);
+            let mut out = Vec::new();
+            let result = decode_body(body.as_bytes(), &mut out);
+            let too_deep = depth + around > depth::MAX_DEPTH;
+            match result {
+                Err(e) => {
+                    prop_assert!(out.is_empty());
+                    prop_assert_eq!(e.reason.contains("nesting deeper than"), too_deep, "{:?}", e);
+                }
+                Ok(()) => prop_assert!(false, "nested junk was accepted: {}", body),
+            }
+        }
+
         // Every finite f64, written in shortest round-trip form, decodes to the same bits.
         #[test]
         fn any_finite_value_round_trips_exactly(bits in proptest::array::uniform10(any::<u64>())) {

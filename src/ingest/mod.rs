@@ -1,3 +1,4 @@
 //! Ingest: turning request bodies into validated records.
 pub mod decode;
+pub mod depth;
 pub mod lineproto;
