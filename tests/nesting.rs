@@ -8,6 +8,9 @@ use std::io::Write;
 
 const LIMIT: usize = 128;
 
+/// Where a rejection must point: `("line", n)` or `("index", n)`.
+type Position = Option<(&'static str, u64)>;
+
 fn arrays(depth: usize) -> String {
     format!("{}{}", "[".repeat(depth), "]".repeat(depth))
 }
@@ -23,7 +26,7 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 }
 
 /// Expects a 400 naming the nesting limit (and `position`, when given) on a connection that stays usable.
-fn assert_rejected(conn: &mut Conn, r: Response, what: &str, position: Option<(&str, u64)>) {
+fn assert_rejected(conn: &mut Conn, r: Response, what: &str, position: Position) {
     assert_eq!(r.status, 400, "{what}: {}", r.text());
     let j = r.json();
     assert_eq!(
@@ -44,7 +47,7 @@ fn deep_nesting_is_refused_on_every_json_path_and_the_engine_keeps_serving() {
     let e = start(d.path(), "0,1", &[]);
     let good = msg("ok", now_ns(), 1.0);
     let vals = "1,2,3,4,5,6,7,8,9,10";
-    let mut cases: Vec<(String, String, Option<(&str, u64)>)> = Vec::new();
+    let mut cases: Vec<(String, String, Position)> = Vec::new();
     for depth in [LIMIT + 1, 50_000, 1_000_000] {
         let (a, o) = (arrays(depth), objects(depth));
         cases.push((
