@@ -334,6 +334,8 @@ async fn handle(
     body: &[u8],
     out: &mut Vec<u8>,
 ) -> (u64, bool) {
+    // The saturation probe runs while any request is in service (`server/overload.rs`).
+    let _serving = core.overload.enter();
     let close = !head.keep_alive;
     let json = |out: &mut Vec<u8>, status: u16, b: &[u8]| response::json(out, status, b, close, "");
     let allow = |out: &mut Vec<u8>, allowed: &str| {

@@ -127,6 +127,7 @@ impl Core {
     }
 
     async fn serve_forward(self: Rc<Self>, msg: Forward) {
+        let _serving = self.overload.enter();
         match msg {
             Forward::Save(msgs, reply) => {
                 let _ = reply.send(self.shard.append(msgs).await);
