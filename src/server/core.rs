@@ -414,6 +414,7 @@ pub async fn run(s: Start) -> Result<(), String> {
     }
     let stop: Stop = s.stop.shared();
     let active = Rc::clone(&core.connections);
+    let mut accept_failures = AcceptFailures::default();
     loop {
         let accepted = match select(Box::pin(listener.accept()), stop.clone()).await {
             Either::Left((r, _)) => r,
@@ -434,6 +435,7 @@ pub async fn run(s: Start) -> Result<(), String> {
                 .detach();
             }
             Ok(stream) => {
+                accept_failures.succeeded();
                 let (core, stop, active) = (Rc::clone(&core), stop.clone(), Rc::clone(&active));
                 active.set(active.get() + 1);
                 glommio::spawn_local(async move {
@@ -443,8 +445,14 @@ pub async fn run(s: Start) -> Result<(), String> {
                 .detach();
             }
             Err(e) => {
-                eprintln!("core {id}: accept: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                let (wait, report) = accept_failures.failed(Instant::now());
+                if let Some(times) = report {
+                    eprintln!(
+                        "core {id}: accept: {e} ({times} failures since the last report; retrying every {} ms)",
+                        wait.as_millis()
+                    );
+                }
+                glommio::timer::sleep(wait).await;
             }
         }
     }
@@ -463,4 +471,71 @@ pub async fn run(s: Start) -> Result<(), String> {
         .close()
         .await
         .map_err(|e| format!("core {id}: final flush failed: {e}"))
+}
+
+/// Failed accepts in a row (EMFILE when out of descriptors, ENOBUFS, ...): the retry waits twice as long
+/// each time, 10 ms to 1 s, so a core out of descriptors neither spins nor floods the log, which gets one
+/// line per 10 s at most.
+#[derive(Default)]
+struct AcceptFailures {
+    in_a_row: u32,
+    unreported: u64,
+    reported: Option<Instant>,
+}
+
+impl AcceptFailures {
+    const FIRST_WAIT: Duration = Duration::from_millis(10);
+    const MAX_WAIT: Duration = Duration::from_secs(1);
+    const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+    fn succeeded(&mut self) {
+        self.in_a_row = 0;
+    }
+
+    /// How long to wait before the next accept, and the failures to report now (if a report is due).
+    fn failed(&mut self, now: Instant) -> (Duration, Option<u64>) {
+        let wait = Self::FIRST_WAIT
+            .saturating_mul(1 << self.in_a_row.min(7))
+            .min(Self::MAX_WAIT);
+        self.in_a_row += 1;
+        self.unreported += 1;
+        let due = self
+            .reported
+            .is_none_or(|at| now.duration_since(at) >= Self::REPORT_EVERY);
+        if !due {
+            return (wait, None);
+        }
+        self.reported = Some(now);
+        (wait, Some(std::mem::take(&mut self.unreported)))
+    }
+}
+
+#[cfg(test)]
+mod accept_tests {
+    use super::*;
+
+    #[test]
+    fn failed_accepts_back_off_and_report_rarely() {
+        let mut f = AcceptFailures::default();
+        let t = Instant::now();
+        let (w, r) = f.failed(t);
+        assert_eq!((w, r), (Duration::from_millis(10), Some(1)));
+        let waits: Vec<_> = (0..9)
+            .map(|i| f.failed(t + Duration::from_millis(i)).0)
+            .collect();
+        assert_eq!(waits[0], Duration::from_millis(20));
+        assert_eq!(waits[5], Duration::from_millis(640));
+        assert_eq!(waits[8], Duration::from_secs(1), "capped");
+        assert_eq!(
+            f.failed(t + Duration::from_secs(5)).1,
+            None,
+            "one report per 10 s"
+        );
+        assert_eq!(f.failed(t + Duration::from_secs(10)).1, Some(11));
+        f.succeeded();
+        assert_eq!(
+            f.failed(t + Duration::from_secs(11)).0,
+            Duration::from_millis(10)
+        );
+    }
 }

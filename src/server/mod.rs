@@ -34,6 +34,41 @@ fn memlock_limit() -> Option<u64> {
     (unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } == 0).then_some(r.rlim_cur)
 }
 
+/// Raises the soft RLIMIT_NOFILE to the hard one (as nginx and Go do): every connection is a descriptor,
+/// and distributions start services at 1024. Returns a warning when even the hard limit leaves less than
+/// `connections` descriptors (past it, accepts fail with EMFILE and wait, see `server/core.rs`).
+fn raise_nofile(connections: u64) -> Option<String> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return None;
+    }
+    if r.rlim_cur < r.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: r.rlim_max,
+            rlim_max: r.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            r.rlim_cur = r.rlim_max;
+        }
+    }
+    // Files, rings and sockets of the engine itself, besides connections.
+    const OWN: u64 = 1024;
+    (r.rlim_cur != libc::RLIM_INFINITY && r.rlim_cur < connections + OWN).then(|| {
+        format!(
+            "warning: RLIMIT_NOFILE is {}, below the {connections} connections --max-connections allows on \
+             these cores plus {OWN} for the engine's own files: connections past it wait in the backlog \
+             until others close; raise it (ulimit -n, systemd LimitNOFILE=, docker ulimits nofile) or \
+             lower --max-connections",
+            r.rlim_cur
+        )
+    })
+}
+
 /// True when this process holds CAP_IPC_LOCK in its effective set: then locked memory is not charged against
 /// RLIMIT_MEMLOCK at all (root on bare metal usually; not in a default docker container).
 fn has_cap_ipc_lock() -> bool {
@@ -154,6 +189,9 @@ pub fn run(config: Config) -> Result<(), String> {
     let n = cpus.len();
     let io_memory = (config.io_memory_kib as u64) << 10;
     let memlock_line = preflight(n, io_memory)?;
+    if let Some(w) = raise_nofile(n as u64 * config.max_connections as u64) {
+        eprintln!("{w}");
+    }
 
     let layout = Layout::new(&config.data_dir);
     let _lock = DirLock::acquire(&config.data_dir).map_err(|e| e.to_string())?;
