@@ -138,6 +138,26 @@ fn deep_nesting_is_refused_on_every_json_path_and_the_engine_keeps_serving() {
     // Nothing of a rejected body was stored, not even its good first line or element.
     assert!(e.export("ok").is_empty());
     assert!(e.export("t").is_empty());
+    // A `\u` without its 4 hex digits moves where a parser ends a string; refused before it can hide depth.
+    let hidden = [
+        format!(r#"[["\u"abc",{}"#, "[".repeat(100_000)),
+        format!(r#"{{"x":["\u"abc",{}"#, "[".repeat(100_000)),
+        format!("{good}\n{{\"x\":[\"\\u\"abc\",{}\n", "[".repeat(100_000)),
+        format!(r#"[{{"\u"abc":1,"k":{}"#, "[".repeat(100_000)),
+    ];
+    for body in &hidden {
+        let r = conn.request("POST", "/save", &[], body.as_bytes());
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(
+            r.json()["error"],
+            "a \\u escape not followed by 4 hex digits",
+            "{}",
+            &body[..20]
+        );
+        let z = gzip(body.as_bytes());
+        let r = conn.request("POST", "/save", &["Content-Encoding: gzip"], &z);
+        assert_eq!(r.status, 400, "{}", r.text());
+    }
     // At the limit the nesting is no reason: the body is refused for what it is.
     for body in [arrays(LIMIT), objects(LIMIT)] {
         let r = e.post(&body);

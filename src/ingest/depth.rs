@@ -7,29 +7,41 @@
 /// Deepest nesting of arrays and objects accepted (serde_json's default limit); one more is refused.
 pub const MAX_DEPTH: usize = 128;
 
-/// A JSON text nested past [`MAX_DEPTH`].
+/// Why a JSON text is refused before parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Arrays and objects nested past [`MAX_DEPTH`].
+    TooDeep,
+    /// A `\u` not followed by 4 hex digits. Where a string ends depends on how a parser reads such an
+    /// escape (sonic-rs's skipping takes any 4 bytes after `\u`, a quote included), so no scanner can
+    /// promise to see the nesting a parser would; such a text is refused whole, as invalid JSON.
+    BadEscape,
+}
+
+/// A JSON text refused before any parser sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("nesting deeper than {MAX_DEPTH}")]
-pub struct TooDeep {
-    /// 0-based index of the top-level array's element where the limit was passed (0 for anything else).
+#[error("{}", match .kind {
+    Kind::TooDeep => format!("nesting deeper than {MAX_DEPTH}"),
+    Kind::BadEscape => "a \\u escape not followed by 4 hex digits".to_string(),
+})]
+pub struct Refused {
+    pub kind: Kind,
+    /// 0-based index of the top-level array's element where it was found (0 for anything else).
     pub element: usize,
 }
 
-/// `Err` when arrays and objects in `json` (outside strings) nest deeper than [`MAX_DEPTH`]. Unbalanced or
-/// otherwise invalid JSON is the parser's to report: only the depth is judged here. Closers count down
-/// without a floor: a parser stops at the first closer that leaves the top-level value, before any later
-/// opener, so depth banked below zero never hides nesting a parser would descend into.
-pub fn check(json: &[u8]) -> Result<(), TooDeep> {
+/// `Err` when arrays and objects in `json` (outside strings) nest deeper than [`MAX_DEPTH`], or when a string
+/// holds a `\u` escape without 4 hex digits. Otherwise invalid JSON is the parser's to report. Closers count
+/// down without a floor: a parser stops at the first closer that leaves the top-level value, before any
+/// later opener, so depth banked below zero never hides nesting a parser would descend into.
+pub fn check(json: &[u8]) -> Result<(), Refused> {
     // Fewer bytes (openers) than the limit cannot nest past it: this settles every single message.
-    if json.len() <= MAX_DEPTH || !exceeds(json) {
+    if json.len() <= MAX_DEPTH || exceeds(json).is_none() {
         return Ok(());
     }
-    let (deepest, element) = scan(json, MAX_DEPTH as i64 + 1);
-    debug_assert!(
-        deepest > MAX_DEPTH as i64,
-        "the block scan and the byte scan disagree"
-    );
-    Err(TooDeep { element })
+    let found = scan(json);
+    debug_assert!(found.is_some(), "the block scan and the byte scan disagree");
+    found.map_or(Ok(()), Err)
 }
 
 /// One JSON scanner's state between bytes or blocks.
@@ -38,6 +50,10 @@ struct State {
     depth: i64,
     in_string: bool,
     escaped: bool,
+    /// Hex digits still due after a `\\u`.
+    hex_due: u8,
+    /// A `\\u` escape went without its hex digits.
+    bad_escape: bool,
 }
 
 impl State {
@@ -45,8 +61,14 @@ impl State {
     #[inline(always)]
     fn byte(&mut self, b: u8) -> i64 {
         if self.in_string {
-            if self.escaped {
+            if self.hex_due > 0 {
+                self.hex_due -= 1;
+                self.bad_escape |= !b.is_ascii_hexdigit();
+            } else if self.escaped {
                 self.escaped = false;
+                if b == b'u' {
+                    self.hex_due = 4;
+                }
             } else if b == b'\\' {
                 self.escaped = true;
             } else if b == b'"' {
@@ -62,18 +84,39 @@ impl State {
         }
         self.depth
     }
+
+    /// What this state refuses, if anything.
+    #[inline(always)]
+    fn verdict(&self) -> Option<Kind> {
+        if self.bad_escape {
+            Some(Kind::BadEscape)
+        } else if self.depth > MAX_DEPTH as i64 {
+            Some(Kind::TooDeep)
+        } else {
+            None
+        }
+    }
 }
 
-/// Whether `json` nests past the limit, 64 bytes at a time: a block without backslashes is judged from
-/// bit masks (quotes give the string mask by prefix xor; if the depth at its start plus its openers stays
-/// within the limit, it cannot pass it and only its net count matters); any other block byte by byte.
-/// Agrees exactly with [`scan`].
-fn exceeds(json: &[u8]) -> bool {
+/// What [`check`] refuses in `json`, 64 bytes at a time: a block without backslashes (and not inside an
+/// escape) is judged from bit masks (quotes give the string mask by prefix xor; if the depth at its start
+/// plus its openers stays within the limit, it cannot pass it and only its net count matters); any other
+/// block byte by byte. Agrees exactly with [`scan`].
+fn exceeds(json: &[u8]) -> Option<Kind> {
     let limit = MAX_DEPTH as i64;
     let mut st = State::default();
     let mut chunks = json.chunks_exact(64);
     let mut block = [b' '; 64];
     let mut tail_done = false;
+    let by_bytes = |st: &mut State, b: &[u8; 64]| {
+        for &x in b.iter() {
+            st.byte(x);
+            if let Some(k) = st.verdict() {
+                return Some(k);
+            }
+        }
+        None
+    };
     loop {
         let b: &[u8; 64] = match chunks.next() {
             Some(c) => c.try_into().unwrap_or(&block),
@@ -83,14 +126,12 @@ fn exceeds(json: &[u8]) -> bool {
                 block[..rest.len()].copy_from_slice(rest);
                 &block
             }
-            None => return false,
+            None => return None,
         };
         let m = masks(b);
-        if m.backslash != 0 || st.escaped {
-            for &x in b.iter() {
-                if st.byte(x) > limit {
-                    return true;
-                }
+        if m.backslash != 0 || st.escaped || st.hex_due > 0 {
+            if let Some(k) = by_bytes(&mut st, b) {
+                return Some(k);
             }
             continue;
         }
@@ -103,12 +144,8 @@ fn exceeds(json: &[u8]) -> bool {
             let closes = (m.close & !inside).count_ones() as i64;
             st.depth += opens - closes;
             st.in_string = inside >> 63 == 1;
-        } else {
-            for &x in b.iter() {
-                if st.byte(x) > limit {
-                    return true;
-                }
-            }
+        } else if let Some(k) = by_bytes(&mut st, b) {
+            return Some(k);
         }
     }
 }
@@ -176,32 +213,42 @@ fn prefix_xor(mut x: u64) -> u64 {
     x
 }
 
-/// Byte by byte: the deepest nesting in `json` and the top-level element it was reached in (commas seen
-/// at depth 1 before it); stops early once `stop` deep.
-fn scan(json: &[u8], stop: i64) -> (i64, usize) {
+/// Byte by byte: what [`check`] refuses in `json` and the top-level element it is in (commas seen at
+/// depth 1 before it).
+fn scan(json: &[u8]) -> Option<Refused> {
     let mut st = State::default();
-    let (mut deepest, mut element, mut at_deepest) = (0i64, 0usize, 0usize);
+    let mut element = 0usize;
     for &b in json {
         let outside = !st.in_string;
         let depth = st.byte(b);
         if outside && b == b',' && depth == 1 {
             element += 1;
         }
-        if depth > deepest {
-            deepest = depth;
-            at_deepest = element;
-            if deepest >= stop {
-                break;
-            }
+        if let Some(kind) = st.verdict() {
+            return Some(Refused { kind, element });
         }
     }
-    (deepest, at_deepest)
+    None
+}
+
+/// Byte by byte: the deepest nesting in `json` (for tests).
+#[cfg(test)]
+fn deepest(json: &[u8]) -> i64 {
+    let mut st = State::default();
+    json.iter().map(|&b| st.byte(b)).max().unwrap_or(0).max(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn deep(element: usize) -> Refused {
+        Refused {
+            kind: Kind::TooDeep,
+            element,
+        }
+    }
 
     fn nest(open: &str, inner: &str, close: &str, depth: usize) -> String {
         format!("{}{inner}{}", open.repeat(depth), close.repeat(depth))
@@ -218,7 +265,7 @@ mod tests {
             let at = nest(open, inner, close, MAX_DEPTH / per);
             assert_eq!(check(at.as_bytes()), Ok(()), "{at}");
             let past = nest(open, inner, close, MAX_DEPTH / per + 1);
-            assert_eq!(check(past.as_bytes()), Err(TooDeep { element: 0 }));
+            assert_eq!(check(past.as_bytes()), Err(deep(0)));
         }
     }
 
@@ -234,16 +281,56 @@ mod tests {
         let escaped = format!(r#"["\"{}"]"#, "[".repeat(500));
         assert_eq!(check(escaped.as_bytes()), Ok(()));
         let ended = format!(r#"["\\"{}"#, "[".repeat(500));
-        assert_eq!(check(ended.as_bytes()), Err(TooDeep { element: 0 }));
+        assert_eq!(check(ended.as_bytes()), Err(deep(0)));
     }
 
     #[test]
     fn names_the_top_level_element_that_is_too_deep() {
-        let deep = format!("[1,\",[\",{{\"a\":[2,3]}},{}]", "[".repeat(MAX_DEPTH));
-        assert_eq!(check(deep.as_bytes()), Err(TooDeep { element: 3 }));
+        let body = format!("[1,\",[\",{{\"a\":[2,3]}},{}]", "[".repeat(MAX_DEPTH));
+        assert_eq!(check(body.as_bytes()), Err(deep(3)));
+        assert_eq!(deep(3).to_string(), "nesting deeper than 128");
+    }
+
+    #[test]
+    fn a_u_escape_without_its_hex_digits_is_refused() {
+        // sonic-rs's skipping takes `"abc` as the 4 digits of `\u"abc` and ends the string one quote later
+        // than a scanner that knows escapes of one character: the nesting after it went unseen.
+        let desync = format!(r#"[["\u"abc",{}"#, "[".repeat(100_000));
+        let bad = Refused {
+            kind: Kind::BadEscape,
+            element: 0,
+        };
+        assert_eq!(check(desync.as_bytes()), Err(bad));
+        assert_eq!(bad.to_string(), "a \\u escape not followed by 4 hex digits");
+        // Digits split over a block edge, and valid escapes, pass.
+        for pad in 55..70 {
+            let ok = format!(
+                r#"[{{"{}":"\u00e9\uD83D\uDE00\"\\"}},{}1{}]"#,
+                "a".repeat(pad),
+                "[".repeat(100),
+                "]".repeat(100)
+            );
+            assert_eq!(check(ok.as_bytes()), Ok(()), "{pad}");
+            let bad = format!(
+                r#"[{{"{}":"\u00g9"}},{}1{}]"#,
+                "a".repeat(pad),
+                "[".repeat(100),
+                "]".repeat(100)
+            );
+            assert_eq!(
+                check(bad.as_bytes()).map_err(|r| r.kind),
+                Err(Kind::BadEscape),
+                "{pad}"
+            );
+        }
+        // The element is named.
+        let third = format!(r#"[1,2,"\u12",{}]"#, " ".repeat(200));
         assert_eq!(
-            TooDeep { element: 3 }.to_string(),
-            "nesting deeper than 128"
+            check(third.as_bytes()),
+            Err(Refused {
+                kind: Kind::BadEscape,
+                element: 2
+            })
         );
     }
 
@@ -272,7 +359,7 @@ mod tests {
             }
             let levels: usize = kinds[..depth].iter().map(|&k| if k == 2 { 2 } else { 1 }).sum();
             prop_assert_eq!(check(s.as_bytes()).is_ok(), levels <= MAX_DEPTH, "{}", s);
-            prop_assert_eq!(scan(s.as_bytes(), i64::MAX).0, levels as i64, "{}", s);
+            prop_assert_eq!(deepest(s.as_bytes()), levels as i64, "{}", s);
             // What was built is JSON (serde_json refuses 128 levels and more).
             if levels < 128 {
                 prop_assert!(serde_json::from_str::<serde_json::Value>(&s).is_ok(), "{}", s);
@@ -282,17 +369,23 @@ mod tests {
         // The block scan decides exactly as the byte scan, across block edges, escapes and strings.
         #[test]
         fn block_scan_agrees_with_byte_scan(body in proptest::collection::vec(
-            proptest::sample::select(b"[[[[{{{]]}}\"\"\\ ,a".to_vec()), 0..3000)) {
-            let by_byte = scan(&body, MAX_DEPTH as i64 + 1).0 > MAX_DEPTH as i64;
-            prop_assert_eq!(exceeds(&body), by_byte);
-            prop_assert_eq!(check(&body).is_err(), by_byte);
+            proptest::sample::select(b"[[[[{{{]]}}\"\"\\ ,au0f".to_vec()), 0..3000)) {
+            let by_byte = scan(&body);
+            prop_assert_eq!(exceeds(&body), by_byte.map(|r| r.kind));
+            prop_assert_eq!(check(&body).err(), by_byte.filter(|_| body.len() > MAX_DEPTH));
         }
 
         // Never panics, and never judges by more than the brackets it saw.
         #[test]
         fn any_bytes(body in proptest::collection::vec(any::<u8>(), 0..2000)) {
             let openers = body.iter().filter(|&&b| b == b'[' || b == b'{').count();
-            if check(&body).is_err() { prop_assert!(openers > MAX_DEPTH); }
+            match check(&body) {
+                Err(Refused { kind: Kind::TooDeep, .. }) => prop_assert!(openers > MAX_DEPTH),
+                Err(Refused { kind: Kind::BadEscape, .. }) => {
+                    prop_assert!(body.windows(2).any(|w| w == b"\\u"))
+                }
+                Ok(()) => {}
+            }
         }
     }
 }

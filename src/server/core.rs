@@ -127,7 +127,8 @@ impl Core {
     }
 
     async fn serve_forward(self: Rc<Self>, msg: Forward) {
-        let _serving = self.overload.enter();
+        // An export's pace is its reader's, possibly a stalled one: it does not keep the probe running.
+        let _serving = (!matches!(msg, Forward::Export(..))).then(|| self.overload.enter());
         match msg {
             Forward::Save(msgs, reply) => {
                 let _ = reply.send(self.shard.append(msgs).await);
