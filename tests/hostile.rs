@@ -1045,3 +1045,40 @@ fn a_body_at_the_default_limit_full_of_brackets_is_refused_quickly() {
     assert_eq!(e.get("/health").status, 200);
     assert_eq!(e.terminate(), 0);
 }
+
+/// An export paused by a reader that does not read, while a checkpoint moves the tag's records from memory
+/// into its tag file: the export resumes from the file. (It read past an unmapped file and the core
+/// panicked: "persisted records read before the tag file was mapped".)
+#[test]
+fn an_export_stalled_across_a_checkpoint_resumes_from_the_tag_file() {
+    let d = tempfile::tempdir().unwrap();
+    let e = start(d.path(), "0,1", &["--checkpoint-interval", "1s"]);
+    let t0 = 1_795_536_000_000_000_000i64;
+    let n = 40_000;
+    for part in 0..4 {
+        let body: String = (0..n / 4)
+            .map(|i| message("\"stall\"", &(t0 + part * 1_000_000 + i).to_string(), VALS) + "\n")
+            .collect();
+        assert_eq!(status(&e, body.as_bytes()), 204);
+    }
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.connect(&e.addr.parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    let mut s: std::net::TcpStream = s.into();
+    s.write_all(
+        b"GET /export?tag=stall&start=0&end=9223372036854775807 HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    // Past two checkpoint intervals with the export paused.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut c = Conn {
+        reader: std::io::BufReader::new(s.try_clone().unwrap()),
+        stream: s,
+    };
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text().lines().count(), n as usize);
+    assert_eq!(e.get("/health").status, 200);
+    assert_eq!(e.terminate(), 0, "no core panicked");
+}

@@ -1107,10 +1107,20 @@ impl Shard {
             while i < len {
                 let mut chunk = Vec::with_capacity(64 << 10);
                 {
-                    let tags = self.tags.borrow();
-                    let Some(s) = tags.get(&w.tag).and_then(|t| t.segs.get(&k)) else {
+                    let mut tags = self.tags.borrow_mut();
+                    let Some(s) = tags.get_mut(&w.tag).and_then(|t| t.segs.get_mut(&k)) else {
                         break;
                     };
+                    // A checkpoint while the last chunk was sent moved records from memory into the tag
+                    // file: map it that far before reading (records keep their indices).
+                    let path = self.layout.tag_file(k, &w.tag);
+                    if let Err(e) = s.map_file(&path) {
+                        drop(tags);
+                        let _ = tx
+                            .send(Err((503, format!("reading {}: {e}", path.display()))))
+                            .await;
+                        return;
+                    }
                     while i < len && chunk.len() < 60 << 10 {
                         let r = s.raw(perm.as_ref().map_or(i, |p| p[i] as usize));
                         if r.time >= w.end {
