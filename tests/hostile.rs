@@ -961,9 +961,9 @@ fn past_the_descriptor_limit_the_engine_waits_and_recovers() {
     // Let the engine accept what it can and start failing.
     std::thread::sleep(Duration::from_secs(1));
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    let before = ticks(e.child.id());
+    let before = cpu_ticks(e.child.id());
     std::thread::sleep(Duration::from_secs(2));
-    let used = ticks(e.child.id()) - before;
+    let used = cpu_ticks(e.child.id()) - before;
     assert!(
         used <= hz / 50,
         "{used} ticks in 2 s while out of descriptors: spinning"
@@ -1020,14 +1020,6 @@ fn a_low_soft_descriptor_limit_is_raised_to_the_hard_one() {
     assert!(!log.contains("RLIMIT_NOFILE"), "{log}");
     assert!(!log.contains("accept"), "{log}");
     assert!(line.split_whitespace().nth(3) == Some("20000"), "{line}");
-}
-
-fn ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 #[test]

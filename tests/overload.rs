@@ -213,15 +213,6 @@ fn a_shed_connection_is_paused_before_its_next_request() {
     assert!(t.elapsed() < std::time::Duration::from_millis(500));
 }
 
-/// CPU time (user + system) the process `pid` has used, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces) start at the state, field 3.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
 #[test]
 fn an_idle_engine_sleeps_and_wakes_for_the_next_request() {
     let d = tempfile::tempdir().unwrap();

@@ -228,6 +228,16 @@ pub fn metric_sum(e: &Engine, name: &str, label: &str) -> f64 {
         .sum()
 }
 
+/// CPU time (user + system) the process `pid` has used so far, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
 pub fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| {
