@@ -106,10 +106,8 @@ fn exceeds(json: &[u8]) -> Option<Kind> {
     let limit = MAX_DEPTH as i64;
     let mut st = State::default();
     let mut chunks = json.chunks_exact(64);
-    let mut block = [b' '; 64];
-    let mut tail_done = false;
-    let by_bytes = |st: &mut State, b: &[u8; 64]| {
-        for &x in b.iter() {
+    let by_bytes = |st: &mut State, b: &[u8]| {
+        for &x in b {
             st.byte(x);
             if let Some(k) = st.verdict() {
                 return Some(k);
@@ -118,15 +116,13 @@ fn exceeds(json: &[u8]) -> Option<Kind> {
         None
     };
     loop {
-        let b: &[u8; 64] = match chunks.next() {
-            Some(c) => c.try_into().unwrap_or(&block),
-            None if !tail_done => {
-                tail_done = true;
-                let rest = chunks.remainder();
-                block[..rest.len()].copy_from_slice(rest);
-                &block
-            }
-            None => return None,
+        let Some(b) = chunks.next() else {
+            // The last, short block byte by byte: padding would be read as bytes of the text (a `\u`
+            // at the very end would see padding where its hex digits are due).
+            return by_bytes(&mut st, chunks.remainder());
+        };
+        let Ok(b) = <&[u8; 64]>::try_from(b) else {
+            unreachable!("chunks_exact yields 64 bytes");
         };
         let m = masks(b);
         if m.backslash != 0 || st.escaped || st.hex_due > 0 {
@@ -332,6 +328,19 @@ mod tests {
                 element: 2
             })
         );
+    }
+
+    #[test]
+    fn a_text_cut_inside_an_escape_is_the_parsers_to_refuse() {
+        // The last short block was once padded with spaces, read as the missing hex digits: the block
+        // scan refused what the byte scan passed (found by the property test below).
+        for cut in ["\"\\u", "\"\\u0", "\"\\u00e", "\"\\"] {
+            for pad in 130..200 {
+                let body = format!("{}{cut}", " ".repeat(pad));
+                assert_eq!(exceeds(body.as_bytes()), None, "{pad} {cut}");
+                assert_eq!(check(body.as_bytes()), Ok(()), "{pad} {cut}");
+            }
+        }
     }
 
     #[test]
