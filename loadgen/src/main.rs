@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use loadgen::run::OnShed;
 use loadgen::schedule::{Plan, Spec};
 use loadgen::stats::Slos;
 
@@ -94,10 +95,11 @@ struct Args {
     /// lines) to this file.
     #[arg(long)]
     report: Option<std::path::PathBuf>,
-    /// What a write connection does after a 503 with `Retry-After`: `honor` (pause that many seconds before
-    /// its next request, as a well-behaved client does; the refused message is not resent) or `ignore`
-    /// (send the next request at once).
-    #[arg(long, default_value = "honor", value_parser = ["honor", "ignore"])]
+    /// What a write connection does after a 503 with `Retry-After` (the engine shed the write): `resend`
+    /// (pause that many seconds and send the same body again, as a producer that must not lose data does;
+    /// counted as resent, not as an error, its latency counted from its planned time), `honor` (pause, then
+    /// go on with the next request; the refused one is an error) or `ignore` (go on at once; an error).
+    #[arg(long, default_value = "resend", value_parser = ["resend", "honor", "ignore"])]
     retry_after: String,
     /// Random seed (tags and values).
     #[arg(long, default_value_t = 1)]
@@ -141,7 +143,11 @@ fn main() {
         check: a.check,
         json: a.json,
         report: a.report,
-        honor_retry_after: a.retry_after == "honor",
+        on_shed: match a.retry_after.as_str() {
+            "resend" => OnShed::Resend,
+            "honor" => OnShed::Honor,
+            _ => OnShed::Ignore,
+        },
         seed: a.seed,
     };
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -34,10 +34,27 @@ pub struct Options {
     pub json: Option<std::path::PathBuf>,
     /// An HTML report with plots (`report.rs`).
     pub report: Option<std::path::PathBuf>,
-    /// After a 503 with `Retry-After`, a write connection pauses that long.
-    pub honor_retry_after: bool,
+    /// What a write connection does after a 503 with `Retry-After`.
+    pub on_shed: OnShed,
     pub seed: u64,
 }
+
+/// What a write connection does after a `503` with `Retry-After` (the engine shed the write: nothing of it
+/// was stored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnShed {
+    /// Pause that long and send the same body again, as a producer that must not lose data does; the write
+    /// is counted as resent, not as an error, and its latency counts from its planned time, the pause
+    /// included. Given up (an error) once the run is over.
+    Resend,
+    /// Pause that long, then go on with the next request; the refused one is an error.
+    Honor,
+    /// Send the next request at once; the refused one is an error.
+    Ignore,
+}
+
+/// How long past the run's end a shed write is still resent.
+const RESEND_GRACE: Duration = Duration::from_secs(5);
 
 struct Ticket {
     planned: Instant,
@@ -81,33 +98,57 @@ pub async fn run(o: Options) -> Result<bool> {
             let mut senders = Vec::new();
             for _ in 0..o.connections {
                 let (rx, stats, acked, addr) = (Rc::clone(&rx), Rc::clone(&stats), Rc::clone(&acked), addr.clone());
-                let honor = o.honor_retry_after;
+                let on_shed = o.on_shed;
+                let resend_until = start + o.duration + RESEND_GRACE;
                 senders.push(tokio::task::spawn_local(async move {
                     let mut conn = Conn::new(&addr);
                     loop {
                         let t = { rx.lock().await.recv().await };
                         let Some(t) = t else { break };
-                        let sent = Instant::now();
-                        let r = conn.request("POST", "/save", &t.body).await;
-                        let us = t.planned.elapsed().as_micros() as u64;
-                        let served_us = sent.elapsed().as_micros() as u64;
-                        let mut s = stats.borrow_mut();
-                        match r {
-                            Ok((204, _)) => {
-                                s.write(us, served_us, t.msgs);
-                                let mut a = acked.borrow_mut();
-                                for (tag, time, v) in t.tracked {
-                                    a.entry(tag).or_default().push((time, v));
+                        loop {
+                            let sent = Instant::now();
+                            let r = conn.request("POST", "/save", &t.body).await;
+                            let us = t.planned.elapsed().as_micros() as u64;
+                            let served_us = sent.elapsed().as_micros() as u64;
+                            let shed_pause = match (&r, conn.retry_after) {
+                                (Ok((503, _)), Some(p)) if on_shed != OnShed::Ignore => Some(p),
+                                _ => None,
+                            };
+                            // Whether to send the same body again; the stats borrow ends before any pause.
+                            let resend = {
+                                let mut s = stats.borrow_mut();
+                                match r {
+                                    Ok((204, _)) => {
+                                        s.write(us, served_us, t.msgs);
+                                        let mut a = acked.borrow_mut();
+                                        for (tag, time, v) in t.tracked {
+                                            a.entry(tag).or_default().push((time, v));
+                                        }
+                                        break;
+                                    }
+                                    Ok((st, _)) => {
+                                        let resend = on_shed == OnShed::Resend
+                                            && shed_pause.is_some()
+                                            && Instant::now() < resend_until;
+                                        if resend {
+                                            s.resent();
+                                        } else {
+                                            s.error(&format!("write_http_{st}"));
+                                        }
+                                        resend
+                                    }
+                                    Err(_) => {
+                                        s.error("write_io");
+                                        break;
+                                    }
                                 }
+                            };
+                            if let Some(pause) = shed_pause {
+                                tokio::time::sleep(pause).await;
                             }
-                            Ok((st, _)) => {
-                                s.error(&format!("write_http_{st}"));
-                                if let (true, Some(pause)) = (honor, conn.retry_after) {
-                                    drop(s);
-                                    tokio::time::sleep(pause).await;
-                                }
+                            if !resend {
+                                break;
                             }
-                            Err(_) => s.error("write_io"),
                         }
                     }
                 }));
@@ -142,6 +183,7 @@ pub async fn run(o: Options) -> Result<bool> {
             }
             if !o.probe_interval.is_zero() {
                 let (stats, stop, addr, every) = (Rc::clone(&stats), Rc::clone(&stop), addr.clone(), o.probe_interval);
+                let resend = o.on_shed == OnShed::Resend;
                 side.push(tokio::task::spawn_local(async move {
                     let mut w = Conn::new(&addr);
                     let mut r = Conn::new(&addr);
@@ -151,17 +193,27 @@ pub async fn run(o: Options) -> Result<bool> {
                         seq += 1;
                         let time = now_ns();
                         let body = format!("{{\"time\":{time},\"tag\":\"loadgen-probe\",\"values\":[{seq},0,0,0,0,0,0,0,0,0]}}");
+                        // Lag counts from the first send: a shed and resent probe was that much behind.
                         let sent = Instant::now();
-                        match w.request("POST", "/save", body.as_bytes()).await {
-                            Ok((204, _)) => {}
-                            Ok((st, _)) => {
-                                stats.borrow_mut().error(&format!("probe_http_{st}"));
-                                continue;
+                        let stored = loop {
+                            match w.request("POST", "/save", body.as_bytes()).await {
+                                Ok((204, _)) => break true,
+                                Ok((503, _)) if resend && w.retry_after.is_some() && !stop.get() => {
+                                    stats.borrow_mut().resent();
+                                    tokio::time::sleep(w.retry_after.unwrap_or_default()).await;
+                                }
+                                Ok((st, _)) => {
+                                    stats.borrow_mut().error(&format!("probe_http_{st}"));
+                                    break false;
+                                }
+                                Err(_) => {
+                                    stats.borrow_mut().error("probe_io");
+                                    break false;
+                                }
                             }
-                            Err(_) => {
-                                stats.borrow_mut().error("probe_io");
-                                continue;
-                            }
+                        };
+                        if !stored {
+                            continue;
                         }
                         let acked = Instant::now();
                         let target = format!("/export?tag=loadgen-probe&start={time}&end={}", time + 1);

@@ -20,6 +20,9 @@ pub struct Figures {
     pub lag_ack_us: Histogram<u64>,
     pub lag_send_us: Histogram<u64>,
     pub errors: BTreeMap<String, u64>,
+    /// Writes (probe included) the engine shed with 503 + Retry-After and that were sent again (`--retry-after
+    /// resend`): not errors, nothing was lost; their delay is in the write latency and the lag.
+    pub resent: u64,
     /// Messages the schedule asked for (set by whoever closes the interval).
     pub scheduled_msgs: f64,
     /// Messages the generator handed to connections.
@@ -43,6 +46,7 @@ impl Default for Figures {
             lag_ack_us: hist(),
             lag_send_us: hist(),
             errors: BTreeMap::new(),
+            resent: 0,
             scheduled_msgs: 0.0,
             dispatched_msgs: 0,
             acked_msgs: 0,
@@ -102,6 +106,11 @@ impl Stats {
             *f.errors.entry(kind.to_string()).or_default() += 1;
         }
     }
+    pub fn resent(&mut self) {
+        for f in [&mut self.interval, &mut self.total] {
+            f.resent += 1;
+        }
+    }
     pub fn planned(&mut self, msgs: u64, behind_us: u64) {
         for f in [&mut self.interval, &mut self.total] {
             f.dispatched_msgs += msgs;
@@ -158,6 +167,13 @@ pub fn block(elapsed: f64, secs: f64, f: &Figures) -> String {
     if !f.errors.is_empty() {
         let e: Vec<String> = f.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(s, "  errors {}", e.join(" "));
+    }
+    if f.resent > 0 {
+        let _ = writeln!(
+            s,
+            "  resent {} writes shed with 503 + Retry-After (not errors; the pause is in their latency)",
+            f.resent
+        );
     }
     if f.saturated > 0 {
         let _ = writeln!(
@@ -276,6 +292,7 @@ pub fn summary_json(f: &Figures, secs: f64, verdicts: &[Verdict]) -> serde_json:
         "requests_waiting_for_a_connection": f.saturated,
         "generator_behind_max_ms": f.generator_behind_us as f64 / 1000.0,
         "errors": f.errors,
+        "resent_after_503": f.resent,
         "write": hist_json(&f.write_us),
         "write_from_send": hist_json(&f.write_sent_us),
         "query": hist_json(&f.query_us),
