@@ -3,7 +3,7 @@
 //! (`fuzz/seeds/<target>/`) and any local corpus (`fuzz/corpus/<target>/`) through them, so CI checks the
 //! corpora without fuzzing. Pure: no I/O, no runtime.
 
-use crate::http::parse::{decode_chunked, parse_head};
+use crate::http::parse::{decode_chunked, parse_head, ChunkedProgress};
 use crate::ingest::decode::decode_body;
 use crate::query::params::{parse_window, SAMPLES_MAX};
 use crate::store::wal;
@@ -61,7 +61,7 @@ pub fn http_head(data: &[u8]) {
 /// The chunked decoder never exceeds the body limit, and a complete body consumed no more than the input.
 pub fn chunked_body(data: &[u8]) {
     let mut out = Vec::new();
-    if let Ok(Some(n)) = decode_chunked(data, 4096, &mut out) {
+    if let Ok(Some(n)) = decode_chunked(data, 4096, &mut out, &mut ChunkedProgress::default()) {
         assert!(n <= data.len());
         assert!(out.len() <= 4096);
     }

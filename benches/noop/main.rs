@@ -29,7 +29,12 @@ async fn serve(mut s: TcpStream) {
                 Body::Length(n) if inbuf.len() - h.len >= n => h.len + n,
                 Body::Length(_) => break,
                 Body::Chunked => {
-                    match parse::decode_chunked(&inbuf[h.len..], 16 << 20, &mut body) {
+                    match parse::decode_chunked(
+                        &inbuf[h.len..],
+                        16 << 20,
+                        &mut body,
+                        &mut Default::default(),
+                    ) {
                         Ok(Some(n)) => h.len + n,
                         _ => break,
                     }

@@ -125,6 +125,8 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
     let mut filled = 0;
     let mut out: Vec<u8> = Vec::with_capacity(READ_BYTES);
     let mut body: Vec<u8> = Vec::new();
+    // How far the chunked body of the request at the front of `buf` was decoded by earlier passes.
+    let mut chunked = parse::ChunkedProgress::default();
     let mut continued_at: Option<usize> = None;
     let max_body = core.config.max_body;
     let (header_t, body_t, idle_t) = (
@@ -168,19 +170,21 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
                     pending = Phase::Body;
                     break;
                 }
-                Body::Chunked => match parse::decode_chunked(&inbuf[at..], max_body, &mut body) {
-                    Ok(Some(n)) => (usize::MAX..usize::MAX, head.len + n),
-                    Ok(None) => {
-                        expect_continue(&head, start, &mut continued_at, &mut out);
-                        pending = Phase::Body;
-                        break;
+                Body::Chunked => {
+                    match parse::decode_chunked(&inbuf[at..], max_body, &mut body, &mut chunked) {
+                        Ok(Some(n)) => (usize::MAX..usize::MAX, head.len + n),
+                        Ok(None) => {
+                            expect_continue(&head, start, &mut continued_at, &mut out);
+                            pending = Phase::Body;
+                            break;
+                        }
+                        Err(e) => {
+                            fail(&core, &mut out, &e);
+                            close = true;
+                            break;
+                        }
                     }
-                    Err(e) => {
-                        fail(&core, &mut out, &e);
-                        close = true;
-                        break;
-                    }
-                },
+                }
             };
             let began = Instant::now();
             let req_body: &[u8] = if body_range.start == usize::MAX {
