@@ -105,7 +105,7 @@ impl State {
 fn exceeds(json: &[u8]) -> Option<Kind> {
     let limit = MAX_DEPTH as i64;
     let mut st = State::default();
-    let mut chunks = json.chunks_exact(64);
+    let chunks = json.chunks_exact(64);
     let by_bytes = |st: &mut State, b: &[u8]| {
         for &x in b {
             st.byte(x);
@@ -115,15 +115,15 @@ fn exceeds(json: &[u8]) -> Option<Kind> {
         }
         None
     };
-    loop {
-        let Some(b) = chunks.next() else {
-            // The last, short block byte by byte: padding would be read as bytes of the text (a `\u`
-            // at the very end would see padding where its hex digits are due).
-            return by_bytes(&mut st, chunks.remainder());
-        };
-        let Ok(b) = <&[u8; 64]>::try_from(b) else {
-            unreachable!("chunks_exact yields 64 bytes");
-        };
+    // The last, short block is padded with '0': no structure, and a hex digit, so a `\u` cut off by the end
+    // of the text is judged as the byte scan judges it (not at all: the parser refuses truncated text).
+    // Padded with spaces, such a text was refused here and passed by the byte scan.
+    let rest = chunks.remainder();
+    let mut tail = [b'0'; 64];
+    tail[..rest.len()].copy_from_slice(rest);
+    let last = (!rest.is_empty()).then_some(&tail);
+    let full = chunks.map(|c| <&[u8; 64]>::try_from(c).unwrap_or(&tail));
+    for b in full.chain(last) {
         let m = masks(b);
         if m.backslash != 0 || st.escaped || st.hex_due > 0 {
             if let Some(k) = by_bytes(&mut st, b) {
@@ -144,6 +144,7 @@ fn exceeds(json: &[u8]) -> Option<Kind> {
             return Some(k);
         }
     }
+    None
 }
 
 /// The bit masks of one 64-byte block: bit i set when byte i is that character.
