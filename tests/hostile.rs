@@ -1154,6 +1154,48 @@ fn a_chunked_body_trickled_in_small_pieces_is_decoded_once() {
     assert_eq!(e.terminate(), 0);
 }
 
+/// Chunked bodies under `--max-body` whose framing is larger than the head's allowance: chunks of 256 bytes
+/// are stored; chunks of 1 byte (6 bytes on the wire each) get a 413 that says why. (Both were closed
+/// without an answer once the buffered request passed max-body + 16 KiB.)
+#[test]
+fn chunked_framing_past_the_buffer_gets_413_or_is_stored() {
+    let d = tempfile::tempdir().unwrap();
+    let e = start(d.path(), "0", &["--max-body", "1048576"]);
+    let t = now_ns();
+    let mut ndjson = String::new();
+    let mut n = 0;
+    while ndjson.len() < 1_000_000 {
+        ndjson.push_str(&(msg("framing", t + n, 1.0) + "\n"));
+        n += 1;
+    }
+    let encode = |size: usize| {
+        let mut enc = Vec::new();
+        for c in ndjson.as_bytes().chunks(size) {
+            enc.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            enc.extend_from_slice(c);
+            enc.extend_from_slice(b"\r\n");
+        }
+        enc.extend_from_slice(b"0\r\n\r\n");
+        enc
+    };
+    let head = "POST /save HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut c = e.connect();
+    c.send(head.as_bytes());
+    c.send(&encode(256));
+    let r = c.read_response();
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(e.export("framing").len() as i64, n);
+    let mut c = e.connect();
+    c.send(head.as_bytes());
+    // The engine answers and closes while the rest is still on its way.
+    let enc = encode(1);
+    let _ = c.stream.write_all(&enc);
+    let r = c.read_response();
+    refused(&r, 413, "framing");
+    assert_eq!(e.get("/health").status, 200);
+    assert_eq!(e.terminate(), 0);
+}
+
 /// An export paused by a reader that does not read, while a checkpoint moves the tag's records from memory
 /// into its tag file: the export resumes from the file. (It read past an unmapped file and the core
 /// panicked: "persisted records read before the tag file was mapped".)

@@ -267,7 +267,13 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
                 return;
             }
         }
-        if filled > HEAD_BYTES_MAX + max_body + 64 {
+        // A request waits whole in `buf`: its head, its body and, for a chunked body, the chunks' size lines
+        // and CRLFs (at most an eighth of chunks of 64 bytes or more). Past that, a 413, never a silent close.
+        let wire_max = HEAD_BYTES_MAX + max_body + max_body / 8 + 64;
+        if filled > wire_max {
+            fail(&core, &mut out, &HttpError::FramingTooLarge(wire_max));
+            let _ = stream.write_all(&out).await;
+            let _ = stream.close().await;
             return;
         }
         if filled == buf.len() {

@@ -80,6 +80,8 @@ pub enum HttpError {
     LengthRequired,
     #[error("body of {got} bytes exceeds the limit of {max} bytes")]
     TooLarge { got: usize, max: usize },
+    #[error("chunked body's framing too large: the request passed {0} bytes on the wire (send chunks of 64 bytes or more)")]
+    FramingTooLarge(usize),
     #[error("request header block too large (more than {0} bytes or 64 headers)")]
     HeadTooLarge(usize),
     #[error("transfer-encoding {0:?} is not supported (only chunked)")]
@@ -101,7 +103,7 @@ impl HttpError {
         match self {
             HttpError::Bad(_) => 400,
             HttpError::LengthRequired => 411,
-            HttpError::TooLarge { .. } => 413,
+            HttpError::TooLarge { .. } | HttpError::FramingTooLarge(_) => 413,
             HttpError::HeadTooLarge(_) => 431,
             HttpError::Unsupported(_) => 501,
             HttpError::Version => 505,
