@@ -12,6 +12,7 @@ pub fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         411 => "Length Required",
         413 => "Payload Too Large",
+        414 => "URI Too Long",
         415 => "Unsupported Media Type",
         417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
@@ -125,6 +126,18 @@ pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_status_the_engine_sends_has_its_reason_phrase() {
+        let sent = [
+            100, 200, 204, 400, 401, 404, 405, 408, 411, 413, 414, 415, 417, 431, 500, 501, 503,
+            505, 507,
+        ];
+        for s in sent {
+            assert_ne!(reason(s), "Unknown", "{s}");
+        }
+        assert_eq!(reason(414), "URI Too Long");
+    }
 
     #[test]
     fn a_shed_answer_is_told_by_its_retry_after_header() {

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use lru::LruCache;
 use rustc_hash::FxBuildHasher;
 
-pub const BLOCK_BYTES: usize = 4096;
+use crate::store::BLOCK as BLOCK_BYTES;
 
 /// (segment id, block number)
 pub type BlockKey = (u64, u64);

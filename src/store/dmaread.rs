@@ -14,7 +14,8 @@ use glommio::io::DmaFile;
 use rustc_hash::FxHashMap;
 
 use crate::record::{Record, RECORD_BYTES};
-use crate::store::blockcache::{BlockCache, BLOCK_BYTES};
+use crate::store::blockcache::BlockCache;
+use crate::store::BLOCK as BLOCK_BYTES;
 
 /// Lock-step upper-bound searches over `n` sorted records: for each time `t`, the number of records with
 /// time <= t. Each round probes one record per unfinished search, chosen by interpolation between the times

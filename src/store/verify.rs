@@ -14,7 +14,7 @@ use crate::record::{Record, PAD_BYTE, RECORD_BYTES};
 use crate::store::disk::RealDisk;
 use crate::store::layout::Layout;
 use crate::store::recovery::list_tag_files;
-use crate::store::{sidecar, tagfile, wal};
+use crate::store::{sidecar, tagfile, wal, BLOCK};
 
 /// Something not as the format says.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,8 +34,6 @@ pub struct Summary {
     pub notes: Vec<String>,
     pub findings: Vec<Finding>,
 }
-
-const BLOCK: usize = 4096;
 
 fn check_tag_file(path: &Path, seg: i64, segment_ns: i64, s: &mut Summary) -> io::Result<()> {
     let mut bytes = Vec::new();
