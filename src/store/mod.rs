@@ -60,10 +60,34 @@ impl StoreError {
 /// Block size of every O_DIRECT write: offsets and lengths are multiples of it.
 pub const BLOCK: usize = 4096;
 
+/// Whether segment `seg` ended at or before `cutoff`: retention removes it, recovery skips it. The one
+/// statement of that rule (in i128: the end of the last segment overflows i64).
+pub fn segment_expired(seg: i64, segment_ns: i64, cutoff: i64) -> bool {
+    (seg as i128 + 1) * segment_ns as i128 <= cutoff as i128
+}
+
 pub fn align_up(n: usize) -> usize {
     n.div_ceil(BLOCK) * BLOCK
 }
 
 pub fn align_down(n: usize) -> usize {
     n / BLOCK * BLOCK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segment_expired;
+
+    #[test]
+    fn a_segment_expires_when_its_end_reaches_the_cutoff() {
+        let day = 86_400_000_000_000;
+        assert!(!segment_expired(0, day, day - 1));
+        assert!(segment_expired(0, day, day));
+        assert!(segment_expired(-1, day, 0));
+        // The last segment's end lies past i64::MAX: it never expires, and nothing overflows.
+        let last = i64::MAX / day;
+        assert!(!segment_expired(last, day, i64::MAX));
+        // The first segment holding i64::MIN ends after it: not expired at the earliest cutoff.
+        assert!(!segment_expired(i64::MIN / day - 1, day, i64::MIN));
+    }
 }

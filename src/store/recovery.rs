@@ -127,7 +127,7 @@ pub fn recover_on(
     cutoff: i64,
     unique: &str,
 ) -> io::Result<Report> {
-    let expired = |seg: i64| (seg as i128 + 1) * segment_ns as i128 <= cutoff as i128;
+    let expired = |seg: i64| super::segment_expired(seg, segment_ns, cutoff);
     let mut report = Report::default();
     // Spare logs hold only checkpointed commits (or zeros): nothing to replay.
     for p in disk.list(&layout.wal_dir())? {

@@ -32,6 +32,7 @@ use crate::store::device::{io_err, offload, Device, Dma};
 use crate::store::iostats::IoStats;
 use crate::store::iotrace::{trace, Event, Tracer};
 use crate::store::layout::{sync_dir, Layout};
+use crate::store::segment_expired;
 use crate::store::view::Segment;
 
 mod checkpoint;
@@ -232,11 +233,6 @@ fn pin_helper_away_from(busy_cpu: Option<usize>) {
     if let Some(other) = ids.into_iter().find(|c| Some(c.id) != busy_cpu) {
         core_affinity::set_for_current(other);
     }
-}
-
-/// Whether segment `seg` ended at or before `cutoff` (retention removes it).
-fn segment_expired(seg: i64, segment_ns: i64, cutoff: i64) -> bool {
-    (seg as i128 + 1) * segment_ns as i128 <= cutoff as i128
 }
 
 /// The sidecars this core owns whose tag file is missing: the file held synced records, so a start is
