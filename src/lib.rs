@@ -7,6 +7,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod clock;
 pub mod config;
 pub mod fuzzcheck;
 pub mod hist;

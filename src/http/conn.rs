@@ -81,7 +81,7 @@ fn decode_line_protocol(
             _ => return Err(invalid(&format!("unknown parameter {k:?}"), None)),
         }
     }
-    let now = crate::store::shard::now_ns();
+    let now = crate::clock::now_ns();
     lineproto::decode(body, &core.lp, precision, now, msgs)
         .map_err(|e| invalid(&format!("line {}: {}", e.line, e.reason), Some(e.line)))
 }

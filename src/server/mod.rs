@@ -198,11 +198,11 @@ pub fn run(config: Config) -> Result<(), String> {
     let segment_ns = layout
         .prepare(config.segment_ns())
         .map_err(|e| format!("preparing {}: {e}", config.data_dir.display()))?;
-    let unique = format!("{:020}", crate::store::shard::now_ns());
+    let unique = format!("{:020}", crate::clock::now_ns());
     let report = crate::store::recovery::recover(
         &layout,
         segment_ns,
-        crate::store::shard::now_ns().saturating_sub(config.retention_ns()),
+        crate::clock::now_ns().saturating_sub(config.retention_ns()),
         &unique,
     )
     .map_err(|e| format!("recovery failed: {e}"))?;

@@ -16,7 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::channel::{mpsc, oneshot};
 use futures::future::{LocalBoxFuture, Shared};
@@ -27,6 +27,7 @@ use crate::config::{Durability, Reads};
 use crate::ingest::decode::Message;
 use crate::query::{asof, params::Window, render};
 
+use crate::clock::now_ns;
 use crate::store::blockcache::BlockCache;
 use crate::store::device::{io_err, offload, Device, Dma};
 use crate::store::iostats::IoStats;
@@ -175,12 +176,6 @@ pub struct Shard {
     unsynced_sums: RefCell<Vec<(PathBuf, bool)>>,
     /// Where the live path's writes and syncs go (`device.rs`): the real device, or one that injects faults.
     device: RefCell<Rc<dyn Device>>,
-}
-
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// Bytes of zeros a log file is created with. Commits then overwrite existing blocks, so each is a pure
