@@ -82,8 +82,7 @@ pub fn decode_one(json: &[u8]) -> Result<Message, String> {
 /// [`decode_one`] for a text whose nesting [`depth::check`] has already bounded (an array body's element).
 fn decode_shallow(json: &[u8]) -> Result<Message, String> {
     // serde would also read the struct from an array, `[time, "tag", [values]]`: not our format.
-    if json.first() != Some(&b'{') && json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{')
-    {
+    if json.trim_ascii_start().first() != Some(&b'{') {
         return Err(
             "invalid message: not a JSON object {\"time\":..,\"tag\":..,\"values\":[..]}".into(),
         );
