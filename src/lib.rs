@@ -13,6 +13,7 @@ pub mod fuzzcheck;
 pub mod hist;
 pub mod http;
 pub mod ingest;
+pub mod message;
 pub mod query;
 pub mod record;
 pub mod server;

@@ -18,6 +18,7 @@ use crate::query::{params, render};
 use crate::server::core::{Core, Stop};
 use crate::server::metrics;
 use crate::server::tokens;
+use crate::store::shard::read::ExportError;
 
 /// Largest request head accepted (431 above).
 pub const HEAD_BYTES_MAX: usize = 16 << 10;
@@ -48,7 +49,7 @@ fn decode_line_protocol(
     core: &Core,
     query: &str,
     body: &[u8],
-    msgs: &mut Vec<decode::Message>,
+    msgs: &mut Vec<crate::message::Message>,
 ) -> Result<(), Vec<u8>> {
     use crate::ingest::lineproto::{self, Precision};
     let invalid = |message: &str, line: Option<usize>| {
@@ -522,28 +523,38 @@ async fn export(core: &Core, stream: &mut TcpStream, query: &str, head: &Head) -
             return (next, 400);
         }
     };
+    let tag = w.tag.clone();
     let mut rx = core.export(w).await;
     let first = rx.next().await;
-    if let Some(Err((status, reason))) = &first {
-        response::json(&mut out, *status, &error_body(reason, None), close, "");
+    if let Some(Err(e)) = &first {
+        let (status, reason) = match e {
+            ExportError::UnknownTag => (404, format!("tag {tag:?} has never been written")),
+            ExportError::Failed(e) => (503, e.to_string()),
+        };
+        response::json(&mut out, status, &error_body(&reason, None), close, "");
         let next = if stream.write_all(&out).await.is_ok() && !close {
             Next::KeepAlive
         } else {
             Next::Close
         };
-        return (next, *status);
+        return (next, status);
     }
     let chunked = head.minor == 1;
+    let mut lines = Vec::with_capacity(64 << 10);
     response::stream_head(&mut out, "application/x-ndjson", chunked, !chunked || close);
     let mut item = first;
     while let Some(chunk) = item {
-        let Ok(data) = chunk else {
+        let Ok(records) = chunk else {
             return (Next::Close, 200);
         }; // mid-stream failure: cut the response short
+        lines.clear();
+        for r in &records {
+            render::export_line(&mut lines, r);
+        }
         if chunked {
-            response::chunk(&mut out, &data);
+            response::chunk(&mut out, &lines);
         } else {
-            out.extend_from_slice(&data);
+            out.extend_from_slice(&lines);
         }
         if stream.write_all(&out).await.is_err() {
             return (Next::Close, 200);

@@ -11,15 +11,9 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::depth;
+use crate::message::Message;
 use crate::record::{Record, VALUES};
 use crate::tag;
-
-/// One validated message: its tag and the record to store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Message {
-    pub tag: String,
-    pub record: Record,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,7 +13,7 @@
 //! `precision` units (the server's clock when absent). The measurement, other tags and other fields are
 //! ignored. Any bad line rejects the whole body with its 1-based line number.
 
-use crate::ingest::decode::Message;
+use crate::message::Message;
 use crate::record::{Record, VALUES};
 
 /// How a line-protocol body maps to messages.

@@ -22,6 +22,13 @@ pub trait Run {
     }
 }
 
+/// What a reader does with a window's runs (the store hands them over; e.g. `query/answer.rs` renders the
+/// answer); generic over how the runs are stored.
+pub trait WithRuns {
+    type Out;
+    fn with<R: Run + ?Sized>(self, runs: &[&R]) -> Self::Out;
+}
+
 impl Run for [Record] {
     fn len(&self) -> usize {
         <[Record]>::len(self)

@@ -1,5 +1,6 @@
-//! Queries: parameter parsing, the as-of sampler and JSON rendering. All pure.
+//! Queries: parameter parsing, the as-of sampler, aggregations and JSON rendering. All pure.
 pub mod agg;
+pub mod answer;
 pub mod asof;
 pub mod params;
 pub mod render;

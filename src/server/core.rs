@@ -14,11 +14,13 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::net::TcpListener;
 
 use crate::config::Config;
-use crate::ingest::decode::Message;
+use crate::message::Message;
+use crate::query::answer::Api;
 use crate::query::params::Window;
 use crate::server::mesh::{ExportChunk, Forward};
 use crate::server::report::{self, Stats};
-use crate::store::shard::Shard;
+use crate::store::shard::read::ExportError;
+use crate::store::shard::{Shard, ShardOptions};
 use crate::store::StoreError;
 
 pub type Stop = Shared<oneshot::Receiver<()>>;
@@ -94,8 +96,7 @@ impl Core {
     pub async fn api(&self, w: Window) -> Result<Option<Vec<u8>>, String> {
         let k = self.owner(&w.tag);
         if k == self.id {
-            let mut out = Vec::with_capacity(w.samples * 200 + 128);
-            return Ok(self.shard.api(&w, &mut out).await?.map(|()| out));
+            return self.answer(&w).await;
         }
         let senders = self.senders.as_ref().ok_or("no mesh")?;
         let (tx, rx) = oneshot::channel();
@@ -118,12 +119,23 @@ impl Core {
                 .await
                 .is_err()
             {
-                let _ = tx.send(Err((503, unavailable(k).to_string()))).await;
+                let _ = tx.send(Err(ExportError::Failed(unavailable(k)))).await;
             }
         } else {
-            let _ = tx.send(Err((503, "no mesh".into()))).await;
+            let no_mesh = StoreError::Unavailable("no mesh".into());
+            let _ = tx.send(Err(ExportError::Failed(no_mesh))).await;
         }
         rx
+    }
+
+    /// The rendered `/api` answer of this core's shard.
+    async fn answer(&self, w: &Window) -> Result<Option<Vec<u8>>, String> {
+        let mut out = Vec::with_capacity(w.samples * 200 + 128);
+        let read = self.shard.read(w, Api { w, out: &mut out }).await;
+        match read {
+            Ok(found) => Ok(found.map(|()| out)),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     async fn serve_forward(self: Rc<Self>, msg: Forward) {
@@ -134,9 +146,7 @@ impl Core {
                 let _ = reply.send(self.shard.append(msgs).await);
             }
             Forward::Api(w, reply) => {
-                let mut out = Vec::with_capacity(w.samples * 200 + 128);
-                let r = self.shard.api(&w, &mut out).await;
-                let _ = reply.send(r.map(|o| o.map(|()| out)));
+                let _ = reply.send(self.answer(&w).await);
             }
             Forward::Export(w, tx) => Rc::clone(&self.shard).export(w, tx).await,
             Forward::Metrics(reply) => {
@@ -151,7 +161,8 @@ impl Core {
     /// This core's counters for a scrape.
     pub fn snapshot(&self) -> crate::server::metrics::Snapshot {
         let m = self.metrics.borrow();
-        let io = self.shard.io_stats.borrow();
+        let io = self.shard.io_stats();
+        let c = self.shard.counters();
         crate::server::metrics::Snapshot {
             core: self.id,
             requests: m.requests.iter().map(|(&(r, s), &n)| (r, s, n)).collect(),
@@ -165,16 +176,16 @@ impl Core {
             commit: io.commit_hist.clone(),
             checkpoints: io.checkpoints_total,
             checkpoint_failures: io.checkpoint_failures_total,
-            pending_records: self.shard.pending_records() as u64,
+            pending_records: c.pending_records,
             shed: self.overload.shed_total.get(),
-            pending_refused: self.shard.pending_refused.get(),
-            writes_refused: self.shard.writes_refused.get(),
-            duplicates: self.shard.duplicates.get(),
+            pending_refused: c.pending_refused,
+            writes_refused: c.writes_refused,
+            duplicates: c.duplicates,
             connections_refused: self.connections_refused.get(),
             connections: self.connections.get() as u64,
-            tags: self.shard.tag_count() as u64,
-            tag_file_bytes: self.shard.tag_file_bytes(),
-            log_bytes: self.shard.log_bytes(),
+            tags: c.tags,
+            tag_file_bytes: c.tag_file_bytes,
+            log_bytes: c.log_bytes,
         }
     }
 
@@ -259,18 +270,21 @@ pub async fn run(s: Start) -> Result<(), String> {
         }
         None => None,
     };
-    let opened = Shard::open(
+    let opened = Shard::open(ShardOptions {
         id,
-        s.shards,
+        shards: s.shards,
         layout,
-        s.segment_ns,
-        s.config.durability,
-        s.config.retention_ns(),
-        s.unique,
-        s.config.reads,
-        s.config.read_cache_mib << 20,
+        segment_ns: s.segment_ns,
+        durability: s.config.durability,
+        retention_ns: s.config.retention_ns(),
+        run: s.unique,
+        reads: s.config.reads,
+        read_cache_bytes: s.config.read_cache_mib << 20,
         trace,
-    )
+        device: crate::store::device::for_config(s.config.fault_file.clone()),
+        max_pending_records: s.config.max_pending_records,
+        max_pending_writes: s.config.max_pending_writes,
+    })
     .await;
     let shard = match opened {
         Ok(shard) => shard,
@@ -279,11 +293,6 @@ pub async fn run(s: Start) -> Result<(), String> {
             return Err(e);
         }
     };
-    shard.max_pending.set(s.config.max_pending_records.max(1));
-    shard.max_pending_writes.set(s.config.max_pending_writes);
-    shard.set_device(crate::store::device::for_config(
-        s.config.fault_file.clone(),
-    ));
     let core = Rc::new(Core {
         id,
         shards: s.shards,
@@ -350,7 +359,7 @@ pub async fn run(s: Start) -> Result<(), String> {
                         }
                         last = Instant::now();
                     }
-                    let deleted = core.shard.enforce_retention();
+                    let deleted = core.shard.enforce_retention().await;
                     core.metrics.borrow_mut().retention_deleted += deleted as u64;
                 }
             },
@@ -370,7 +379,7 @@ pub async fn run(s: Start) -> Result<(), String> {
                     report::line(
                         core.id,
                         &core.stats,
-                        &core.shard.io_stats,
+                        &mut core.shard.io_stats_mut(),
                         every,
                         core.shard.tag_count(),
                     ),

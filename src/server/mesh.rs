@@ -5,13 +5,13 @@
 
 use futures::channel::{mpsc, oneshot};
 
-use crate::ingest::decode::Message;
+use crate::message::Message;
 use crate::query::params::Window;
 use crate::store::StoreError;
 
 pub const MESH_CAPACITY: usize = 1024;
 
-pub type ExportChunk = Result<Vec<u8>, (u16, String)>;
+pub use crate::store::shard::read::ExportChunk;
 
 pub enum Forward {
     Save(Vec<Message>, oneshot::Sender<Result<(), StoreError>>),

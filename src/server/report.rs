@@ -49,12 +49,11 @@ fn fmt_ns(ns: u64) -> String {
 pub fn line(
     core: usize,
     stats: &RefCell<Stats>,
-    io: &RefCell<IoStats>,
+    io: &mut IoStats,
     interval: Duration,
     tags: usize,
 ) -> String {
     let mut s = stats.borrow_mut();
-    let mut io = io.borrow_mut();
     let h = &s.service_ns;
     let secs = interval.as_secs_f64().max(1e-9);
     let text = format!(

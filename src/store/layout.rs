@@ -41,6 +41,32 @@ impl Layout {
     pub fn probe(&self) -> PathBuf {
         self.root.join("probe")
     }
+    /// Generation `generation` of core `core`'s log in the run named `run`.
+    pub fn log_file(&self, run: &str, core: usize, generation: u64) -> PathBuf {
+        self.wal_dir().join(
+            LogName::Generation {
+                run: run.into(),
+                core,
+                generation,
+            }
+            .file_name(),
+        )
+    }
+    /// Core `core`'s spare log: a zeroed or checkpointed file, ready to become its next generation.
+    pub fn spare_log(&self, run: &str, core: usize) -> PathBuf {
+        self.wal_dir().join(
+            LogName::Spare {
+                run: run.into(),
+                core,
+            }
+            .file_name(),
+        )
+    }
+    /// The log start-up recovery writes its pre-images into, for the run named `run`.
+    pub fn recovery_log(&self, run: &str) -> PathBuf {
+        self.wal_dir()
+            .join(LogName::Recovery { run: run.into() }.file_name())
+    }
 
     /// The segment length of an existing data directory, without creating or changing anything.
     pub fn read_format(&self) -> io::Result<i64> {
@@ -97,6 +123,59 @@ impl Layout {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The names of the files in `DATA/wal`: built and parsed here only. `run` is the engine run's unique,
+/// zero-padded start time, so runs sort by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogName {
+    /// `<run>-c<core>-g<generation>.wal`
+    Generation {
+        run: String,
+        core: usize,
+        generation: u64,
+    },
+    /// `<run>-recovery.wal`
+    Recovery { run: String },
+    /// `<run>-c<core>.spare`
+    Spare { run: String, core: usize },
+}
+
+impl LogName {
+    pub fn file_name(&self) -> String {
+        match self {
+            LogName::Generation {
+                run,
+                core,
+                generation,
+            } => format!("{run}-c{core}-g{generation}.wal"),
+            LogName::Recovery { run } => format!("{run}-recovery.wal"),
+            LogName::Spare { run, core } => format!("{run}-c{core}.spare"),
+        }
+    }
+
+    /// The name of `path`, or `None` for a file of another shape.
+    pub fn parse(path: &Path) -> Option<LogName> {
+        let name = path.file_name()?.to_str()?;
+        if let Some(stem) = name.strip_suffix(".spare") {
+            let (run, core) = stem.rsplit_once("-c")?;
+            return Some(LogName::Spare {
+                run: run.into(),
+                core: core.parse().ok()?,
+            });
+        }
+        let stem = name.strip_suffix(".wal")?;
+        if let Some(run) = stem.strip_suffix("-recovery") {
+            return Some(LogName::Recovery { run: run.into() });
+        }
+        let (rest, generation) = stem.rsplit_once("-g")?;
+        let (run, core) = rest.rsplit_once("-c")?;
+        Some(LogName::Generation {
+            run: run.into(),
+            core: core.parse().ok()?,
+            generation: generation.parse().ok()?,
+        })
     }
 }
 
@@ -158,6 +237,50 @@ impl DirLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_names_round_trip_and_others_are_refused() {
+        let layout = Layout::new("/d");
+        let run = "00000000000000000042";
+        for (path, name) in [
+            (
+                layout.log_file(run, 3, 17),
+                LogName::Generation {
+                    run: run.into(),
+                    core: 3,
+                    generation: 17,
+                },
+            ),
+            (
+                layout.spare_log(run, 1),
+                LogName::Spare {
+                    run: run.into(),
+                    core: 1,
+                },
+            ),
+            (
+                layout.recovery_log(run),
+                LogName::Recovery { run: run.into() },
+            ),
+        ] {
+            assert_eq!(path.parent(), Some(layout.wal_dir().as_path()));
+            assert_eq!(LogName::parse(&path), Some(name));
+        }
+        assert_eq!(
+            layout.log_file(run, 3, 17).file_name().unwrap(),
+            "00000000000000000042-c3-g17.wal"
+        );
+        for odd in [
+            "odd.wal",
+            "x-cq-g1.wal",
+            "x-c1-g.wal",
+            "x-c1.wal",
+            "x-c1-g2.rec",
+            "x.spare",
+        ] {
+            assert_eq!(LogName::parse(Path::new(odd)), None, "{odd}");
+        }
+    }
 
     #[test]
     fn second_lock_is_refused_and_format_is_kept() {

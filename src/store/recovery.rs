@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use crate::record::{Record, RECORD_BYTES};
 use crate::store::disk::{Disk, RealDisk};
-use crate::store::layout::Layout;
+use crate::store::layout::{Layout, LogName};
 use crate::store::{align_down, align_up, sidecar, tagfile, wal, BLOCK};
 
 #[derive(Debug, Default)]
@@ -103,15 +103,18 @@ pub fn read_log(disk: &dyn Disk, path: &Path) -> io::Result<Vec<u8>> {
 /// zero-padded start time that prefixes every name), then each core's generations by number (`-g10` after
 /// `-g9`), then that run's recovery log; a name of another shape sorts last, by name.
 fn log_order(path: &Path) -> (String, u8, u64, u64) {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    let parsed = stem.split_once('-').and_then(|(run, rest)| {
-        if rest == "recovery" {
-            return Some((run.to_string(), 1, 0, 0));
+    match LogName::parse(path) {
+        Some(LogName::Generation {
+            run,
+            core,
+            generation,
+        }) => (run, 0, core as u64, generation),
+        Some(LogName::Recovery { run }) => (run, 1, 0, 0),
+        _ => {
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            (stem.to_string(), 2, 0, 0)
         }
-        let (core, gen) = rest.strip_prefix('c')?.split_once("-g")?;
-        Some((run.to_string(), 0, core.parse().ok()?, gen.parse().ok()?))
-    });
-    parsed.unwrap_or_else(|| (stem.to_string(), 2, 0, 0))
+    }
 }
 
 /// `cutoff`: records whose segment ended at or before this time are past retention and not replayed.
@@ -131,7 +134,7 @@ pub fn recover_on(
     let mut report = Report::default();
     // Spare logs hold only checkpointed commits (or zeros): nothing to replay.
     for p in disk.list(&layout.wal_dir())? {
-        if p.extension().is_some_and(|x| x == "spare") {
+        if matches!(LogName::parse(&p), Some(LogName::Spare { .. })) {
             disk.remove_file(&p)?;
         }
     }
@@ -246,7 +249,7 @@ pub fn recover_on(
     }
 
     // Step 2: the recovery log with pre-images and lengths.
-    let rlog = layout.wal_dir().join(format!("{unique}-recovery.wal"));
+    let rlog = layout.recovery_log(unique);
     if logs.contains(&rlog) {
         return Err(other(format!(
             "{} exists already: recovery needs a name no earlier run used",

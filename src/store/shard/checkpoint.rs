@@ -8,8 +8,10 @@ use std::time::Duration;
 use futures::channel::oneshot;
 use glommio::io::{DmaFile, OpenOptions};
 
-use super::{io_err, offload, Cmd, Shard, CHECKPOINT_FILES_IN_FLIGHT, WAL_CHECKPOINT_BYTES};
+use super::commit::Cmd;
+use super::{Shard, CHECKPOINT_FILES_IN_FLIGHT, WAL_CHECKPOINT_BYTES};
 use crate::record::{Record, RECORD_BYTES};
+use crate::store::device::io_err;
 use crate::store::iotrace::{trace, Event};
 use crate::store::{align_down, sidecar, tagfile, wal, StoreError};
 
@@ -31,50 +33,32 @@ impl Shard {
     }
 
     async fn checkpoint_steps(&self) -> Result<usize, StoreError> {
-        // 1. A fresh log; every commit from here on goes there.
-        let g = self.generation.get() + 1;
-        self.generation.set(g);
-        let path = self
-            .layout
-            .wal_dir()
-            .join(format!("{}-c{}-g{g}.wal", self.unique, self.id));
-        let file = self.next_log(&path).await?;
+        // 1. A fresh generation; every commit from here on goes there. A generation whose batches failed
+        //    is sealed before its records move on: batches after its last acknowledged one (their requests
+        //    got an error) must never be replayed, since their record slots are handed out again. Retried by
+        //    every checkpoint until it succeeds.
+        self.log.prepare().await?;
         let (tx, rx) = oneshot::channel();
         self.queue
-            .unbounded_send(Cmd::Rotate {
-                file,
-                path,
-                done: tx,
-            })
+            .unbounded_send(Cmd::Rotate(tx))
             .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))?;
         let old = rx
             .await
             .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))??;
         if let Some(e) = &old.broken {
             eprintln!(
-                "core {}: after {e}: writing to a new log generation; rescanning {}",
-                self.id,
-                old.path.display()
+                "core {}: after {e}: writing to a new log generation; sealing generation {}",
+                self.id, old.generation
             );
         }
-        let unscanned = old.broken.as_ref().map(|_| old.acked_end);
-        self.old_logs.borrow_mut().push((old.path, unscanned));
-        // A failed log is not written again until it has been rescanned: commits after its last acknowledged
-        // one (their requests got an error) must never be replayed, since their record slots are handed
-        // out again. Retried by every checkpoint until it succeeds.
-        let pending: Vec<(usize, PathBuf, u64)> = self
-            .old_logs
-            .borrow()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (p, end))| end.map(|e| (i, p.clone(), e)))
+        self.old_logs.borrow_mut().push(old);
+        let unsealed: Vec<usize> = (0..self.old_logs.borrow().len())
+            .filter(|&i| !self.old_logs.borrow()[i].sealed)
             .collect();
-        for (i, path, end) in pending {
-            let note = offload(move || neutralize(&path, end))
-                .await
-                .map_err(|e| StoreError::from_io("rescanning a failed log", &e))?;
-            eprintln!("core {}: {note}", self.id);
-            self.old_logs.borrow_mut()[i].1 = None;
+        for i in unsealed {
+            let mut old = self.old_logs.borrow()[i].clone();
+            self.log.seal(&mut old).await?;
+            self.old_logs.borrow_mut()[i] = old;
         }
 
         // 2. Plan: for each dirty segment, the records from the first block to rewrite up to `committed()`.
@@ -170,7 +154,7 @@ impl Shard {
         } else {
             vec![root]
         };
-        self.device().dirs(missing, sync_root).await?;
+        self.device.dirs(missing, sync_root).await?;
         if let Some(id) = root_sync {
             trace(&self.trace, |_| Event::DirSynced(id));
         }
@@ -199,7 +183,7 @@ impl Shard {
                 .collect(),
             None => Vec::new(),
         };
-        self.device().dirs(Vec::new(), dirs).await?;
+        self.device.dirs(Vec::new(), dirs).await?;
         for id in ids {
             trace(&self.trace, |_| Event::DirSynced(id));
         }
@@ -214,8 +198,8 @@ impl Shard {
             }
         }
         let olds = std::mem::take(&mut *self.old_logs.borrow_mut());
-        for (n, (old, _)) in olds.iter().enumerate() {
-            if let Err(e) = self.retire_log(old).await {
+        for (n, old) in olds.iter().enumerate() {
+            if let Err(e) = self.log.retire(old.clone()).await {
                 self.old_logs.borrow_mut().extend(olds[n..].iter().cloned());
                 return Err(e);
             }
@@ -291,7 +275,7 @@ impl Shard {
             }
             None => (0, 0),
         };
-        let device = self.device();
+        let device = &self.device;
         let r = async {
             device.write(&f, &path, offset as u64, &bytes).await?;
             trace(&self.trace, |_| Event::Wrote(write_id));
@@ -335,7 +319,7 @@ impl Shard {
             });
             w
         });
-        self.device().append(side.clone(), at, entries).await?;
+        self.device.append(side.clone(), at, entries).await?;
         if let Some(w) = id {
             trace(&self.trace, |_| Event::Wrote(w));
         }
@@ -365,7 +349,7 @@ impl Shard {
                 .collect(),
             None => Vec::new(),
         };
-        self.device().syncfs(self.layout.seg_root()).await?;
+        self.device.syncfs(self.layout.seg_root()).await?;
         for id in ids {
             trace(&self.trace, |_| Event::Synced(id));
         }
@@ -380,45 +364,9 @@ impl Shard {
 
     /// True when a checkpoint is due.
     pub fn checkpoint_due(&self, since_last: Duration, interval: Duration) -> bool {
-        self.wal_bytes.get() >= WAL_CHECKPOINT_BYTES
-            || (since_last >= interval && self.wal_bytes.get() > 0)
-            || (self.log_broken() && since_last >= Duration::from_secs(1))
+        let bytes = self.log.bytes();
+        bytes >= WAL_CHECKPOINT_BYTES
+            || (since_last >= interval && bytes > 0)
+            || (self.log.broken() && since_last >= Duration::from_secs(1))
     }
-}
-
-/// Rescans a log whose writes failed and makes sure nothing after its last acknowledged commit (which ends at
-/// `acked_end`) can be replayed: when a valid commit follows there (its data landed although its write or
-/// sync reported an error), its first block is overwritten with zeros, durably. Blocking; returns what it found.
-fn neutralize(path: &std::path::Path, acked_end: u64) -> std::io::Result<String> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let bytes = crate::store::recovery::read_log(&crate::store::disk::RealDisk, path)?;
-    let (_, end) = wal::scan(&bytes);
-    let end = end as u64;
-    if end < acked_end {
-        return Ok(format!(
-            "{} holds valid commits only up to offset {end}, short of the acknowledged {acked_end}: the device lost \
-             acknowledged commits (their records are in memory and go to the tag files now)",
-            path.display()
-        ));
-    }
-    if end == acked_end {
-        return Ok(format!(
-            "{} rescanned: its valid commits end at offset {end}, the last acknowledged one",
-            path.display()
-        ));
-    }
-    assert_eq!(
-        acked_end % crate::store::BLOCK as u64,
-        0,
-        "BUG: commits start on block boundaries"
-    );
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DSYNC)
-        .open(path)?;
-    f.write_all_at(&[0u8; crate::store::BLOCK], acked_end)?;
-    Ok(format!(
-        "{} rescanned: unacknowledged commits landed after offset {acked_end} (up to {end}); zeroed the block there",
-        path.display()
-    ))
 }

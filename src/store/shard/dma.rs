@@ -1,8 +1,9 @@
 //! `/api` with `--reads dma`: the shard's side of `store/dmaread.rs`. Three phases, so no `RefCell` borrow
 //! lives across an await: (1) under the borrow, snapshot each segment of the window (id, persisted count,
 //! and the answers from its in-memory tail, computed on the spot); (2) without it, read each tag file's
-//! answers with DMA reads; (3) walk the as-of over answers-from-file ++ answers-from-memory per segment and
-//! render. The persisted prefix of a tag file never changes, so the snapshot stays valid while reads run.
+//! answers with DMA reads; (3) hand back one run per segment, answers-from-file ++ answers-from-memory, for
+//! the caller's as-of walk. The persisted prefix of a tag file never changes, so the snapshot stays valid
+//! while reads run.
 //! Segments whose order is not known since start are scanned once with DMA reads; segments whose records
 //! arrived out of time order are left to the mmap path (the caller falls back).
 
@@ -11,7 +12,17 @@ use glommio::io::DmaFile;
 use super::Shard;
 use crate::query::{asof, params::Window};
 use crate::record::{Record, RECORD_BYTES};
-use crate::store::dmaread;
+use crate::store::device::io_err;
+use crate::store::{dmaread, StoreError};
+
+/// What the DMA path found for a window.
+pub(super) enum DmaRuns {
+    /// One run per segment, in time order.
+    Runs(Vec<Vec<Record>>),
+    UnknownTag,
+    /// A segment of the window is not in time order: read it through mmap instead.
+    Unsorted,
+}
 
 /// One segment of the window, as snapshotted before the reads.
 struct Part {
@@ -26,14 +37,10 @@ struct Part {
 const SCAN_BYTES: usize = 1 << 20;
 
 impl Shard {
-    /// `Ok(None)`: a segment of the window is not in time order (read it through mmap instead).
-    pub(super) async fn api_dma(
-        &self,
-        w: &Window,
-        out: &mut Vec<u8>,
-    ) -> Result<Option<Option<()>>, String> {
+    /// The runs of an `/api` window read with DMA reads: each segment's answers only.
+    pub(super) async fn dma_runs(&self, w: &Window) -> Result<DmaRuns, StoreError> {
         let Some((first_seg, last_seg)) = self.api_segments(w) else {
-            return Ok(Some(None));
+            return Ok(DmaRuns::UnknownTag);
         };
         self.learn_orders(&w.tag, first_seg, last_seg).await?;
         let times: Vec<i64> = (0..w.samples)
@@ -44,11 +51,11 @@ impl Shard {
         {
             let tags = self.tags.borrow();
             let Some(t) = tags.get(&w.tag) else {
-                return Ok(Some(None));
+                return Ok(DmaRuns::UnknownTag);
             };
             for (&key, seg) in t.segs.range(first_seg..=last_seg) {
                 if !seg.is_sorted() {
-                    return Ok(None);
+                    return Ok(DmaRuns::Unsorted);
                 }
                 let mut from_mem: Vec<Record> = Vec::new();
                 asof::sample(&[&seg.mem[..]], w.start, w.end, w.samples, |_, r| {
@@ -75,23 +82,25 @@ impl Shard {
                 let path = self.layout.tag_file(p.key, &w.tag);
                 let file = DmaFile::open(&path)
                     .await
-                    .map_err(|e| format!("opening {}: {e}", path.display()))?;
+                    .map_err(|e| io_err(&format!("opening {}", path.display()), e))?;
                 let r = dmaread::answers(&file, &self.cache, p.id, p.persisted, &times).await;
                 let _ = file.close().await;
-                r.map_err(|e| format!("reading {}: {e}", path.display()))?
+                r.map_err(|e| io_err(&format!("reading {}", path.display()), e))?
             };
             run.extend_from_slice(&p.from_mem);
             runs.push(run);
         }
-        // 3. As-of over the answers, rendered.
-        let refs: Vec<&[Record]> = runs.iter().map(Vec::as_slice).collect();
-        super::render_api(out, w, &refs);
-        Ok(Some(Some(())))
+        Ok(DmaRuns::Runs(runs))
     }
 
     /// Learns, with sequential DMA reads, whether the persisted records of each segment of the window whose
     /// order is unknown (loaded at start) are in time order.
-    async fn learn_orders(&self, tag: &str, first_seg: i64, last_seg: i64) -> Result<(), String> {
+    async fn learn_orders(
+        &self,
+        tag: &str,
+        first_seg: i64,
+        last_seg: i64,
+    ) -> Result<(), StoreError> {
         let unknown: Vec<(i64, usize)> = {
             let tags = self.tags.borrow();
             let Some(t) = tags.get(tag) else {
@@ -107,7 +116,7 @@ impl Shard {
             let path = self.layout.tag_file(key, tag);
             let file = DmaFile::open(&path)
                 .await
-                .map_err(|e| format!("opening {}: {e}", path.display()))?;
+                .map_err(|e| io_err(&format!("opening {}", path.display()), e))?;
             let (mut sorted, mut max) = (true, i64::MIN);
             let end = persisted * RECORD_BYTES;
             let mut at = 0;
@@ -119,7 +128,7 @@ impl Shard {
                 let buf = file
                     .read_at(at as u64, n)
                     .await
-                    .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                    .map_err(|e| io_err(&format!("reading {}", path.display()), e))?;
                 carry.extend_from_slice(&buf[..buf.len().min(end - at)]);
                 at += n;
                 let whole = carry.len() / RECORD_BYTES * RECORD_BYTES;

@@ -1,0 +1,153 @@
+//! Taking a write in: back-pressure (`--max-pending-records`, `--max-pending-writes`), duplicate admission
+//! (a message equal to a stored or in-flight record is not stored again) and the hand-off to the commit loop.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use futures::channel::oneshot;
+
+use super::commit::{Cmd, Job};
+use super::Shard;
+use crate::config::Durability;
+use crate::message::Message;
+use crate::store::StoreError;
+
+/// One append waiting for its commit, counted in `Shard::pending_writes` while it lives.
+struct Waiting(Rc<Cell<usize>>);
+
+impl Waiting {
+    fn enter(count: &Rc<Cell<usize>>) -> Waiting {
+        count.set(count.get() + 1);
+        Waiting(Rc::clone(count))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// What admission kept of a request.
+struct Admitted {
+    msgs: Vec<Message>,
+    /// `async`: the indexes handed out (the records are visible already).
+    indexes: Vec<usize>,
+    /// A dropped message repeats a record still in flight: the answer waits for that commit.
+    repeats_inflight: bool,
+}
+
+impl Shard {
+    /// Stores messages owned by this core. Resolves once they are durable (sync) or visible (async). A
+    /// message equal to a stored or in-flight record (same tag, time and value bits: a retried request)
+    /// is not stored again; its answer still waits for the commit of the record it repeats.
+    pub async fn append(&self, msgs: Vec<Message>) -> Result<(), StoreError> {
+        self.shed(msgs.len())?;
+        // Counted until this append ends, however it ends (a dropped connection included).
+        let _waiting = Waiting::enter(&self.pending_writes);
+        let a = self.admit_new(msgs);
+        let n = a.msgs.len();
+        if n == 0 && !a.repeats_inflight {
+            return Ok(());
+        }
+        self.pending.set(self.pending.get() + n);
+        match self.durability {
+            Durability::Sync => {
+                let (tx, rx) = oneshot::channel();
+                let job = Job {
+                    msgs: a.msgs,
+                    preassigned: None,
+                    done: Some(tx),
+                };
+                if let Err(e) = self.queue.unbounded_send(Cmd::Append(job)) {
+                    if let Cmd::Append(job) = e.into_inner() {
+                        let mut tags = self.tags.borrow_mut();
+                        for m in job.msgs.iter().rev() {
+                            self.segment_mut(&mut tags, &m.tag, m.record.time)
+                                .inflight_unpush();
+                        }
+                    }
+                    return Err(self.stopped(n));
+                }
+                rx.await
+                    .unwrap_or_else(|_| Err(StoreError::Unavailable("commit loop stopped".into())))
+            }
+            Durability::Async => {
+                let job = Job {
+                    msgs: a.msgs,
+                    preassigned: Some(a.indexes),
+                    done: None,
+                };
+                self.queue
+                    .unbounded_send(Cmd::Append(job))
+                    .map_err(|_| self.stopped(n))
+            }
+        }
+    }
+
+    /// `Err(Overloaded)` when `n` more records, or one more waiting write, would pass a bound.
+    fn shed(&self, n: usize) -> Result<(), StoreError> {
+        let pending = self.pending.get();
+        if pending > 0 && pending + n > self.max_pending {
+            self.pending_refused.set(self.pending_refused.get() + 1);
+            return Err(StoreError::Overloaded(format!(
+                "core {} has {pending} records waiting for the disk (--max-pending-records {})",
+                self.id, self.max_pending
+            )));
+        }
+        let (bound, waiting) = (self.max_pending_writes, self.pending_writes.get());
+        if self.durability == Durability::Sync && bound > 0 && waiting >= bound {
+            self.writes_refused.set(self.writes_refused.get() + 1);
+            return Err(StoreError::Overloaded(format!(
+                "core {} has {waiting} writes waiting for the disk (--max-pending-writes {bound})",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Drops the messages that repeat a stored or in-flight record (or an earlier message of the same
+    /// request) and takes in the rest: in flight under sync durability; given their indexes and made visible
+    /// under async. Infallible: a tag file that cannot be read to look for the original counts as not
+    /// holding it (the message is stored; at worst twice, never lost), and queries report the file.
+    fn admit_new(&self, mut msgs: Vec<Message>) -> Admitted {
+        let mut tags = self.tags.borrow_mut();
+        let mut indexes = Vec::new();
+        let mut repeats_inflight = false;
+        // Filtered in place: the common one-message request keeps its vector.
+        msgs.retain(|m| {
+            let key = m.record.time.div_euclid(self.segment_ns);
+            let seg = self.segment_mut(&mut tags, &m.tag, m.record.time);
+            let inflight = seg.holds_inflight(&m.record);
+            let stored = !inflight
+                && seg
+                    .holds_committed(|| self.layout.tag_file(key, &m.tag), &m.record)
+                    .unwrap_or(false);
+            if inflight || stored {
+                repeats_inflight |= inflight;
+                self.duplicates.set(self.duplicates.get() + 1);
+                return false;
+            }
+            match self.durability {
+                Durability::Sync => seg.inflight_push(m.record),
+                Durability::Async => {
+                    indexes.push(seg.next_index);
+                    seg.next_index += 1;
+                    seg.push(m.record);
+                }
+            }
+            true
+        });
+        Admitted {
+            msgs,
+            indexes,
+            repeats_inflight,
+        }
+    }
+
+    /// The error of an append the commit loop can no longer take; its `n` records are not pending.
+    fn stopped(&self, n: usize) -> StoreError {
+        self.pending.set(self.pending.get().saturating_sub(n));
+        StoreError::Unavailable("commit loop stopped".into())
+    }
+}
