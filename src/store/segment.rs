@@ -326,3 +326,142 @@ fn partition(n: usize, before: impl Fn(usize) -> bool) -> usize {
     }
     lo
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::asof::Run;
+    use std::path::PathBuf;
+
+    fn rec(time: i64, v: f64) -> Record {
+        Record {
+            time,
+            values: [v; crate::record::VALUES],
+        }
+    }
+
+    fn no_file() -> PathBuf {
+        PathBuf::from("/nonexistent/segment-test.rec")
+    }
+
+    #[test]
+    fn in_order_pushes_stay_sorted_and_one_late_record_makes_it_unsorted() {
+        let mut s = Segment::default();
+        assert!(s.is_sorted() && !s.order_unknown());
+        for t in [1, 2, 2, 5] {
+            s.push(rec(t, 0.0));
+        }
+        assert!(s.is_sorted());
+        assert_eq!((s.committed(), s.order()), (4, Order::Sorted { max: 5 }));
+        s.push(rec(3, 0.0));
+        assert_eq!(s.order(), Order::Unsorted);
+        s.push(rec(9, 0.0));
+        assert_eq!(s.order(), Order::Unsorted, "unsorted stays unsorted");
+    }
+
+    #[test]
+    fn a_loaded_segment_is_unknown_until_learned() {
+        let mut s = Segment::loaded(3);
+        assert_eq!((s.persisted, s.next_index, s.committed()), (3, 3, 3));
+        assert!(s.order_unknown());
+        s.push(rec(10, 0.0));
+        assert!(
+            s.order_unknown(),
+            "a push cannot tell the order of records it has not seen"
+        );
+        // A scan of fewer records than persisted does not count.
+        s.learned_order(2, true, 4);
+        assert!(s.order_unknown());
+        s.learned_order(3, true, 4);
+        assert_eq!(s.order(), Order::Sorted { max: 10 });
+
+        let mut s = Segment::loaded(3);
+        s.push(rec(1, 0.0));
+        s.learned_order(3, true, 4);
+        assert_eq!(
+            s.order(),
+            Order::Unsorted,
+            "the tail starts before the file's last record"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_moves_records_from_memory_to_the_file_count() {
+        let mut s = Segment::default();
+        for t in 0..5 {
+            s.push(rec(t, 0.0));
+        }
+        s.next_index = 5;
+        s.persisted_up_to(3);
+        assert_eq!((s.persisted, s.mem.len(), s.committed()), (3, 2, 5));
+        assert_eq!(s.mem[0].time, 3);
+        s.persisted_up_to(5);
+        assert!(s.mem.is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "BUG: persisted 6 of 0..5")]
+    fn persisting_past_the_committed_records_is_a_bug() {
+        let mut s = Segment::default();
+        for t in 0..5 {
+            s.push(rec(t, 0.0));
+        }
+        s.persisted_up_to(6);
+    }
+
+    #[test]
+    fn in_flight_records_are_found_and_leave_in_queue_order() {
+        let mut s = Segment::default();
+        s.inflight_push(rec(5, 1.0));
+        s.inflight_push(rec(2, 2.0));
+        assert!(s.holds_inflight(&rec(2, 2.0)));
+        assert!(!s.holds_inflight(&rec(2, 3.0)), "same time, other values");
+        assert!(!s.holds_inflight(&rec(6, 1.0)), "past the newest in flight");
+        s.inflight_unpush();
+        assert!(!s.holds_inflight(&rec(2, 2.0)));
+        assert_eq!(s.inflight_pop(), Some(rec(5, 1.0)));
+        assert_eq!(s.inflight_pop(), None);
+        assert!(!s.holds_inflight(&rec(5, 1.0)));
+    }
+
+    #[test]
+    fn committed_duplicates_are_found_in_sorted_and_unsorted_segments() {
+        let mut s = Segment::default();
+        for t in [1, 3, 3, 7] {
+            s.push(rec(t, t as f64));
+        }
+        let holds =
+            |s: &mut Segment, r: Record| s.holds_committed(no_file, &r).expect("memory only");
+        assert!(holds(&mut s, rec(3, 3.0)));
+        assert!(!holds(&mut s, rec(3, 4.0)));
+        assert!(
+            !holds(&mut s, rec(8, 8.0)),
+            "past the newest: answered without a search"
+        );
+        // -0.0 and 0.0 are different values as stored.
+        s.push(rec(9, 0.0));
+        assert!(!holds(&mut s, rec(9, -0.0)));
+        s.push(rec(2, 2.0));
+        assert_eq!(s.order(), Order::Unsorted);
+        for t in [1, 2, 3, 7, 9] {
+            let v = if t == 9 { 0.0 } else { t as f64 };
+            assert!(holds(&mut s, rec(t, v)), "{t}");
+        }
+        assert!(!holds(&mut s, rec(2, 3.0)));
+    }
+
+    #[test]
+    fn the_view_reads_time_order_and_ties_keep_arrival_order() {
+        let mut s = Segment::default();
+        for (t, v) in [(5, 0.0), (1, 1.0), (5, 2.0), (3, 3.0)] {
+            s.push(rec(t, v));
+        }
+        s.prepare(&no_file()).expect("memory only");
+        let v = s.view();
+        let got: Vec<(i64, f64)> = (0..v.len())
+            .map(|i| (v.time(i), v.record(i).values[0]))
+            .collect();
+        assert_eq!(got, vec![(1, 1.0), (3, 3.0), (5, 0.0), (5, 2.0)]);
+        assert!(v.slices().is_none(), "a permuted view is not contiguous");
+    }
+}
