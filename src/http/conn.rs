@@ -3,22 +3,21 @@
 //! HTTP/1.0 unless asked; `Expect: 100-continue` is answered as soon as a head with an incomplete body is
 //! seen. A framing error answers its status and closes (the stream position is then unknown).
 
-use std::rc::Rc;
 use std::time::Instant;
 
-use futures::future::{select, Either};
+use futures::channel::oneshot;
+use futures::future::{select, Either, Shared};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use glommio::net::TcpStream;
 
 use crate::http::deadline::Phase;
-use crate::http::parse::{self, Body, Head, HttpError, Method, Path};
+use crate::http::parse::{self, Body, Head, HttpError};
 use crate::http::response;
-use crate::ingest::decode::{self, Position};
-use crate::query::{params, render};
-use crate::server::core::{Core, Stop};
-use crate::server::metrics;
-use crate::server::tokens;
-use crate::store::shard::read::ExportError;
+use crate::http::service::{Reply, Request, Served, Service, Stream};
+use crate::query::render;
+
+/// Resolves when the engine stops: connections finish what they are handling and close.
+pub type Stop = Shared<oneshot::Receiver<()>>;
 
 /// Largest request head accepted (431 above).
 pub const HEAD_BYTES_MAX: usize = 16 << 10;
@@ -27,7 +26,7 @@ const READ_BYTES: usize = 64 << 10;
 const BUSY: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 /// Inflates a `Content-Encoding: gzip` body, at most `max` bytes of it (413 past that, 400 if corrupt).
-fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, (u16, String)> {
+pub fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, (u16, String)> {
     use std::io::Read;
     let mut out = Vec::with_capacity(body.len() * 4);
     let mut d = flate2::read::MultiGzDecoder::new(body).take(max as u64 + 1);
@@ -42,73 +41,6 @@ fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, (u16, String)> {
     Ok(out)
 }
 
-/// `/write` and `/api/v2/write`: the parameters Influx clients send (only `precision` matters) and the
-/// line-protocol body. The error is the whole 400 body, in Influx's shape (`code`, `message`) as well as
-/// ours (`error`, `line`).
-fn decode_line_protocol(
-    core: &Core,
-    query: &str,
-    body: &[u8],
-    msgs: &mut Vec<crate::message::Message>,
-) -> Result<(), Vec<u8>> {
-    use crate::ingest::lineproto::{self, Precision};
-    let invalid = |message: &str, line: Option<usize>| {
-        let mut b = Vec::with_capacity(message.len() * 2 + 64);
-        b.extend_from_slice(b"{\"code\":\"invalid\",\"message\":");
-        render::json_string(&mut b, message);
-        b.extend_from_slice(b",\"error\":");
-        render::json_string(&mut b, message);
-        if let Some(n) = line {
-            b.extend_from_slice(b",\"line\":");
-            render::int(&mut b, n as i64);
-        }
-        b.push(b'}');
-        b
-    };
-    let mut precision = Precision::Ns;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "precision" => {
-                precision = Precision::parse(v).ok_or_else(|| {
-                    invalid(
-                        &format!("unknown precision {v:?} (ns, us, ms, s; 1.x: n, u, m, h)"),
-                        None,
-                    )
-                })?
-            }
-            // Database, bucket and credentials name nothing here: one store, tokens checked elsewhere.
-            "db" | "rp" | "u" | "p" | "consistency" | "org" | "orgID" | "bucket" => {}
-            _ => return Err(invalid(&format!("unknown parameter {k:?}"), None)),
-        }
-    }
-    let now = crate::clock::now_ns();
-    lineproto::decode(body, &core.lp, precision, now, msgs)
-        .map_err(|e| invalid(&format!("line {}: {}", e.line, e.reason), Some(e.line)))
-}
-
-/// `401` with `WWW-Authenticate`: the route needs a token this request did not give.
-fn unauthorized(out: &mut Vec<u8>, need: tokens::Need, close: bool) {
-    let what = if need == tokens::Need::Write {
-        "write"
-    } else {
-        "read"
-    };
-    let b = error_body(
-        &format!(
-            "this route needs a {what} token: Authorization: Bearer <token> (or Token <token>)"
-        ),
-        None,
-    );
-    response::json(
-        out,
-        401,
-        &b,
-        close,
-        "WWW-Authenticate: Bearer realm=\"tickcore\"\r\n",
-    );
-}
-
 fn error_body(reason: &str, position: Option<(&str, usize)>) -> Vec<u8> {
     let mut b = Vec::with_capacity(reason.len() + 32);
     render::error(&mut b, reason, position);
@@ -120,7 +52,7 @@ enum Next {
     Close,
 }
 
-pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
+pub async fn serve<S: Service>(svc: S, mut stream: TcpStream, stop: Stop) {
     // `buf[..filled]` holds unread bytes; the buffer is zeroed once and only grows for large bodies.
     let mut buf: Vec<u8> = vec![0; READ_BYTES];
     let mut filled = 0;
@@ -129,13 +61,14 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
     // How far the chunked body of the request at the front of `buf` was decoded by earlier passes.
     let mut chunked = parse::ChunkedProgress::default();
     let mut continued_at: Option<usize> = None;
-    let max_body = core.config.max_body;
+    let limits = svc.limits();
+    let max_body = limits.max_body;
     let (header_t, body_t, idle_t) = (
-        core.config.header_timeout,
-        core.config.body_timeout,
-        core.config.idle_timeout,
+        limits.header_timeout,
+        limits.body_timeout,
+        limits.idle_timeout,
     );
-    let (watch, mut kicked) = core.watches.register(Instant::now() + idle_t);
+    let (watch, mut kicked) = svc.watches().register(Instant::now() + idle_t);
     // When the request at the front of the buffer started arriving (for the header timeout).
     let mut request_since: Option<Instant> = None;
     loop {
@@ -157,7 +90,7 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
                     break;
                 }
                 Err(e) => {
-                    fail(&core, &mut out, &e);
+                    fail(&svc, &mut out, &e);
                     close = true;
                     break;
                 }
@@ -180,7 +113,7 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
                             break;
                         }
                         Err(e) => {
-                            fail(&core, &mut out, &e);
+                            fail(&svc, &mut out, &e);
                             close = true;
                             break;
                         }
@@ -197,44 +130,37 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
             let query =
                 std::str::from_utf8(&inbuf[start..][head.query.clone()]).unwrap_or("\u{fffd}");
             let keep = head.keep_alive;
-            let need = tokens::need(head.path, head.method);
             let auth = head.auth.clone().map(|r| &inbuf[start..][r]);
-            // `handled`: Some(failed) for a request answered by `handle` (the console's figures count those).
-            let (next, status, n, handled) = if !core.tokens.borrow().allows(need, auth) {
-                unauthorized(&mut out, need, !keep);
-                let next = if keep { Next::KeepAlive } else { Next::Close };
-                (next, 401, 0, None)
-            } else if head.path == Path::Export && head.method == Method::Get {
-                // Streams: everything before it goes out first.
-                if !out.is_empty() && stream.write_all(&out).await.is_err() {
-                    return;
-                }
-                out.clear();
-                let (next, status) = export(&core, &mut stream, query, &head).await;
-                (next, status, 0, None)
-            } else {
-                let at = out.len();
-                let (n, err) = handle(&core, &head, query, req_body, &mut out).await;
-                let next = if keep { Next::KeepAlive } else { Next::Close };
-                let status = response::status_of(&out[at..]);
-                shed |= status == 503 && response::retry_after(&out[at..]);
-                (next, status, n, Some(err))
+            let req = Request {
+                head: &head,
+                query,
+                body: req_body,
+                auth,
             };
-            let ns = began.elapsed().as_nanos() as u64;
-            if let Some(err) = handled {
-                core.stats.borrow_mut().record(ns, n, err);
-            }
-            {
-                let mut m = core.metrics.borrow_mut();
-                *m.requests
-                    .entry((metrics::route(head.path), status))
-                    .or_default() += 1;
-                m.service.observe_ns(ns);
-                if n > 0 {
-                    m.records_in += n;
-                    m.bytes_in += req_body.len() as u64;
+            let (next, status, records, console) = match svc.handle(req).await {
+                Reply::Answer(a) => {
+                    a.write(&mut out, !keep);
+                    shed |= a.shed && a.status == 503;
+                    let next = if keep { Next::KeepAlive } else { Next::Close };
+                    (next, a.status, a.records, a.console)
                 }
-            }
+                Reply::Stream(body) => {
+                    // Everything before it goes out first.
+                    if !out.is_empty() && stream.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                    (stream_out(&mut stream, body, &head).await, 200, 0, false)
+                }
+            };
+            svc.served(Served {
+                path: Some(head.path),
+                status,
+                ns: began.elapsed().as_nanos() as u64,
+                records,
+                body_bytes: req_body.len() as u64,
+                console,
+            });
             start += consumed;
             continued_at = None;
             if matches!(next, Next::Close) || !keep {
@@ -262,8 +188,8 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
             }
             out.clear();
         }
-        if shed && !core.config.shed_pause.is_zero() {
-            let pause = glommio::timer::sleep(core.config.shed_pause);
+        if shed && !limits.shed_pause.is_zero() {
+            let pause = glommio::timer::sleep(limits.shed_pause);
             if let Either::Right(_) = select(Box::pin(pause), stop.clone()).await {
                 return;
             }
@@ -272,7 +198,7 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
         // and CRLFs (at most an eighth of chunks of 64 bytes or more). Past that, a 413, never a silent close.
         let wire_max = HEAD_BYTES_MAX + max_body + max_body / 8 + 64;
         if filled > wire_max {
-            fail(&core, &mut out, &HttpError::FramingTooLarge(wire_max));
+            fail(&svc, &mut out, &HttpError::FramingTooLarge(wire_max));
             let _ = stream.write_all(&out).await;
             let _ = stream.close().await;
             return;
@@ -299,7 +225,7 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, stop: Stop) {
                 } else {
                     "request body"
                 };
-                fail(&core, &mut out, &HttpError::Timeout(what));
+                fail(&svc, &mut out, &HttpError::Timeout(what));
                 let _ = stream.write_all(&out).await;
                 let _ = stream.close().await;
                 return;
@@ -326,247 +252,45 @@ fn expect_continue(head: &Head, start: usize, continued_at: &mut Option<usize>, 
     }
 }
 
-fn fail(core: &Core, out: &mut Vec<u8>, e: &HttpError) {
+/// Answers a request refused while framing (the connection closes after it).
+fn fail<S: Service>(svc: &S, out: &mut Vec<u8>, e: &HttpError) {
     response::json(out, e.status(), &error_body(&e.to_string(), None), true, "");
-    core.stats.borrow_mut().record(0, 0, true);
-    *core
-        .metrics
-        .borrow_mut()
-        .requests
-        .entry(("other", e.status()))
-        .or_default() += 1;
+    svc.served(Served {
+        path: None,
+        status: e.status(),
+        ns: 0,
+        records: 0,
+        body_bytes: 0,
+        console: true,
+    });
 }
 
-/// Handles one framed request; returns (records stored, whether it failed).
-async fn handle(
-    core: &Core,
-    head: &Head,
-    query: &str,
-    body: &[u8],
-    out: &mut Vec<u8>,
-) -> (u64, bool) {
-    // The saturation probe runs while any request is in service (`server/overload.rs`).
-    let _serving = core.overload.enter();
+/// Streams a body straight to the socket, chunked on HTTP/1.1 and close-delimited on HTTP/1.0.
+async fn stream_out(stream: &mut TcpStream, mut body: Stream, head: &Head) -> Next {
     let close = !head.keep_alive;
-    let json = |out: &mut Vec<u8>, status: u16, b: &[u8]| response::json(out, status, b, close, "");
-    let allow = |out: &mut Vec<u8>, allowed: &str| {
-        let b = error_body(&format!("method not allowed; use {allowed}"), None);
-        response::json(out, 405, &b, close, &format!("Allow: {allowed}\r\n"));
-    };
-    match (head.path, head.method) {
-        (Path::Health, Method::Get) => {
-            json(out, 200, b"{\"status\":\"ok\"}");
-            (0, false)
-        }
-        (Path::Save | Path::Write, Method::Post) => {
-            // A saturated core sheds new writes before decoding them (`server/overload.rs`).
-            if let Err(e) = core.admit_write() {
-                let b = error_body(&e.to_string(), None);
-                response::json(out, e.status(), &b, close, e.headers());
-                return (0, true);
-            }
-            let inflated;
-            let body = if head.gzip {
-                match gunzip(body, core.config.max_body) {
-                    Ok(b) => {
-                        inflated = b;
-                        &inflated[..]
-                    }
-                    Err((status, reason)) => {
-                        json(out, status, &error_body(&reason, None));
-                        return (0, true);
-                    }
-                }
-            } else {
-                body
-            };
-            let mut msgs = Vec::new();
-            if head.path == Path::Write {
-                if let Err(b) = decode_line_protocol(core, query, body, &mut msgs) {
-                    json(out, 400, &b);
-                    return (0, true);
-                }
-            } else if let Err(e) = decode::decode_body(body, &mut msgs) {
-                let pos = match e.position {
-                    Position::Whole => None,
-                    Position::Line(n) => Some(("line", n)),
-                    Position::Index(n) => Some(("index", n)),
-                };
-                json(out, 400, &error_body(&e.reason, pos));
-                return (0, true);
-            }
-            let cutoff = core.shard.retention_cutoff();
-            if let Some(i) = msgs.iter().position(|m| m.record.time < cutoff) {
-                let pos = if msgs.len() == 1 {
-                    None
-                } else {
-                    Some(("index", i))
-                };
-                let b = error_body(
-                    &format!(
-                        "time {} is older than the retention window (cutoff {cutoff})",
-                        msgs[i].record.time
-                    ),
-                    pos,
-                );
-                json(out, 400, &b);
-                return (0, true);
-            }
-            let n = msgs.len() as u64;
-            match core.save(msgs).await {
-                Ok(()) => {
-                    response::no_content(out, close);
-                    (n, false)
-                }
-                Err(e) => {
-                    let b = error_body(&e.to_string(), None);
-                    response::json(out, e.status(), &b, close, e.headers());
-                    (0, true)
-                }
-            }
-        }
-        (Path::Api, Method::Get) => {
-            let w = match params::parse_window(query, true) {
-                Ok(w) => w,
-                Err(e) => {
-                    json(out, 400, &error_body(&e, None));
-                    return (0, true);
-                }
-            };
-            let tag = w.tag.clone();
-            match core.api(w).await {
-                Ok(Some(b)) => {
-                    json(out, 200, &b);
-                    (0, false)
-                }
-                Ok(None) => {
-                    json(
-                        out,
-                        404,
-                        &error_body(&format!("tag {tag:?} has never been written"), None),
-                    );
-                    (0, true)
-                }
-                Err(e) => {
-                    json(out, 503, &error_body(&e, None));
-                    (0, true)
-                }
-            }
-        }
-        (Path::Save | Path::Write, _) => {
-            allow(out, "POST");
-            (0, true)
-        }
-        (Path::Metrics, Method::Get) => {
-            let text = core.metrics_text().await;
-            response::body(
-                out,
-                200,
-                "text/plain; version=0.0.4",
-                text.as_bytes(),
-                close,
-            );
-            (0, false)
-        }
-        (Path::Tags, Method::Get) => match params::parse_tags_limit(query) {
-            Ok(limit) => {
-                let (tags, total) = core.tags(limit).await;
-                let mut b = Vec::with_capacity(tags.len() * 40 + 64);
-                render::tags(&mut b, &tags, total);
-                json(out, 200, &b);
-                (0, false)
-            }
-            Err(e) => {
-                json(out, 400, &error_body(&e, None));
-                (0, true)
-            }
-        },
-        (Path::Asset(i), Method::Get) => {
-            let a = &crate::web::ASSETS[usize::from(i)];
-            response::with_type(out, 200, a.content_type, a.body, close, crate::web::HEADERS);
-            (0, false)
-        }
-        (
-            Path::Api | Path::Export | Path::Health | Path::Metrics | Path::Tags | Path::Asset(_),
-            _,
-        ) => {
-            allow(out, "GET");
-            (0, true)
-        }
-        (Path::Other, _) => {
-            json(
-                out,
-                404,
-                &error_body(
-                    "not found: the API is POST /save, GET /api, GET /export, GET /tags, GET /health, GET /metrics; the page is GET /",
-                    None,
-                ),
-            );
-            (0, true)
-        }
-    }
-}
-
-/// Streams `/export` straight to the socket, chunked on HTTP/1.1 and close-delimited on HTTP/1.0.
-async fn export(core: &Core, stream: &mut TcpStream, query: &str, head: &Head) -> (Next, u16) {
     let mut out = Vec::with_capacity(70 << 10);
-    let close = !head.keep_alive;
-    let w = match params::parse_window(query, false) {
-        Ok(w) => w,
-        Err(e) => {
-            response::json(&mut out, 400, &error_body(&e, None), close, "");
-            let next = if stream.write_all(&out).await.is_ok() && !close {
-                Next::KeepAlive
-            } else {
-                Next::Close
-            };
-            return (next, 400);
-        }
-    };
-    let tag = w.tag.clone();
-    let mut rx = core.export(w).await;
-    let first = rx.next().await;
-    if let Some(Err(e)) = &first {
-        let (status, reason) = match e {
-            ExportError::UnknownTag => (404, format!("tag {tag:?} has never been written")),
-            ExportError::Failed(e) => (503, e.to_string()),
-        };
-        response::json(&mut out, status, &error_body(&reason, None), close, "");
-        let next = if stream.write_all(&out).await.is_ok() && !close {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        };
-        return (next, status);
-    }
     let chunked = head.minor == 1;
-    let mut lines = Vec::with_capacity(64 << 10);
-    response::stream_head(&mut out, "application/x-ndjson", chunked, !chunked || close);
-    let mut item = first;
-    while let Some(chunk) = item {
-        let Ok(records) = chunk else {
-            return (Next::Close, 200);
-        }; // mid-stream failure: cut the response short
-        lines.clear();
-        for r in &records {
-            render::export_line(&mut lines, r);
-        }
+    response::stream_head(&mut out, body.content_type, chunked, !chunked || close);
+    while let Some(chunk) = body.chunks.next().await {
+        // A mid-stream failure cuts the response short.
+        let Ok(data) = chunk else {
+            return Next::Close;
+        };
         if chunked {
-            response::chunk(&mut out, &lines);
+            response::chunk(&mut out, &data);
         } else {
-            out.extend_from_slice(&lines);
+            out.extend_from_slice(&data);
         }
         if stream.write_all(&out).await.is_err() {
-            return (Next::Close, 200);
+            return Next::Close;
         }
         out.clear();
-        item = rx.next().await;
     }
     if chunked {
         response::last_chunk(&mut out);
     }
     if stream.write_all(&out).await.is_err() || !chunked {
-        return (Next::Close, 200);
+        return Next::Close;
     }
-    (Next::KeepAlive, 200)
+    Next::KeepAlive
 }

@@ -42,23 +42,6 @@ pub fn no_content(out: &mut Vec<u8>, close: bool) {
     }
 }
 
-/// The status of a response rendered at the start of `out` (0 when there is none).
-pub fn status_of(out: &[u8]) -> u16 {
-    out.get(9..12)
-        .and_then(|d| std::str::from_utf8(d).ok())
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Whether the response at the start of `out` carries a `Retry-After` header (a shed request).
-pub fn retry_after(out: &[u8]) -> bool {
-    let head = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(out, |end| &out[..end]);
-    head.windows(14).any(|w| w == b"\r\nRetry-After:")
-}
-
 /// A complete response with a JSON body. `extra` is inserted verbatim among the headers.
 pub fn json(out: &mut Vec<u8>, status: u16, body: &[u8], close: bool, extra: &str) {
     with_type(out, status, "application/json", body, close, extra);
@@ -137,30 +120,5 @@ mod tests {
             assert_ne!(reason(s), "Unknown", "{s}");
         }
         assert_eq!(reason(414), "URI Too Long");
-    }
-
-    #[test]
-    fn a_shed_answer_is_told_by_its_retry_after_header() {
-        let mut out = Vec::new();
-        json(
-            &mut out,
-            503,
-            b"{\"error\":\"x\"}",
-            false,
-            "Retry-After: 1\r\n",
-        );
-        assert!(retry_after(&out));
-        out.clear();
-        json(
-            &mut out,
-            503,
-            b"{\"error\":\"\\r\\nRetry-After: in the body\"}",
-            false,
-            "",
-        );
-        assert!(!retry_after(&out), "only the head counts");
-        out.clear();
-        json(&mut out, 204, b"", false, "");
-        assert!(!retry_after(&out));
     }
 }

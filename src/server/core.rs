@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::{mpsc, oneshot};
-use futures::future::{join_all, select, Either, Shared};
+use futures::future::{join_all, select, Either};
 use futures::{FutureExt, SinkExt};
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::net::TcpListener;
@@ -23,28 +23,28 @@ use crate::store::shard::read::ExportError;
 use crate::store::shard::{Shard, ShardOptions};
 use crate::store::StoreError;
 
-pub type Stop = Shared<oneshot::Receiver<()>>;
+use crate::http::conn::Stop;
 
 pub struct Core {
-    pub id: usize,
-    pub shards: usize,
-    pub shard: Rc<Shard>,
-    pub config: Rc<Config>,
-    pub stats: RefCell<Stats>,
+    pub(super) id: usize,
+    pub(super) shards: usize,
+    pub(super) shard: Rc<Shard>,
+    pub(super) config: Rc<Config>,
+    pub(super) stats: RefCell<Stats>,
     /// Every open connection's timeout (`http/deadline.rs`), swept by a task of this core.
-    pub watches: crate::http::deadline::Watches,
+    pub(super) watches: crate::http::deadline::Watches,
     /// Load shedding (`server/overload.rs`).
-    pub overload: Rc<crate::server::overload::Overload>,
+    pub(super) overload: Rc<crate::server::overload::Overload>,
     /// Cumulative counters for `/metrics` (`server/metrics.rs`).
-    pub metrics: RefCell<crate::server::metrics::Metrics>,
+    pub(super) metrics: RefCell<crate::server::metrics::Metrics>,
     /// Open client connections.
-    pub connections: Rc<Cell<usize>>,
+    pub(super) connections: Rc<Cell<usize>>,
     /// Connections refused with 503 over `--max-connections`.
-    pub connections_refused: Cell<u64>,
+    pub(super) connections_refused: Cell<u64>,
     /// Line-protocol points to messages (`--lp-tag-key`, `--lp-fields`; checked at start).
-    pub lp: crate::ingest::lineproto::Mapping,
+    pub(super) lp: crate::ingest::lineproto::Mapping,
     /// This core's copy of the access tokens.
-    pub tokens: RefCell<crate::server::tokens::Tokens>,
+    pub(super) tokens: RefCell<crate::server::tokens::Tokens>,
     senders: Option<Senders<Forward>>,
 }
 
@@ -230,17 +230,17 @@ impl Core {
 pub struct Start {
     pub cpu: usize,
     pub listener: std::net::TcpListener,
-    pub config: Rc<Config>,
+    pub(super) config: Rc<Config>,
     pub segment_ns: i64,
     pub unique: String,
     pub mesh: Option<MeshBuilder<Forward, Full>>,
-    pub shards: usize,
+    pub(super) shards: usize,
     pub stop: oneshot::Receiver<()>,
     pub ready: std::sync::mpsc::Sender<Result<String, String>>,
     /// Cores whose connections have all finished (shutdown barrier; forwarded work keeps being served).
     pub drained: Arc<AtomicUsize>,
     /// Access tokens as loaded at start, and later sets after each SIGHUP (`tokens.rs`).
-    pub tokens: crate::server::tokens::Tokens,
+    pub(super) tokens: crate::server::tokens::Tokens,
     pub token_reloads: std::sync::mpsc::Receiver<crate::server::tokens::Tokens>,
 }
 

@@ -8,6 +8,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod overload;
 pub mod report;
+pub mod routes;
 pub mod tokens;
 
 use std::rc::Rc;

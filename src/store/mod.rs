@@ -20,7 +20,7 @@ pub mod verify;
 pub mod view;
 pub mod wal;
 
-/// Failure of a storage operation, as a request sees it.
+/// Failure of a storage operation, as a request sees it (`server/routes.rs` chooses its status).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("disk full: {0}")]
@@ -35,21 +35,6 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Extra response headers for this failure.
-    pub fn headers(&self) -> &'static str {
-        match self {
-            StoreError::Overloaded(_) => "Retry-After: 1\r\n",
-            _ => "",
-        }
-    }
-
-    pub fn status(&self) -> u16 {
-        match self {
-            StoreError::NoSpace(_) => 507,
-            _ => 503,
-        }
-    }
-
     pub fn from_io(context: &str, e: &std::io::Error) -> Self {
         if e.raw_os_error() == Some(libc::ENOSPC) {
             StoreError::NoSpace(format!("{context}: {e}"))
