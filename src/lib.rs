@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod config;
+#[cfg(any(test, feature = "testing"))]
 pub mod fuzzcheck;
 pub mod hist;
 pub mod http;

@@ -10,6 +10,7 @@ pub mod iostats;
 pub mod iotrace;
 pub mod layout;
 pub mod log;
+#[cfg(any(test, feature = "testing"))]
 pub mod powerloss;
 pub mod recovery;
 pub mod segment;
