@@ -280,8 +280,7 @@ pub async fn run(s: Start) -> Result<(), String> {
         run: s.unique,
         reads: s.config.reads,
         read_cache_bytes: s.config.read_cache_mib << 20,
-        trace,
-        device: crate::store::device::for_config(s.config.fault_file.clone()),
+        device: crate::store::device::for_config(s.config.fault_file.clone(), trace),
         max_pending_records: s.config.max_pending_records,
         max_pending_writes: s.config.max_pending_writes,
     })

@@ -166,13 +166,6 @@ impl Tracer {
     }
 }
 
-/// Records through an optional tracer: `trace(&t, |t| Event::...)` does nothing without one.
-pub fn trace(t: &Option<std::rc::Rc<Tracer>>, e: impl FnOnce(&Tracer) -> Event) {
-    if let Some(t) = t {
-        t.record(e(t));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

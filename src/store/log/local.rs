@@ -8,24 +8,22 @@
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::future::{LocalBoxFuture, Shared};
 use futures::FutureExt;
-use glommio::io::{DmaFile, OpenOptions};
+use glommio::io::DmaFile;
 
 use super::{Ack, DurableLog, Position, Retired};
-use crate::store::device::{io_err, offload, Device};
+use crate::store::device::{offload, Device};
 use crate::store::iostats::IoStats;
-use crate::store::iotrace::{trace, Event, Tracer};
-use crate::store::layout::{sync_dir, Layout};
+use crate::store::layout::Layout;
 use crate::store::{wal, StoreError, BLOCK};
 
 /// Bytes of zeros a log file is created with. Commits then overwrite existing blocks, so each is a pure
 /// data write plus device flush; appending past the end would also journal a size change at every commit
 /// (measured: 40k -> 56k single-message commits/s on one core here).
-pub const LOG_PREALLOC_BYTES: usize = 64 << 20;
+pub const LOG_PREALLOC_BYTES: u64 = 64 << 20;
 
 type Acked = Shared<LocalBoxFuture<'static, Result<Position, StoreError>>>;
 
@@ -51,7 +49,6 @@ pub struct LocalLogOptions {
     pub run: String,
     pub core: usize,
     pub device: Rc<dyn Device>,
-    pub trace: Option<Rc<Tracer>>,
     pub stats: Rc<RefCell<IoStats>>,
 }
 
@@ -66,7 +63,7 @@ pub struct LocalLog {
     /// A zeroed (or recycled, checkpointed) file ready to become the next generation.
     spare: RefCell<Option<PathBuf>>,
     /// The helper thread zeroing the first spare.
-    spare_pending: RefCell<Option<oneshot::Receiver<std::io::Result<PathBuf>>>>,
+    spare_pending: RefCell<Option<oneshot::Receiver<Result<PathBuf, StoreError>>>>,
 }
 
 impl LocalLog {
@@ -74,23 +71,25 @@ impl LocalLog {
     /// helper thread. Runs at start-up, before the core serves.
     pub async fn create(o: LocalLogOptions) -> Result<LocalLog, String> {
         let path = o.layout.log_file(&o.run, o.core, 0);
-        let made = path.clone();
-        offload(move || zeroed_log(&made, false))
+        o.device
+            .zeroed_log(path.clone(), LOG_PREALLOC_BYTES, false)
             .await
-            .map_err(|e| format!("creating {}: {e}", path.display()))?;
-        trace_zeroed_log(&o.trace, &path);
-        let file = open_log(&path).await.map_err(|e| e.to_string())?;
-        let spare_path = o.layout.spare_log(&o.run, o.core);
+            .map_err(|e| e.to_string())?;
+        let file = o
+            .device
+            .open_log(path.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let spare = o.layout.spare_log(&o.run, o.core);
         let (spare_tx, spare_rx) = oneshot::channel();
-        // SAFETY: sched_getcpu has no preconditions; a negative answer means unknown.
-        let busy_cpu = usize::try_from(unsafe { libc::sched_getcpu() }).ok();
-        std::thread::Builder::new()
-            .name(format!("tickcore-zero-{}", o.core))
-            .spawn(move || {
-                pin_helper_away_from(busy_cpu);
-                let _ = spare_tx.send(zeroed_log(&spare_path, true).map(|()| spare_path));
-            })
-            .map_err(|e| format!("starting a helper thread: {e}"))?;
+        let device = Rc::clone(&o.device);
+        glommio::spawn_local(async move {
+            let made = device
+                .zeroed_log(spare.clone(), LOG_PREALLOC_BYTES, true)
+                .await;
+            let _ = spare_tx.send(made.map(|()| spare));
+        })
+        .detach();
         Ok(LocalLog {
             o,
             live: RefCell::new(Live {
@@ -117,7 +116,6 @@ impl LocalLog {
             match rx.try_recv() {
                 Ok(Some(Ok(p))) => {
                     *pending = None;
-                    trace_zeroed_log(&self.o.trace, &p);
                     *self.spare.borrow_mut() = Some(p);
                 }
                 Ok(Some(Err(e))) => {
@@ -135,30 +133,19 @@ impl LocalLog {
     async fn next_file(&self, path: &Path) -> Result<DmaFile, StoreError> {
         if let Some(spare) = self.take_spare() {
             let (to, dir) = (path.to_path_buf(), self.o.layout.wal_dir());
-            let dir_id = self.o.trace.as_ref().map(|t| {
-                let id = t.id();
-                t.record(Event::Rename(t.rel(&spare), t.rel(&to)));
-                t.record(Event::DirSync(id, t.rel(&dir)));
-                id
-            });
             match self.o.device.rename(spare.clone(), to, dir).await {
-                Ok(()) => {
-                    trace(&self.o.trace, |_| Event::DirSynced(dir_id.unwrap_or(0)));
-                    return open_log(path).await;
-                }
+                Ok(()) => return self.o.device.open_log(path.to_path_buf()).await,
                 Err(e) => eprintln!("core {}: recycling {}: {e}", self.o.core, spare.display()),
             }
         }
-        create_log(path, &self.o.trace).await
+        self.o.device.create_log(path.to_path_buf()).await
     }
 
     /// One batch's write, chained after the previous acknowledgement.
     fn commit(&self, live: &mut Live, block: Vec<u8>) -> Acked {
-        let offset = live.offset;
-        let generation = live.generation;
-        let (device, trace_to, stats, core) = (
+        let (offset, generation) = (live.offset, live.generation);
+        let (device, stats, core) = (
             Rc::clone(&self.o.device),
-            self.o.trace.clone(),
             Rc::clone(&self.o.stats),
             self.o.core,
         );
@@ -172,17 +159,6 @@ impl LocalLog {
         async move {
             // Copied out first: a failing batch sets `broken` while later ones are in flight.
             let failed = broken.borrow().clone();
-            let trace_id = trace_to.as_ref().map(|t| {
-                let id = t.id();
-                t.record(Event::Write {
-                    id,
-                    path: t.rel(&path),
-                    offset,
-                    dsync: true,
-                    data: block.clone(),
-                });
-                id
-            });
             let own = match failed {
                 Some(e) => Err(e),
                 None => {
@@ -191,9 +167,6 @@ impl LocalLog {
                     // kernel adds the device flush, or uses FUA), so a commit is one io_uring operation
                     // (measured here: +8-10 % single-message 204/s at 40 connections over write+fdatasync).
                     let r = device.commit(&file, &path, offset, &block).await;
-                    if r.is_ok() {
-                        trace(&trace_to, |_| Event::Wrote(trace_id.unwrap_or(0)));
-                    }
                     stats.borrow_mut().commit(began.elapsed().as_nanos() as u64);
                     r
                 }
@@ -207,7 +180,7 @@ impl LocalLog {
             match &r {
                 Ok(()) => {
                     acked_end.set(end);
-                    trace(&trace_to, |_| Event::Ack(trace_id.unwrap_or(0)));
+                    device.acknowledged(&path, offset);
                 }
                 Err(e) => {
                     if broken.borrow().is_none() {
@@ -225,38 +198,25 @@ impl LocalLog {
         .shared()
     }
 
-    fn retire_file(&self, old: PathBuf) -> LocalBoxFuture<'_, Result<(), StoreError>> {
-        async move {
-            let keep = self.spare.borrow().is_none() && self.spare_pending.borrow().is_none();
-            let spare = self.o.layout.spare_log(&self.o.run, self.o.core);
-            if keep {
-                // Traced before it happens (the model may apply it early, never late); a failed rename
-                // falls back to removing the file, traced below.
-                trace(&self.o.trace, |t| Event::Rename(t.rel(&old), t.rel(&spare)));
-            }
-            let kept = keep
-                && self
-                    .o
-                    .device
-                    .rename(old.clone(), spare.clone(), self.o.layout.wal_dir())
-                    .await
-                    .is_ok();
-            if kept {
-                *self.spare.borrow_mut() = Some(spare);
-                return Ok(());
-            }
-            let gone = old.clone();
-            // NotFound: the rename happened and only its directory sync failed.
-            offload(move || match std::fs::remove_file(&gone) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            })
-            .await
-            .map_err(|e| StoreError::from_io("retiring a checkpointed log", &e))?;
-            trace(&self.o.trace, |t| Event::Remove(t.rel(&old)));
-            Ok(())
+    /// A checkpointed generation's file is no longer needed: kept as the spare (its blocks are allocated
+    /// and written, so the next generation's commits are pure overwrites), or removed.
+    async fn retire_file(&self, old: PathBuf) -> Result<(), StoreError> {
+        let keep = self.spare.borrow().is_none() && self.spare_pending.borrow().is_none();
+        let spare = self.o.layout.spare_log(&self.o.run, self.o.core);
+        let dir = self.o.layout.wal_dir();
+        if keep
+            && self
+                .o
+                .device
+                .rename(old.clone(), spare.clone(), dir)
+                .await
+                .is_ok()
+        {
+            *self.spare.borrow_mut() = Some(spare);
+            return Ok(());
         }
-        .boxed_local()
+        // Not found: the rename happened and only its directory sync failed.
+        self.o.device.remove(old).await.map(|_| ())
     }
 }
 
@@ -315,19 +275,17 @@ impl DurableLog for LocalLog {
                 let _ = last.await;
             }
             let seq = self.live.borrow().seq;
-            let old = std::mem::replace(
-                &mut *self.live.borrow_mut(),
-                Live {
-                    generation,
-                    file: Rc::new(file),
-                    path,
-                    offset: 0,
-                    seq,
-                    broken: Rc::default(),
-                    acked_end: Rc::default(),
-                    last: None,
-                },
-            );
+            let fresh = Live {
+                generation,
+                file: Rc::new(file),
+                path,
+                offset: 0,
+                seq,
+                broken: Rc::default(),
+                acked_end: Rc::default(),
+                last: None,
+            };
+            let old = std::mem::replace(&mut *self.live.borrow_mut(), fresh);
             self.bytes.set(0);
             let _ = old.file.close_rc().await;
             let broken = old.broken.borrow().clone();
@@ -353,10 +311,13 @@ impl DurableLog for LocalLog {
                 .o
                 .layout
                 .log_file(&self.o.run, self.o.core, old.generation);
-            let end = old.acked.end;
-            let note = offload(move || neutralize(&path, end))
+            let (p, end) = (path.clone(), old.acked.end);
+            let (note, zero) = offload(move || rescan(&p, end))
                 .await
                 .map_err(|e| StoreError::from_io("rescanning a failed log", &e))?;
+            if zero {
+                self.o.device.zero_block(path, end).await?;
+            }
             eprintln!("core {}: {note}", self.o.core);
             old.sealed = true;
             Ok(())
@@ -370,11 +331,11 @@ impl DurableLog for LocalLog {
             "BUG: generation {} retired unsealed",
             old.generation
         );
-        self.retire_file(
-            self.o
-                .layout
-                .log_file(&self.o.run, self.o.core, old.generation),
-        )
+        let path = self
+            .o
+            .layout
+            .log_file(&self.o.run, self.o.core, old.generation);
+        self.retire_file(path).boxed_local()
     }
 
     fn close(&self, drop_live: bool) -> LocalBoxFuture<'_, ()> {
@@ -404,126 +365,44 @@ impl DurableLog for LocalLog {
                 }
             }
             gone.extend(self.spare.borrow_mut().take());
-            let _ = offload(move || gone.iter().for_each(|p| drop(std::fs::remove_file(p)))).await;
+            for p in gone {
+                let _ = self.o.device.remove(p).await;
+            }
         }
         .boxed_local()
     }
 }
 
-/// Creates a log file of [`LOG_PREALLOC_BYTES`] zeros, durable with its directory entry (blocking I/O:
-/// run on a helper thread, never on a serving executor). `paced` (the helper's spare log, made while the
-/// engine serves) syncs every MiB and pauses between them, so the commits' own device flushes never queue
-/// behind 64 MiB of write-back (measured: send->visible lag spikes of 7-44 ms in the first seconds of a run
-/// while the spare was written in one go).
-pub fn zeroed_log(path: &Path, paced: bool) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::File::create_new(path)?;
-    let zeros = vec![0u8; 1 << 20];
-    for _ in 0..LOG_PREALLOC_BYTES / zeros.len() {
-        f.write_all(&zeros)?;
-        if paced {
-            f.sync_data()?;
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-    f.sync_all()?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
-}
-
-/// Traces what [`zeroed_log`] did, once it is done (it ran to completion, synced, before this is called).
-fn trace_zeroed_log(t: &Option<Rc<Tracer>>, path: &Path) {
-    let Some(t) = t else { return };
-    let (rel, id, dir_id) = (t.rel(path), t.id(), t.id());
-    let dir = path.parent().map(|d| t.rel(d)).unwrap_or_default();
-    t.record(Event::Create(rel.clone()));
-    t.record(Event::SetLen(rel.clone(), LOG_PREALLOC_BYTES as u64));
-    t.record(Event::Sync(id, rel));
-    t.record(Event::Synced(id));
-    t.record(Event::DirSync(dir_id, dir));
-    t.record(Event::DirSynced(dir_id));
-}
-
-/// Moves the calling helper thread off `busy_cpu` (the executor that spawned it inherits its pinning), onto
-/// another CPU when the machine has one.
-fn pin_helper_away_from(busy_cpu: Option<usize>) {
-    let Some(ids) = core_affinity::get_core_ids() else {
-        return;
-    };
-    if let Some(other) = ids.into_iter().find(|c| Some(c.id) != busy_cpu) {
-        core_affinity::set_for_current(other);
-    }
-}
-
-async fn open_log(path: &Path) -> Result<DmaFile, StoreError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_DSYNC)
-        .dma_open(path)
-        .await
-        .map_err(|e| io_err(&format!("opening {}", path.display()), e))
-}
-
-async fn create_log(path: &Path, t: &Option<Rc<Tracer>>) -> Result<DmaFile, StoreError> {
-    trace(t, |t| Event::Create(t.rel(path)));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_DSYNC)
-        .dma_open(path)
-        .await
-        .map_err(|e| io_err(&format!("creating {}", path.display()), e))?;
-    if let Some(dir) = path.parent().map(Path::to_path_buf) {
-        let id = t.as_ref().map(|t| {
-            let id = t.id();
-            t.record(Event::DirSync(id, t.rel(&dir)));
-            id
-        });
-        offload(move || sync_dir(&dir))
-            .await
-            .map_err(|e| StoreError::from_io("syncing the log directory", &e))?;
-        trace(t, |_| Event::DirSynced(id.unwrap_or(0)));
-    }
-    Ok(f)
-}
-
-/// Rescans a log whose writes failed and makes sure nothing after its last acknowledged commit (which ends at
-/// `acked_end`) can be replayed: when a valid commit follows there (its data landed although its write
-/// reported an error), its first block is overwritten with zeros, durably. Blocking; returns what it found.
-fn neutralize(path: &Path, acked_end: u64) -> std::io::Result<String> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+/// Rescans a log whose writes failed, to make sure nothing after its last acknowledged commit (which ends at
+/// `acked_end`) can be replayed: true when a valid commit follows there (its data landed although its write
+/// reported an error), so the block there is to be zeroed. Blocking; also returns what it found.
+fn rescan(path: &Path, acked_end: u64) -> std::io::Result<(String, bool)> {
     let bytes = crate::store::recovery::read_log(&crate::store::disk::RealDisk, path)?;
     let (_, end) = wal::scan(&bytes);
     let end = end as u64;
     if end < acked_end {
-        return Ok(format!(
+        let note = format!(
             "{} holds valid commits only up to offset {end}, short of the acknowledged {acked_end}: the device lost \
              acknowledged commits (their records are in memory and go to the tag files now)",
             path.display()
-        ));
+        );
+        return Ok((note, false));
     }
     if end == acked_end {
-        return Ok(format!(
+        let note = format!(
             "{} rescanned: its valid commits end at offset {end}, the last acknowledged one",
             path.display()
-        ));
+        );
+        return Ok((note, false));
     }
     assert_eq!(
         acked_end % BLOCK as u64,
         0,
         "BUG: commits start on block boundaries, not at {acked_end}"
     );
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DSYNC)
-        .open(path)?;
-    f.write_all_at(&[0u8; BLOCK], acked_end)?;
-    Ok(format!(
-        "{} rescanned: unacknowledged commits landed after offset {acked_end} (up to {end}); zeroed the block there",
+    let note = format!(
+        "{} rescanned: unacknowledged commits landed after offset {acked_end} (up to {end}); zeroing the block there",
         path.display()
-    ))
+    );
+    Ok((note, true))
 }

@@ -1,19 +1,36 @@
-//! Checkpoints: moving every committed record from the write-ahead log into its tag file, one log generation
-//! at a time, with the partial last block of each tag file first made durable in the new log (so a torn
-//! rewrite can always be repaired). The order of writes and syncs is in docs/format.md.
+//! Checkpoints: moving every committed record from the durable log into its tag file, one log generation
+//! at a time, with the partial last block of each tag file first made durable in the new generation (so a
+//! torn rewrite can always be repaired). The order of writes and syncs is in docs/format.md; every step goes
+//! through the shard's [`crate::store::device::Device`].
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::channel::oneshot;
-use glommio::io::{DmaFile, OpenOptions};
+use glommio::io::DmaFile;
 
 use super::commit::Cmd;
 use super::{Shard, CHECKPOINT_FILES_IN_FLIGHT, WAL_CHECKPOINT_BYTES};
 use crate::record::{Record, RECORD_BYTES};
-use crate::store::device::io_err;
-use crate::store::iotrace::{trace, Event};
+use crate::store::device::{io_err, offload};
 use crate::store::{align_down, sidecar, tagfile, wal, StoreError};
+
+/// One dirty segment: its records from the first block to rewrite up to `committed()`.
+struct Plan {
+    tag: String,
+    seg: i64,
+    /// The first record of the block holding record `first_new`.
+    first: usize,
+    /// The first record not yet in the file (`persisted`).
+    first_new: usize,
+    /// Records `first..`: the pre-image of the partial block, then the new ones.
+    records: Vec<Record>,
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("commit loop stopped".into())
+}
 
 impl Shard {
     /// Moves every committed record into the tag files and starts a new log generation.
@@ -33,162 +50,11 @@ impl Shard {
     }
 
     async fn checkpoint_steps(&self) -> Result<usize, StoreError> {
-        // 1. A fresh generation; every commit from here on goes there. A generation whose batches failed
-        //    is sealed before its records move on: batches after its last acknowledged one (their requests
-        //    got an error) must never be replayed, since their record slots are handed out again. Retried by
-        //    every checkpoint until it succeeds.
-        self.log.prepare().await?;
-        let (tx, rx) = oneshot::channel();
-        self.queue
-            .unbounded_send(Cmd::Rotate(tx))
-            .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))?;
-        let old = rx
-            .await
-            .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))??;
-        if let Some(e) = &old.broken {
-            eprintln!(
-                "core {}: after {e}: writing to a new log generation; sealing generation {}",
-                self.id, old.generation
-            );
-        }
-        self.old_logs.borrow_mut().push(old);
-        let unsealed: Vec<usize> = (0..self.old_logs.borrow().len())
-            .filter(|&i| !self.old_logs.borrow()[i].sealed)
-            .collect();
-        for i in unsealed {
-            let mut old = self.old_logs.borrow()[i].clone();
-            self.log.seal(&mut old).await?;
-            self.old_logs.borrow_mut()[i] = old;
-        }
-
-        // 2. Plan: for each dirty segment, the records from the first block to rewrite up to `committed()`.
-        //    The new records are in memory; the ones already in the partial last block (its pre-image) are
-        //    read back with DMA reads, a batch at a time, so the core never waits on page faults or mmap.
-        struct Plan {
-            tag: String,
-            seg: i64,
-            first: usize,
-            first_new: usize,
-            records: Vec<Record>,
-        }
-        let mut plans = Vec::new();
-        {
-            let tags = self.tags.borrow();
-            for (tag, t) in tags.iter() {
-                for (&seg, s) in t.segs.iter().filter(|(_, s)| !s.mem.is_empty()) {
-                    let first = align_down(s.persisted * RECORD_BYTES) / RECORD_BYTES;
-                    plans.push(Plan {
-                        tag: tag.clone(),
-                        seg,
-                        first,
-                        first_new: s.persisted,
-                        records: s.mem.clone(),
-                    });
-                }
-            }
-        }
-        let mut pre = Vec::new();
-        for batch in plans.chunks_mut(CHECKPOINT_FILES_IN_FLIGHT) {
-            let reads = batch
-                .iter()
-                .map(|p| self.read_records(p.seg, &p.tag, p.first, p.first_new));
-            let images = futures::future::join_all(reads).await;
-            for (p, image) in batch.iter_mut().zip(images) {
-                let mut records = image?;
-                for (k, r) in records.iter().enumerate() {
-                    wal::put_record(&mut pre, &p.tag, (p.first + k) as u64, r);
-                }
-                wal::put_length(
-                    &mut pre,
-                    &p.tag,
-                    p.seg,
-                    (p.first_new + p.records.len()) as u64,
-                );
-                records.append(&mut p.records);
-                p.records = records;
-            }
-        }
-        // The partial blocks about to be rewritten are first made durable in the new log.
-        if !plans.is_empty() {
-            let (tx, rx) = oneshot::channel();
-            self.queue
-                .unbounded_send(Cmd::Checkpoint {
-                    payload: pre,
-                    done: tx,
-                })
-                .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))?;
-            rx.await
-                .map_err(|_| StoreError::Unavailable("commit loop stopped".into()))??;
-        }
-
-        // 3. Write and fdatasync the tag files, a batch at a time; then sync each directory that gained
-        //    an entry once (not once per file: a directory fsync is a blocking call on this executor).
-        //    Directory work runs on glommio's blocking thread, never on the core.
-        let new_dirs: std::collections::BTreeSet<i64> = plans
-            .iter()
-            .filter(|p| p.first_new == 0)
-            .map(|p| p.seg)
-            .collect();
-        let (dirs, root) = (
-            new_dirs
-                .iter()
-                .map(|&s| self.layout.seg_dir(s))
-                .collect::<Vec<_>>(),
-            self.layout.seg_root(),
-        );
-        let missing: Vec<PathBuf> = dirs.iter().filter(|d| !d.exists()).cloned().collect();
-        let root_sync = self
-            .trace
-            .as_ref()
-            .filter(|_| !missing.is_empty())
-            .map(|t| {
-                for d in &missing {
-                    t.record(Event::Mkdir(t.rel(d)));
-                }
-                let id = t.id();
-                t.record(Event::DirSync(id, t.rel(&root)));
-                id
-            });
-        let sync_root = if missing.is_empty() {
-            Vec::new()
-        } else {
-            vec![root]
-        };
-        self.device.dirs(missing, sync_root).await?;
-        if let Some(id) = root_sync {
-            trace(&self.trace, |_| Event::DirSynced(id));
-        }
-        for batch in plans.chunks(CHECKPOINT_FILES_IN_FLIGHT) {
-            let writes = batch
-                .iter()
-                .map(|p| self.write_tag_file(p.seg, &p.tag, p.first, &p.records, p.first_new));
-            for r in futures::future::join_all(writes).await {
-                r?;
-            }
-        }
-        let mut dirs: Vec<PathBuf> = new_dirs.iter().map(|&s| self.layout.seg_dir(s)).collect();
-        for d in self.sync_sums().await? {
-            if !dirs.contains(&d) {
-                dirs.push(d);
-            }
-        }
-        let ids: Vec<u64> = match &self.trace {
-            Some(t) => dirs
-                .iter()
-                .map(|d| {
-                    let id = t.id();
-                    t.record(Event::DirSync(id, t.rel(d)));
-                    id
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        self.device.dirs(Vec::new(), dirs).await?;
-        for id in ids {
-            trace(&self.trace, |_| Event::DirSynced(id));
-        }
-
-        // 4. The records are in the tag files: drop them from memory and the old log from disk.
+        self.rotate_and_seal().await?;
+        let mut plans = self.plan();
+        self.log_pre_images(&mut plans).await?;
+        self.write_tag_files(&plans).await?;
+        // The records are in the tag files: drop them from memory and the old generations from the log.
         {
             let mut tags = self.tags.borrow_mut();
             for p in &plans {
@@ -205,6 +71,121 @@ impl Shard {
             }
         }
         Ok(plans.len())
+    }
+
+    /// Step 1: a fresh generation; every commit from here on goes there. A generation whose batches failed
+    /// is sealed before its records move on: batches after its last acknowledged one (their requests got an
+    /// error) must never be replayed, since their record slots are handed out again. Retried by every
+    /// checkpoint until it succeeds.
+    async fn rotate_and_seal(&self) -> Result<(), StoreError> {
+        self.log.prepare().await?;
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .unbounded_send(Cmd::Rotate(tx))
+            .map_err(|_| stopped())?;
+        let old = rx.await.map_err(|_| stopped())??;
+        if let Some(e) = &old.broken {
+            eprintln!(
+                "core {}: after {e}: writing to a new log generation; sealing generation {}",
+                self.id, old.generation
+            );
+        }
+        self.old_logs.borrow_mut().push(old);
+        let unsealed: Vec<usize> = (0..self.old_logs.borrow().len())
+            .filter(|&i| !self.old_logs.borrow()[i].sealed)
+            .collect();
+        for i in unsealed {
+            let mut old = self.old_logs.borrow()[i].clone();
+            self.log.seal(&mut old).await?;
+            self.old_logs.borrow_mut()[i] = old;
+        }
+        Ok(())
+    }
+
+    /// Step 2: the dirty segments, with their records in memory (pre-images still to read).
+    fn plan(&self) -> Vec<Plan> {
+        let tags = self.tags.borrow();
+        let mut plans = Vec::new();
+        for (tag, t) in tags.iter() {
+            for (&seg, s) in t.segs.iter().filter(|(_, s)| !s.mem.is_empty()) {
+                plans.push(Plan {
+                    tag: tag.clone(),
+                    seg,
+                    first: align_down(s.persisted * RECORD_BYTES) / RECORD_BYTES,
+                    first_new: s.persisted,
+                    records: s.mem.clone(),
+                });
+            }
+        }
+        plans
+    }
+
+    /// Step 3: reads the records already in each partial last block (its pre-image) back with DMA reads,
+    /// a batch at a time, so the core never waits on page faults, and makes them durable in the new
+    /// generation, with each file's length, before any tag file is rewritten.
+    async fn log_pre_images(&self, plans: &mut [Plan]) -> Result<(), StoreError> {
+        if plans.is_empty() {
+            return Ok(());
+        }
+        let mut pre = Vec::new();
+        for batch in plans.chunks_mut(CHECKPOINT_FILES_IN_FLIGHT) {
+            let reads = batch
+                .iter()
+                .map(|p| self.read_records(p.seg, &p.tag, p.first, p.first_new));
+            let images = futures::future::join_all(reads).await;
+            for (p, image) in batch.iter_mut().zip(images) {
+                let mut records = image?;
+                for (k, r) in records.iter().enumerate() {
+                    wal::put_record(&mut pre, &p.tag, (p.first + k) as u64, r);
+                }
+                let count = (p.first_new + p.records.len()) as u64;
+                wal::put_length(&mut pre, &p.tag, p.seg, count);
+                records.append(&mut p.records);
+                p.records = records;
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .unbounded_send(Cmd::Checkpoint {
+                payload: pre,
+                done: tx,
+            })
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Step 4: writes and fdatasyncs the tag files, a batch at a time, their sidecars with one syncfs, then
+    /// syncs each directory that gained an entry once (not once per file).
+    async fn write_tag_files(&self, plans: &[Plan]) -> Result<(), StoreError> {
+        let new_dirs: BTreeSet<i64> = plans
+            .iter()
+            .filter(|p| p.first_new == 0)
+            .map(|p| p.seg)
+            .collect();
+        let dirs: Vec<PathBuf> = new_dirs.iter().map(|&s| self.layout.seg_dir(s)).collect();
+        let candidates = dirs.clone();
+        let missing: Vec<PathBuf> =
+            offload(move || candidates.into_iter().filter(|d| !d.exists()).collect()).await;
+        let sync_root = match missing.is_empty() {
+            true => Vec::new(),
+            false => vec![self.layout.seg_root()],
+        };
+        self.device.dirs(missing, sync_root).await?;
+        for batch in plans.chunks(CHECKPOINT_FILES_IN_FLIGHT) {
+            let writes = batch
+                .iter()
+                .map(|p| self.write_tag_file(p.seg, &p.tag, p.first, &p.records, p.first_new));
+            for r in futures::future::join_all(writes).await {
+                r?;
+            }
+        }
+        let mut dirs = dirs;
+        for d in self.sync_sums().await? {
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+        self.device.dirs(Vec::new(), dirs).await
     }
 
     /// Reads records `first..end` of a tag file (the checkpoint's pre-image of a partial last block).
@@ -252,37 +233,11 @@ impl Shard {
         first_new: usize,
     ) -> Result<(), StoreError> {
         let path = self.layout.tag_file(seg, tag);
-        trace(&self.trace, |t| Event::Create(t.rel(&path)));
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .dma_open(&path)
-            .await
-            .map_err(|e| io_err(&format!("opening {}", path.display()), e))?;
+        let f = self.device.open_tag_file(path.clone()).await?;
         let (offset, bytes) = tagfile::block_image(first, records, first_new);
-        let (write_id, sync_id) = match &self.trace {
-            Some(t) => {
-                let id = t.id();
-                t.record(Event::Write {
-                    id,
-                    path: t.rel(&path),
-                    offset: offset as u64,
-                    dsync: false,
-                    data: bytes.clone(),
-                });
-                (id, t.id())
-            }
-            None => (0, 0),
-        };
-        let device = &self.device;
         let r = async {
-            device.write(&f, &path, offset as u64, &bytes).await?;
-            trace(&self.trace, |_| Event::Wrote(write_id));
-            trace(&self.trace, |t| Event::Sync(sync_id, t.rel(&path)));
-            device.fdatasync(&f, &path).await?;
-            trace(&self.trace, |_| Event::Synced(sync_id));
-            Ok(())
+            self.device.write(&f, &path, offset as u64, &bytes).await?;
+            self.device.fdatasync(&f, &path).await
         }
         .await;
         let _ = f.close().await;
@@ -302,27 +257,13 @@ impl Shard {
     ) -> Result<(), StoreError> {
         let side = sidecar::path_for(tag_file);
         let entries = sidecar::entries(offset, image);
-        let existing = std::fs::metadata(&side).ok().map(|m| m.len());
+        let probe = side.clone();
+        let existing = offload(move || std::fs::metadata(&probe).ok().map(|m| m.len())).await;
         // After a whole number of entries: an append that failed part-way left a partial entry, which this
         // one overwrites (reading stops at the first broken entry, so one left in place would hide the rest).
         let whole = sidecar::ENTRY_BYTES as u64;
         let at = existing.map_or(0, |n| n / whole * whole);
-        let id = self.trace.as_ref().map(|t| {
-            let w = t.id();
-            t.record(Event::Create(t.rel(&side)));
-            t.record(Event::Write {
-                id: w,
-                path: t.rel(&side),
-                offset: at,
-                dsync: false,
-                data: entries.clone(),
-            });
-            w
-        });
         self.device.append(side.clone(), at, entries).await?;
-        if let Some(w) = id {
-            trace(&self.trace, |_| Event::Wrote(w));
-        }
         // A sidecar new beside an existing tag file: its directory is not among the new ones synced.
         self.unsynced_sums
             .borrow_mut()
@@ -338,21 +279,8 @@ impl Shard {
         if sides.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<u64> = match &self.trace {
-            Some(t) => sides
-                .iter()
-                .map(|(side, _)| {
-                    let id = t.id();
-                    t.record(Event::Sync(id, t.rel(side)));
-                    id
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        self.device.syncfs(self.layout.seg_root()).await?;
-        for id in ids {
-            trace(&self.trace, |_| Event::Synced(id));
-        }
+        let files = sides.iter().map(|(side, _)| side.clone()).collect();
+        self.device.syncfs(self.layout.seg_root(), files).await?;
         let mut dirs: Vec<PathBuf> = sides
             .into_iter()
             .filter(|(_, new_beside_old)| *new_beside_old)

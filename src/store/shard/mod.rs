@@ -39,7 +39,6 @@ use crate::config::{Durability, Reads};
 use crate::store::blockcache::BlockCache;
 use crate::store::device::Device;
 use crate::store::iostats::IoStats;
-use crate::store::iotrace::Tracer;
 use crate::store::layout::Layout;
 use crate::store::log::local::{LocalLog, LocalLogOptions};
 use crate::store::log::{DurableLog, Retired};
@@ -77,9 +76,8 @@ pub struct ShardOptions {
     /// How queries read tag files, and the block cache of `--reads dma`.
     pub reads: Reads,
     pub read_cache_bytes: usize,
-    /// `--trace-io`: every change to the data directory, for the power-loss model (`iotrace.rs`).
-    pub trace: Option<Rc<Tracer>>,
-    /// Where the live path's writes and syncs go (`device.rs`): the real device, or one that injects faults.
+    /// Where every live storage operation goes (`store/device/`): the real device, wrapped to inject faults
+    /// (`--fault-file`) or to trace for the power-loss model (`--trace-io`).
     pub device: Rc<dyn Device>,
     /// `--max-pending-records`: records accepted and not through their commit, past which appends are shed.
     pub max_pending_records: usize,
@@ -113,7 +111,6 @@ pub struct Shard {
     tags: RefCell<HashMap<String, Tag>>,
     queue: mpsc::UnboundedSender<Cmd>,
     log: Rc<dyn DurableLog>,
-    trace: Option<Rc<Tracer>>,
     device: Rc<dyn Device>,
     /// Records accepted and not yet through their log commit, and the bound on them.
     pending: Cell<usize>,
@@ -144,7 +141,6 @@ impl Shard {
             run: o.run.clone(),
             core: o.id,
             device: Rc::clone(&o.device),
-            trace: o.trace.clone(),
             stats: Rc::clone(&io_stats),
         })
         .await?;
@@ -161,7 +157,6 @@ impl Shard {
             tags: RefCell::new(tags),
             queue,
             log: Rc::new(log),
-            trace: o.trace,
             device: o.device,
             pending: Cell::new(0),
             max_pending: o.max_pending_records.max(1),

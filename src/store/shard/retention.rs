@@ -1,10 +1,9 @@
 //! Retention: the segments that ended before the cutoff leave memory at once and their files leave the disk
-//! off the executor (sidecar first, then the tag file, then the directory once empty).
+//! through the device (sidecar first, then the tag file, then the directory once empty).
 
 use std::path::PathBuf;
 
 use super::Shard;
-use crate::store::device::offload;
 use crate::store::{segment_expired, sidecar};
 
 impl Shard {
@@ -25,37 +24,21 @@ impl Shard {
                 !t.segs.is_empty()
             });
         }
-        if gone.is_empty() {
-            return 0;
+        let mut removed = 0;
+        for (file, dir) in gone {
+            // The sidecar first: a crash between the two leaves an unchecked file, never a sidecar without
+            // its file (which a start reads as lost records).
+            let side = sidecar::path_for(&file);
+            if let Err(e) = self.device.remove(side).await {
+                eprintln!("core {}: retention: {e}", self.id);
+            }
+            match self.device.remove(file).await {
+                Ok(existed) => removed += usize::from(existed),
+                Err(e) => eprintln!("core {}: retention: {e}", self.id),
+            }
+            // The directory goes once every core has removed its files from it.
+            self.device.remove_empty_dir(dir).await;
         }
-        let id = self.id;
-        offload(move || {
-            gone.iter()
-                .filter(|(file, dir)| remove(id, file, dir))
-                .count()
-        })
-        .await
+        removed
     }
-}
-
-/// Removes one expired tag file: true when it was there. The sidecar goes first: a crash between the two
-/// leaves an unchecked file, never a sidecar without its file (which a start reads as lost records). The
-/// directory goes once every core has removed its files from it.
-fn remove(core: usize, file: &std::path::Path, dir: &std::path::Path) -> bool {
-    let side = sidecar::path_for(file);
-    if let Err(e) = std::fs::remove_file(&side) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            eprintln!("core {core}: retention: removing {}: {e}", side.display());
-        }
-    }
-    let removed = match std::fs::remove_file(file) {
-        Ok(()) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => {
-            eprintln!("core {core}: retention: removing {}: {e}", file.display());
-            false
-        }
-    };
-    let _ = std::fs::remove_dir(dir);
-    removed
 }

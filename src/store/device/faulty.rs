@@ -1,0 +1,254 @@
+//! A device that fails the operations a fault plan names, while the fault file exists (`--fault-file`).
+
+use std::path::{Path, PathBuf};
+
+use futures::future::LocalBoxFuture;
+use glommio::io::DmaFile;
+
+use super::{Device, Io, Opened};
+use crate::store::StoreError;
+
+/// An operation a fault plan can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A log commit fails before its data is written.
+    LogWrite,
+    /// A log commit's data lands, then the write reports failure (as a failed flush would).
+    LogSync,
+    /// A tag file's write fails before its data is written.
+    TagWrite,
+    /// A tag file's data is written, then its fdatasync fails.
+    TagSync,
+    Sidecar,
+    Syncfs,
+    Rename,
+    Dirs,
+    /// A log or tag file created or opened.
+    Open,
+    /// A file removed (a retired log, an expired segment's files).
+    Remove,
+}
+
+/// A fault plan: the error (`ENOSPC` or `EIO`) and the operations it strikes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub no_space: bool,
+    pub ops: Vec<Op>,
+}
+
+impl Plan {
+    /// Parses a fault file: `ENOSPC|EIO [op ...]`, ops among `log-write log-sync tag-write tag-sync sidecar
+    /// syncfs rename dirs open remove`; without ops, `log-write tag-write sidecar` (every write that takes space). Kept
+    /// for older tests: `EIO-AFTER-WRITE` = `EIO log-sync`, `EIO-TAGFILES` = `EIO tag-write`.
+    pub fn parse(text: &str) -> Result<Plan, String> {
+        let mut words = text.split_whitespace();
+        let first = words.next().ok_or("an empty fault plan")?;
+        let (no_space, mut ops) = match first {
+            "ENOSPC" => (true, Vec::new()),
+            "EIO" => (false, Vec::new()),
+            "EIO-AFTER-WRITE" => (false, vec![Op::LogSync]),
+            "EIO-TAGFILES" => (false, vec![Op::TagWrite]),
+            other => return Err(format!("unknown error {other:?} (ENOSPC or EIO)")),
+        };
+        for w in words {
+            ops.push(match w {
+                "log-write" => Op::LogWrite,
+                "log-sync" => Op::LogSync,
+                "tag-write" => Op::TagWrite,
+                "tag-sync" => Op::TagSync,
+                "sidecar" => Op::Sidecar,
+                "syncfs" => Op::Syncfs,
+                "rename" => Op::Rename,
+                "dirs" => Op::Dirs,
+                "open" => Op::Open,
+                "remove" => Op::Remove,
+                other => return Err(format!("unknown operation {other:?}")),
+            });
+        }
+        if ops.is_empty() {
+            ops = vec![Op::LogWrite, Op::TagWrite, Op::Sidecar];
+        }
+        Ok(Plan { no_space, ops })
+    }
+
+    fn error(&self, op: Op, what: &str, source: &Path) -> StoreError {
+        let msg = format!("{what}: injected by {} ({op:?})", source.display());
+        match self.no_space {
+            true => StoreError::NoSpace(format!("No space left on device: {msg}")),
+            false => StoreError::Io(format!("Input/output error: {msg}")),
+        }
+    }
+}
+
+/// A device whose operations fail while the fault file exists, as the plan in it says (re-read at every
+/// operation, so a test switches faults on and off from outside the engine). A plan that does not parse
+/// fails every operation it could, and says why.
+pub struct Faulty<D> {
+    pub inner: D,
+    pub fault_file: PathBuf,
+}
+
+impl<D: Device> Faulty<D> {
+    /// The error to inject into `op` now, if any.
+    fn strikes(&self, op: Op, what: &Path) -> Option<StoreError> {
+        let text = std::fs::read_to_string(&self.fault_file).ok()?;
+        let plan = match Plan::parse(&text) {
+            Ok(p) => p,
+            Err(e) => {
+                return Some(StoreError::Io(format!(
+                    "bad fault plan in {}: {e}",
+                    self.fault_file.display()
+                )))
+            }
+        };
+        plan.ops
+            .contains(&op)
+            .then(|| plan.error(op, &what.display().to_string(), &self.fault_file))
+    }
+}
+
+impl<D: Device> Device for Faulty<D> {
+    fn commit<'a>(
+        &'a self,
+        log: &'a DmaFile,
+        path: &'a Path,
+        offset: u64,
+        block: &'a [u8],
+    ) -> Io<'a> {
+        Box::pin(async move {
+            if let Some(e) = self.strikes(Op::LogWrite, path) {
+                return Err(e);
+            }
+            self.inner.commit(log, path, offset, block).await?;
+            self.strikes(Op::LogSync, path).map_or(Ok(()), Err)
+        })
+    }
+    fn write<'a>(
+        &'a self,
+        file: &'a DmaFile,
+        path: &'a Path,
+        offset: u64,
+        bytes: &'a [u8],
+    ) -> Io<'a> {
+        Box::pin(async move {
+            match self.strikes(Op::TagWrite, path) {
+                Some(e) => Err(e),
+                None => self.inner.write(file, path, offset, bytes).await,
+            }
+        })
+    }
+    fn fdatasync<'a>(&'a self, file: &'a DmaFile, path: &'a Path) -> Io<'a> {
+        Box::pin(async move {
+            // The data was written: a failed fdatasync leaves it on the device or not, unknowably.
+            match self.strikes(Op::TagSync, path) {
+                Some(e) => Err(e),
+                None => self.inner.fdatasync(file, path).await,
+            }
+        })
+    }
+    fn append(&self, path: PathBuf, at: u64, bytes: Vec<u8>) -> Io<'static> {
+        match self.strikes(Op::Sidecar, &path) {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.inner.append(path, at, bytes),
+        }
+    }
+    fn syncfs(&self, root: PathBuf, files: Vec<PathBuf>) -> Io<'static> {
+        match self.strikes(Op::Syncfs, &root) {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.inner.syncfs(root, files),
+        }
+    }
+    fn rename(&self, from: PathBuf, to: PathBuf, dir: PathBuf) -> Io<'static> {
+        match self.strikes(Op::Rename, &from) {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.inner.rename(from, to, dir),
+        }
+    }
+    fn dirs(&self, missing: Vec<PathBuf>, sync: Vec<PathBuf>) -> Io<'static> {
+        let what = sync
+            .first()
+            .or(missing.first())
+            .cloned()
+            .unwrap_or_default();
+        match self.strikes(Op::Dirs, &what) {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.inner.dirs(missing, sync),
+        }
+    }
+    fn create_log(&self, path: PathBuf) -> Opened {
+        match self.strikes(Op::Open, &path) {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.inner.create_log(path),
+        }
+    }
+    fn open_log(&self, path: PathBuf) -> Opened {
+        match self.strikes(Op::Open, &path) {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.inner.open_log(path),
+        }
+    }
+    fn zeroed_log(&self, path: PathBuf, len: u64, paced: bool) -> Io<'static> {
+        match self.strikes(Op::Open, &path) {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.inner.zeroed_log(path, len, paced),
+        }
+    }
+    fn zero_block(&self, path: PathBuf, at: u64) -> Io<'static> {
+        match self.strikes(Op::LogWrite, &path) {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.inner.zero_block(path, at),
+        }
+    }
+    fn open_tag_file(&self, path: PathBuf) -> Opened {
+        match self.strikes(Op::Open, &path) {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.inner.open_tag_file(path),
+        }
+    }
+    fn remove(&self, path: PathBuf) -> LocalBoxFuture<'static, Result<bool, StoreError>> {
+        match self.strikes(Op::Remove, &path) {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.inner.remove(path),
+        }
+    }
+    fn remove_empty_dir(&self, path: PathBuf) -> LocalBoxFuture<'static, ()> {
+        self.inner.remove_empty_dir(path)
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_parse() {
+        let p = Plan::parse("ENOSPC\n").unwrap();
+        assert!(p.no_space);
+        assert_eq!(p.ops, vec![Op::LogWrite, Op::TagWrite, Op::Sidecar]);
+        let p = Plan::parse("EIO tag-sync rename").unwrap();
+        assert!(!p.no_space);
+        assert_eq!(p.ops, vec![Op::TagSync, Op::Rename]);
+        assert_eq!(
+            Plan::parse("EIO-AFTER-WRITE").unwrap().ops,
+            vec![Op::LogSync]
+        );
+        assert_eq!(Plan::parse("EIO-TAGFILES").unwrap().ops, vec![Op::TagWrite]);
+        assert!(Plan::parse("").is_err());
+        assert!(Plan::parse("EPERM").is_err());
+        assert!(Plan::parse("EIO fsync").is_err());
+        assert_eq!(
+            Plan::parse("EIO open remove").unwrap().ops,
+            vec![Op::Open, Op::Remove]
+        );
+    }
+
+    #[test]
+    fn injected_errors_say_what_and_which_kind() {
+        let p = Plan::parse("ENOSPC").unwrap();
+        let e = p.error(Op::LogWrite, "/d/wal/x.wal", Path::new("/tmp/fault"));
+        assert!(matches!(e, StoreError::NoSpace(_)), "{e:?}");
+        assert!(e.to_string().contains("/d/wal/x.wal"), "{e}");
+        let p = Plan::parse("EIO").unwrap();
+        let e = p.error(Op::TagSync, "f", Path::new("/tmp/fault"));
+        assert!(matches!(e, StoreError::Io(_)), "{e:?}");
+    }
+}
