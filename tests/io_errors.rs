@@ -153,7 +153,7 @@ fn metric_above(e: &Engine, name: &str, above: f64) -> f64 {
     }
 }
 
-/// A fault in one step of the checkpoint (`plan`, see `src/store/device.rs`): writes are still acknowledged
+/// A fault in one step of the checkpoint (`plan`, see `src/store/device/faulty.rs`): writes are still acknowledged
 /// (the log holds them) and read back, the checkpoint fails and is retried until the fault is gone, then
 /// completes; after a kill -9 and a restart exactly the acknowledged records are there, and the directory
 /// verifies clean. Records go to a tag file that exists and to a new segment (so a directory is made).
@@ -244,4 +244,11 @@ fn a_failed_directory_step_is_retried_without_loss() {
 #[test]
 fn a_failed_log_rename_falls_back_to_a_new_log() {
     checkpoint_fault("EIO rename", false);
+}
+
+/// Opening or creating a file (a log generation, a tag file) goes through the same device: a failed open
+/// fails the checkpoint, which is retried without loss once the fault is gone.
+#[test]
+fn a_failed_file_open_is_retried_without_loss() {
+    checkpoint_fault("EIO open", true);
 }
