@@ -3,6 +3,7 @@
 //! HTTP/1.0 unless asked; `Expect: 100-continue` is answered as soon as a head with an incomplete body is
 //! seen. A framing error answers its status and closes (the stream position is then unknown).
 
+use std::ops::Range;
 use std::time::Instant;
 
 use futures::channel::oneshot;
@@ -13,7 +14,7 @@ use glommio::net::TcpStream;
 use crate::http::deadline::Phase;
 use crate::http::parse::{self, Body, Head, HttpError};
 use crate::http::response;
-use crate::http::service::{Reply, Request, Served, Service, Stream};
+use crate::http::service::{Limits, Reply, Request, Served, Service, Stream};
 use crate::query::render;
 
 /// Resolves when the engine stops: connections finish what they are handling and close.
@@ -52,203 +53,301 @@ enum Next {
     Close,
 }
 
-pub async fn serve<S: Service>(svc: S, mut stream: TcpStream, stop: Stop) {
-    // `buf[..filled]` holds unread bytes; the buffer is zeroed once and only grows for large bodies.
-    let mut buf: Vec<u8> = vec![0; READ_BYTES];
-    let mut filled = 0;
-    let mut out: Vec<u8> = Vec::with_capacity(READ_BYTES);
-    let mut body: Vec<u8> = Vec::new();
-    // How far the chunked body of the request at the front of `buf` was decoded by earlier passes.
-    let mut chunked = parse::ChunkedProgress::default();
-    let mut continued_at: Option<usize> = None;
+/// One connection's state between reads.
+struct Conn<S> {
+    svc: S,
+    stream: TcpStream,
+    stop: Stop,
+    limits: Limits,
+    /// `buf[..filled]` holds unread bytes; the buffer is zeroed once and only grows for large bodies.
+    buf: Vec<u8>,
+    filled: usize,
+    out: Vec<u8>,
+    /// The de-chunked body of the request at the front of `buf`, and how far earlier passes decoded it.
+    body: Vec<u8>,
+    chunked: parse::ChunkedProgress,
+    /// Where a `100 Continue` was last sent (once per request).
+    continued_at: Option<usize>,
+    /// When the request at the front of the buffer started arriving (for the header timeout).
+    request_since: Option<Instant>,
+}
+
+/// How a pass over the buffer ended.
+struct Pass {
+    /// Bytes of `buf` answered.
+    start: usize,
+    close: bool,
+    /// A write of this pass was shed: the connection is not read for `--shed-pause`, what a client that
+    /// honors Retry-After does anyway, enforced on one that resends at once (its resends would keep the
+    /// core busy refusing them while the disk idles: benches/RESULTS.md).
+    shed: bool,
+    /// What the bytes left after this pass are waiting for.
+    pending: Phase,
+}
+
+/// A request framed at the front of `buf[start..]`.
+enum Framed {
+    Whole {
+        head: Head,
+        /// The body's place in `buf`, or `None`: it was chunked, and is in `Conn::body`.
+        body: Option<Range<usize>>,
+        consumed: usize,
+    },
+    Incomplete(Phase),
+    Failed(HttpError),
+}
+
+pub async fn serve<S: Service>(svc: S, stream: TcpStream, stop: Stop) {
     let limits = svc.limits();
-    let max_body = limits.max_body;
-    let (header_t, body_t, idle_t) = (
-        limits.header_timeout,
-        limits.body_timeout,
-        limits.idle_timeout,
-    );
-    let (watch, mut kicked) = svc.watches().register(Instant::now() + idle_t);
-    // When the request at the front of the buffer started arriving (for the header timeout).
-    let mut request_since: Option<Instant> = None;
+    let (watch, mut kicked) = svc.watches().register(Instant::now() + limits.idle_timeout);
+    let mut c = Conn {
+        svc,
+        stream,
+        stop,
+        limits,
+        buf: vec![0; READ_BYTES],
+        filled: 0,
+        out: Vec::with_capacity(READ_BYTES),
+        body: Vec::new(),
+        chunked: parse::ChunkedProgress::default(),
+        continued_at: None,
+        request_since: None,
+    };
     loop {
-        let mut start = 0;
-        let mut close = false;
-        // A write of this pass was shed: the connection is not read for `--shed-pause`, what a client that
-        // honors Retry-After does anyway, enforced on one that resends at once (its resends would keep the
-        // core busy refusing them while the disk idles: benches/RESULTS.md).
-        let mut shed = false;
-        // What the bytes left after this pass are waiting for.
-        let mut pending = Phase::Head;
-        // Frame and handle every complete request in the buffer.
-        let inbuf = &buf[..filled];
-        while start < inbuf.len() {
-            let head = match parse::parse_head(&inbuf[start..], HEAD_BYTES_MAX, max_body) {
-                Ok(Some(h)) => h,
-                Ok(None) => {
-                    pending = Phase::Head;
-                    break;
-                }
-                Err(e) => {
-                    fail(&svc, &mut out, &e);
-                    close = true;
-                    break;
-                }
-            };
-            let at = start + head.len;
-            let (body_range, consumed) = match head.body {
-                Body::None => (at..at, head.len),
-                Body::Length(n) if inbuf.len() - at >= n => (at..at + n, head.len + n),
-                Body::Length(_) => {
-                    expect_continue(&head, start, &mut continued_at, &mut out);
-                    pending = Phase::Body;
-                    break;
-                }
-                Body::Chunked => {
-                    match parse::decode_chunked(&inbuf[at..], max_body, &mut body, &mut chunked) {
-                        Ok(Some(n)) => (usize::MAX..usize::MAX, head.len + n),
-                        Ok(None) => {
-                            expect_continue(&head, start, &mut continued_at, &mut out);
-                            pending = Phase::Body;
-                            break;
-                        }
-                        Err(e) => {
-                            fail(&svc, &mut out, &e);
-                            close = true;
-                            break;
-                        }
-                    }
-                }
-            };
-            let began = Instant::now();
-            let req_body: &[u8] = if body_range.start == usize::MAX {
-                &body
-            } else {
-                &inbuf[body_range]
-            };
-            // Borrowed from the read buffer, which is not touched until this request is answered.
-            let query =
-                std::str::from_utf8(&inbuf[start..][head.query.clone()]).unwrap_or("\u{fffd}");
-            let keep = head.keep_alive;
-            let auth = head.auth.clone().map(|r| &inbuf[start..][r]);
-            let req = Request {
-                head: &head,
-                query,
-                body: req_body,
-                auth,
-            };
-            let (next, status, records, console) = match svc.handle(req).await {
-                Reply::Answer(a) => {
-                    a.write(&mut out, !keep);
-                    shed |= a.shed && a.status == 503;
-                    let next = if keep { Next::KeepAlive } else { Next::Close };
-                    (next, a.status, a.records, a.console)
-                }
-                Reply::Stream(body) => {
-                    // Everything before it goes out first.
-                    if !out.is_empty() && stream.write_all(&out).await.is_err() {
-                        return;
-                    }
-                    out.clear();
-                    (stream_out(&mut stream, body, &head).await, 200, 0, false)
-                }
-            };
-            svc.served(Served {
-                path: Some(head.path),
-                status,
-                ns: began.elapsed().as_nanos() as u64,
-                records,
-                body_bytes: req_body.len() as u64,
-                console,
-            });
-            start += consumed;
-            continued_at = None;
-            if matches!(next, Next::Close) || !keep {
-                close = true;
-                break;
-            }
-        }
-        if close {
-            // `handle` wrote responses without `Connection: close`; the peer sees the FIN after them.
-            let _ = stream.write_all(&out).await;
-            let _ = stream.close().await;
+        let Some(pass) = c.pass().await else {
             return;
+        };
+        if pass.close {
+            // Responses went out without `Connection: close`; the peer sees the FIN after them.
+            return c.finish().await;
         }
-        buf.copy_within(start..filled, 0);
-        filled -= start;
-        if filled == 0 {
-            request_since = None;
-        } else if start > 0 {
-            // A request was answered and the next one has begun.
-            request_since = Some(Instant::now());
-        }
-        if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
-        }
-        if shed && !limits.shed_pause.is_zero() {
-            let pause = glommio::timer::sleep(limits.shed_pause);
-            if let Either::Right(_) = select(Box::pin(pause), stop.clone()).await {
-                return;
-            }
+        if !c.settle(pass.start, pass.shed).await {
+            return;
         }
         // A request waits whole in `buf`: its head, its body and, for a chunked body, the chunks' size lines
         // and CRLFs (at most an eighth of chunks of 64 bytes or more). Past that, a 413, never a silent close.
+        let max_body = c.limits.max_body;
         let wire_max = HEAD_BYTES_MAX + max_body + max_body / 8 + 64;
-        if filled > wire_max {
-            fail(&svc, &mut out, &HttpError::FramingTooLarge(wire_max));
-            let _ = stream.write_all(&out).await;
-            let _ = stream.close().await;
-            return;
+        if c.filled > wire_max {
+            fail(&c.svc, &mut c.out, &HttpError::FramingTooLarge(wire_max));
+            return c.finish().await;
         }
-        if filled == buf.len() {
-            buf.resize(buf.len() * 2, 0);
+        if c.filled == c.buf.len() {
+            c.buf.resize(c.buf.len() * 2, 0);
         }
         let now = Instant::now();
-        match (filled, pending) {
-            (0, _) => watch.set(Phase::Idle, now + idle_t),
-            (_, Phase::Body) => watch.set(Phase::Body, now + body_t),
-            _ => watch.set(Phase::Head, request_since.unwrap_or(now) + header_t),
+        let l = c.limits;
+        match (c.filled, pass.pending) {
+            (0, _) => watch.set(Phase::Idle, now + l.idle_timeout),
+            (_, Phase::Body) => watch.set(Phase::Body, now + l.body_timeout),
+            _ => watch.set(
+                Phase::Head,
+                c.request_since.unwrap_or(now) + l.header_timeout,
+            ),
         }
         let n = match select(
-            stream.read(&mut buf[filled..]),
-            select(stop.clone(), &mut kicked),
+            c.stream.read(&mut c.buf[c.filled..]),
+            select(c.stop.clone(), &mut kicked),
         )
         .await
         {
             Either::Left((Ok(n), _)) => n,
             Either::Right((Either::Right((Ok(phase), _)), _)) if phase != Phase::Idle => {
-                let what = if phase == Phase::Head {
-                    "request head"
-                } else {
-                    "request body"
+                let what = match phase {
+                    Phase::Head => "request head",
+                    _ => "request body",
                 };
-                fail(&svc, &mut out, &HttpError::Timeout(what));
-                let _ = stream.write_all(&out).await;
-                let _ = stream.close().await;
-                return;
+                fail(&c.svc, &mut c.out, &HttpError::Timeout(what));
+                return c.finish().await;
             }
             Either::Left((Err(_), _)) | Either::Right(_) => 0,
         };
         // Handling what arrived (a long /export included) is not a wait on the client: no deadline until the
         // next read sets one.
         watch.set(Phase::Idle, now + BUSY);
-        if filled == 0 && n > 0 {
-            request_since = Some(Instant::now());
+        if c.filled == 0 && n > 0 {
+            c.request_since = Some(Instant::now());
         }
-        filled += n;
+        c.filled += n;
         if n == 0 {
             return;
         }
     }
 }
 
-fn expect_continue(head: &Head, start: usize, continued_at: &mut Option<usize>, out: &mut Vec<u8>) {
-    if head.expect_continue && *continued_at != Some(start) {
-        out.extend_from_slice(response::CONTINUE);
-        *continued_at = Some(start);
+impl<S: Service> Conn<S> {
+    /// Frames and answers every complete (pipelined) request in the buffer. `None`: the connection is gone.
+    async fn pass(&mut self) -> Option<Pass> {
+        let mut p = Pass {
+            start: 0,
+            close: false,
+            shed: false,
+            pending: Phase::Head,
+        };
+        while p.start < self.filled {
+            let (head, body, consumed) = match self.frame(p.start) {
+                Framed::Whole {
+                    head,
+                    body,
+                    consumed,
+                } => (head, body, consumed),
+                Framed::Incomplete(phase) => {
+                    p.pending = phase;
+                    break;
+                }
+                Framed::Failed(e) => {
+                    fail(&self.svc, &mut self.out, &e);
+                    p.close = true;
+                    break;
+                }
+            };
+            let (next, shed) = self.answer(p.start, &head, body).await?;
+            p.shed |= shed;
+            p.start += consumed;
+            self.continued_at = None;
+            if matches!(next, Next::Close) || !head.keep_alive {
+                p.close = true;
+                break;
+            }
+        }
+        Some(p)
+    }
+
+    /// Frames the request at `buf[start..]`: its head and, when it is all there, its body.
+    fn frame(&mut self, start: usize) -> Framed {
+        let inbuf = &self.buf[start..self.filled];
+        let head = match parse::parse_head(inbuf, HEAD_BYTES_MAX, self.limits.max_body) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Framed::Incomplete(Phase::Head),
+            Err(e) => return Framed::Failed(e),
+        };
+        let at = head.len;
+        let (body, consumed) = match head.body {
+            Body::None => (Some(start + at..start + at), head.len),
+            Body::Length(n) if inbuf.len() - at >= n => {
+                (Some(start + at..start + at + n), head.len + n)
+            }
+            Body::Length(_) => return self.incomplete(&head, start),
+            Body::Chunked => {
+                let max = self.limits.max_body;
+                match parse::decode_chunked(&inbuf[at..], max, &mut self.body, &mut self.chunked) {
+                    Ok(Some(n)) => (None, head.len + n),
+                    Ok(None) => return self.incomplete(&head, start),
+                    Err(e) => return Framed::Failed(e),
+                }
+            }
+        };
+        Framed::Whole {
+            head,
+            body,
+            consumed,
+        }
+    }
+
+    /// A head whose body is still arriving: `100 Continue` once, if asked.
+    fn incomplete(&mut self, head: &Head, start: usize) -> Framed {
+        if head.expect_continue && self.continued_at != Some(start) {
+            self.out.extend_from_slice(response::CONTINUE);
+            self.continued_at = Some(start);
+        }
+        Framed::Incomplete(Phase::Body)
+    }
+
+    /// Hands one framed request to the service and answers it (into `out`, or streamed). Returns whether the
+    /// connection goes on and whether the answer shed a write; `None`: the connection is gone.
+    async fn answer(
+        &mut self,
+        start: usize,
+        head: &Head,
+        body: Option<Range<usize>>,
+    ) -> Option<(Next, bool)> {
+        let began = Instant::now();
+        let Conn {
+            svc,
+            stream,
+            buf,
+            out,
+            body: decoded,
+            ..
+        } = self;
+        let req_body: &[u8] = match body {
+            Some(r) => &buf[r],
+            None => decoded,
+        };
+        // Borrowed from the read buffer, which is not touched until this request is answered.
+        let at = &buf[start..];
+        let query = std::str::from_utf8(&at[head.query.clone()]).unwrap_or("\u{fffd}");
+        let auth = head.auth.clone().map(|r| &at[r]);
+        let keep = head.keep_alive;
+        let req = Request {
+            head,
+            query,
+            body: req_body,
+            auth,
+        };
+        let (next, status, records, console, shed) = match svc.handle(req).await {
+            Reply::Answer(a) => {
+                a.write(out, !keep);
+                let next = if keep { Next::KeepAlive } else { Next::Close };
+                (
+                    next,
+                    a.status,
+                    a.records,
+                    a.console,
+                    a.shed && a.status == 503,
+                )
+            }
+            Reply::Stream(s) => {
+                // Everything before it goes out first.
+                if !out.is_empty() && stream.write_all(out).await.is_err() {
+                    return None;
+                }
+                out.clear();
+                (stream_out(stream, s, head).await, 200, 0, false, false)
+            }
+        };
+        svc.served(Served {
+            path: Some(head.path),
+            status,
+            ns: began.elapsed().as_nanos() as u64,
+            records,
+            body_bytes: req_body.len() as u64,
+            console,
+        });
+        Some((next, shed))
+    }
+
+    /// After a pass: drops the answered bytes, sends the answers and, after a shed write, pauses.
+    /// False: the connection is gone (or the engine stops).
+    async fn settle(&mut self, start: usize, shed: bool) -> bool {
+        self.buf.copy_within(start..self.filled, 0);
+        self.filled -= start;
+        if self.filled == 0 {
+            self.request_since = None;
+        } else if start > 0 {
+            // A request was answered and the next one has begun.
+            self.request_since = Some(Instant::now());
+        }
+        if !self.out.is_empty() {
+            if self.stream.write_all(&self.out).await.is_err() {
+                return false;
+            }
+            self.out.clear();
+        }
+        let pause = self.limits.shed_pause;
+        if shed && !pause.is_zero() {
+            let sleep = glommio::timer::sleep(pause);
+            if let Either::Right(_) = select(Box::pin(sleep), self.stop.clone()).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends what is answered and closes.
+    async fn finish(mut self) {
+        let _ = self.stream.write_all(&self.out).await;
+        let _ = self.stream.close().await;
     }
 }
 
