@@ -135,6 +135,43 @@ fn wrong_version(buf: &[u8]) -> bool {
 pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option<Head>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let mut req = httparse::Request::new(&mut headers);
+    let Some(len) = complete(&mut req, buf, head_max)? else {
+        return Ok(None);
+    };
+    if req.path.is_some_and(|p| p.len() > URI_MAX) {
+        return Err(HttpError::UriTooLong(URI_MAX));
+    }
+    let minor = req.version.unwrap_or(1);
+    let method = match req.method.unwrap_or("") {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        "HEAD" => Method::Head,
+        _ => Method::Other,
+    };
+    let (path, query) = target(buf, req.path.unwrap_or("/"));
+    let f = Fields::read(req.headers, buf, minor)?;
+    let body = f.body(minor, method, body_max)?;
+    Ok(Some(Head {
+        method,
+        path,
+        query,
+        auth: f.auth,
+        minor,
+        body,
+        expect_continue: f.expect_continue,
+        keep_alive: f.keep_alive,
+        gzip: f.gzip,
+        len,
+    }))
+}
+
+/// Parses the head into `req`: `Some(len)` once it is complete and well-formed, `None` while it may still
+/// become so.
+fn complete<'h, 'b>(
+    req: &mut httparse::Request<'h, 'b>,
+    buf: &'b [u8],
+    head_max: usize,
+) -> Result<Option<usize>, HttpError> {
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
@@ -173,17 +210,11 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
             "bare LF in the request head: lines end in CRLF".into(),
         ));
     }
-    if req.path.is_some_and(|p| p.len() > URI_MAX) {
-        return Err(HttpError::UriTooLong(URI_MAX));
-    }
-    let minor = req.version.unwrap_or(1);
-    let method = match req.method.unwrap_or("") {
-        "GET" => Method::Get,
-        "POST" => Method::Post,
-        "HEAD" => Method::Head,
-        _ => Method::Other,
-    };
-    let target = req.path.unwrap_or("/");
+    Ok(Some(len))
+}
+
+/// The route of a request target and its query string's range in `buf`.
+fn target(buf: &[u8], target: &str) -> (Path, Range<usize>) {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let query = if query.is_empty() {
         0..0
@@ -197,104 +228,114 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
         .map(|r| r.1)
         .or_else(|| crate::web::find(path).map(Path::Asset))
         .unwrap_or(Path::Other);
-    let mut content_length: Option<usize> = None;
-    let mut chunked = false;
-    let mut expect_continue = false;
-    let mut gzip = false;
-    let mut auth: Option<Range<usize>> = None;
-    let mut keep_alive = minor == 1;
-    let mut hosts = 0;
-    for h in req.headers.iter() {
-        let v = h.value;
-        if h.name.eq_ignore_ascii_case("host") {
-            hosts += 1;
-        } else if h.name.eq_ignore_ascii_case("content-length") {
+    (path, query)
+}
+
+/// What the header fields say.
+struct Fields {
+    content_length: Option<usize>,
+    chunked: bool,
+    expect_continue: bool,
+    gzip: bool,
+    auth: Option<Range<usize>>,
+    keep_alive: bool,
+    hosts: usize,
+}
+
+impl Fields {
+    fn read(headers: &[httparse::Header], buf: &[u8], minor: u8) -> Result<Fields, HttpError> {
+        let mut f = Fields {
+            content_length: None,
+            chunked: false,
+            expect_continue: false,
+            gzip: false,
+            auth: None,
+            keep_alive: minor == 1,
+            hosts: 0,
+        };
+        for h in headers {
+            f.field(h.name, h.value, buf)?;
+        }
+        // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host.
+        match (f.hosts, minor) {
+            (0, 1) => Err(HttpError::Bad(
+                "an HTTP/1.1 request needs a Host header".into(),
+            )),
+            (n, _) if n > 1 => Err(HttpError::Bad("more than one Host header".into())),
+            _ => Ok(f),
+        }
+    }
+
+    fn field(&mut self, name: &str, v: &[u8], buf: &[u8]) -> Result<(), HttpError> {
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        if is("host") {
+            self.hosts += 1;
+        } else if is("content-length") {
             let n = std::str::from_utf8(v)
                 .ok()
                 .map(str::trim)
                 .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|s| s.parse::<usize>().ok())
                 .ok_or_else(|| HttpError::Bad("invalid Content-Length".into()))?;
-            if content_length.is_some_and(|c| c != n) {
+            if self.content_length.is_some_and(|c| c != n) {
                 return Err(HttpError::Bad("conflicting Content-Length headers".into()));
             }
-            content_length = Some(n);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            self.content_length = Some(n);
+        } else if is("transfer-encoding") {
             if !v.trim_ascii().eq_ignore_ascii_case(b"chunked") {
                 return Err(HttpError::Unsupported(
                     String::from_utf8_lossy(v).into_owned(),
                 ));
             }
-            chunked = true;
-        } else if h.name.eq_ignore_ascii_case("authorization") {
-            if auth.is_some() {
+            self.chunked = true;
+        } else if is("authorization") {
+            if self.auth.is_some() {
                 return Err(HttpError::Bad("more than one Authorization header".into()));
             }
             let at = v.as_ptr() as usize - buf.as_ptr() as usize;
-            auth = Some(at..at + v.len());
-        } else if h.name.eq_ignore_ascii_case("content-encoding") {
+            self.auth = Some(at..at + v.len());
+        } else if is("content-encoding") {
             match v.trim_ascii().to_ascii_lowercase().as_slice() {
-                b"gzip" | b"x-gzip" => gzip = true,
+                b"gzip" | b"x-gzip" => self.gzip = true,
                 b"identity" | b"" => {}
                 _ => return Err(HttpError::Encoding(String::from_utf8_lossy(v).into_owned())),
             }
-        } else if h.name.eq_ignore_ascii_case("expect") {
+        } else if is("expect") {
             if !v.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
                 return Err(HttpError::Expectation(
                     String::from_utf8_lossy(v).into_owned(),
                 ));
             }
-            expect_continue = true;
-        } else if h.name.eq_ignore_ascii_case("connection") {
+            self.expect_continue = true;
+        } else if is("connection") {
             if has_token(v, "close") {
-                keep_alive = false;
+                self.keep_alive = false;
             } else if has_token(v, "keep-alive") {
-                keep_alive = true;
+                self.keep_alive = true;
             }
         }
+        Ok(())
     }
-    // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host.
-    match (hosts, minor) {
-        (0, 1) => {
-            return Err(HttpError::Bad(
-                "an HTTP/1.1 request needs a Host header".into(),
-            ))
-        }
-        (n, _) if n > 1 => return Err(HttpError::Bad("more than one Host header".into())),
-        _ => {}
-    }
-    let body = match (content_length, chunked) {
-        (Some(_), true) => {
-            return Err(HttpError::Bad(
+
+    /// How the body is framed.
+    fn body(&self, minor: u8, method: Method, body_max: usize) -> Result<Body, HttpError> {
+        match (self.content_length, self.chunked) {
+            (Some(_), true) => Err(HttpError::Bad(
                 "both Content-Length and Transfer-Encoding given".into(),
-            ))
-        }
-        (Some(n), false) if n > body_max => {
-            return Err(HttpError::TooLarge {
+            )),
+            (Some(n), false) if n > body_max => Err(HttpError::TooLarge {
                 got: n,
                 max: body_max,
-            })
+            }),
+            (Some(n), false) => Ok(Body::Length(n)),
+            (None, true) if minor == 0 => {
+                Err(HttpError::Bad("chunked encoding needs HTTP/1.1".into()))
+            }
+            (None, true) => Ok(Body::Chunked),
+            (None, false) if method == Method::Post => Err(HttpError::LengthRequired),
+            (None, false) => Ok(Body::None),
         }
-        (Some(n), false) => Body::Length(n),
-        (None, true) if minor == 0 => {
-            return Err(HttpError::Bad("chunked encoding needs HTTP/1.1".into()))
-        }
-        (None, true) => Body::Chunked,
-        (None, false) if method == Method::Post => return Err(HttpError::LengthRequired),
-        (None, false) => Body::None,
-    };
-    Ok(Some(Head {
-        method,
-        path,
-        query,
-        auth,
-        minor,
-        body,
-        expect_continue,
-        keep_alive,
-        gzip,
-        len,
-    }))
+    }
 }
 
 /// How far a chunked body was decoded by earlier calls while it arrived: the offset of the next chunk-size
