@@ -2,6 +2,7 @@
 //! the data directory, binds one listening socket per core, starts one pinned glommio executor per CPU,
 //! prints the ready line, and on SIGINT/SIGTERM stops accepting, lets in-flight requests finish, flushes
 //! and exits.
+pub mod accept;
 pub mod core;
 pub mod listener;
 pub mod mesh;
@@ -9,6 +10,7 @@ pub mod metrics;
 pub mod overload;
 pub mod report;
 pub mod routes;
+pub mod start;
 pub mod tokens;
 
 use std::rc::Rc;
@@ -247,7 +249,7 @@ pub fn run(config: Config) -> Result<(), String> {
             .io_memory(io_memory as usize)
             .preempt_timer(Duration::from_millis(10))
             .spawn(move || async move {
-                let start = core::Start {
+                let start = start::Start {
                     cpu,
                     listener,
                     config: Rc::new(config),
@@ -261,7 +263,7 @@ pub fn run(config: Config) -> Result<(), String> {
                     tokens,
                     token_reloads,
                 };
-                core::run(start).await
+                start::run(start).await
             })
             .map_err(|e| format!("starting the executor on CPU {cpu}: {e}"))?;
         handles.push(handle);
