@@ -223,3 +223,27 @@ fn smuggling_and_framing_errors_close_the_connection() {
         "a rejected request stored something"
     );
 }
+
+/// A HEAD request gets the head of its answer only: a body would be read as the start of the next response.
+#[test]
+fn head_requests_get_no_body() {
+    use std::io::BufRead;
+    let (_d, e) = engine();
+    let mut c = e.connect();
+    c.send(b"HEAD /health HTTP/1.1\r\nHost: t\r\n\r\nGET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut status = String::new();
+    c.reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 405"), "{status:?}");
+    loop {
+        let mut line = String::new();
+        c.reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let r = c.read_response();
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "{\"status\":\"ok\"}".to_string())
+    );
+}

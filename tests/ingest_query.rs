@@ -194,3 +194,57 @@ fn one_tag_written_over_many_connections_reads_back_complete() {
         assert_eq!(e.export(&format!("own{t}")).len(), 50);
     }
 }
+
+/// An export streams segment after segment; records that arrive meanwhile in a later segment whose records
+/// are out of time order are taken in when that segment's turn comes (its sorted order is made then, not
+/// before the first record was sent), and the body ends with the last chunk only when it is complete.
+#[test]
+fn an_export_takes_in_records_that_arrive_in_a_later_segment_while_it_streams() {
+    use std::io::{Read, Write};
+    let d = tempfile::tempdir().unwrap();
+    let e = start(d.path(), "0", &[]);
+    let day = 86_400_000_000_000i64;
+    let d1 = (now_ns() / day - 3) * day;
+    let d2 = d1 + day;
+    for b in 0..10 {
+        let body: Vec<String> = (0..10_000)
+            .map(|i| msg("T", d1 + (b * 10_000 + i) * 1_000, i as f64))
+            .collect();
+        assert_eq!(e.post(&body.join("\n")).status, 204);
+    }
+    let late = [msg("T", d2 + 500, 1.0), msg("T", d2 + 100, 2.0)];
+    assert_eq!(e.post(&late.join("\n")).status, 204);
+    let mut s = std::net::TcpStream::connect(&e.addr).unwrap();
+    let q = format!("/export?tag=T&start={}&end={}", i64::MIN, i64::MAX);
+    s.write_all(format!("GET {q} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut got = vec![0u8; 1024];
+    s.read_exact(&mut got).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(e.post(&msg("T", d2 + 300, 3.0)).status, 204);
+    s.read_to_end(&mut got).unwrap();
+    let text = String::from_utf8(got).unwrap();
+    let (_, mut body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").expect("chunk size line");
+        let n = usize::from_str_radix(size, 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        lines.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    let times: Vec<i64> = lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["time"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(times.len(), 100_003);
+    assert_eq!(times[100_000..], [d2 + 100, d2 + 300, d2 + 500]);
+    assert_eq!(e.get("/health").status, 200);
+    assert_eq!(e.terminate(), 0);
+}

@@ -1,4 +1,4 @@
-//! I/O errors, injected through the live path's storage trait (`src/store/device.rs`: `--fault-file` wraps
+//! I/O errors, injected through the live path's storage trait (`src/store/device/`: `--fault-file` wraps
 //! the real device in one that fails the operations the file names, while it exists):
 //! the requests waiting on a failed write get 507 (disk full) or 503 (other I/O errors), never 204; reads
 //! keep working; the failed log is rescanned and left for a new generation, online, and writes resume once
@@ -251,4 +251,60 @@ fn a_failed_log_rename_falls_back_to_a_new_log() {
 #[test]
 fn a_failed_file_open_is_retried_without_loss() {
     checkpoint_fault("EIO open", true);
+}
+
+/// `--durability async` acknowledges before the log write: while the log is failing, new async writes are
+/// refused (503) instead of being acknowledged with nowhere durable to go; once the fault is gone they are
+/// taken again, and every acknowledged record survives a restart.
+#[test]
+fn async_writes_are_refused_while_the_log_fails() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, fault) = (d.path().join("data"), d.path().join("fault"));
+    let f = fault.to_str().unwrap();
+    let e = start(
+        &data,
+        "0",
+        &[
+            "--fault-file",
+            f,
+            "--checkpoint-interval",
+            "300ms",
+            "--durability",
+            "async",
+        ],
+    );
+    let base = now_ns() - 60_000_000_000;
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        assert_eq!(e.post(&msg("as", base + i, 1.0)).status, 204);
+        acked.push(base + i);
+    }
+    std::fs::write(&fault, "EIO log-write").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut t = base + 100;
+    let refused = loop {
+        let r = e.post(&msg("as", t, 2.0));
+        match r.status {
+            204 => acked.push(t),
+            503 => break r,
+            s => panic!("{s} {}", r.text()),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "async writes were acknowledged while the log failed"
+        );
+        t += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        refused.text().contains("log failed a write"),
+        "{}",
+        refused.text()
+    );
+    std::fs::remove_file(&fault).unwrap();
+    acked.push(until_accepted(&e, "as", base + 1_000));
+    assert_eq!(e.terminate(), 0);
+    let e = start(&data, "0", &[]);
+    assert_eq!(times(&e, "as"), acked);
+    assert_eq!(e.terminate(), 0);
 }

@@ -12,7 +12,7 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use glommio::net::TcpStream;
 
 use crate::http::deadline::Phase;
-use crate::http::parse::{self, Body, Head, HttpError};
+use crate::http::parse::{self, Body, Head, HttpError, Method};
 use crate::http::response;
 use crate::http::service::{Limits, Reply, Request, Served, Service, Stream};
 use crate::query::render;
@@ -288,6 +288,10 @@ impl<S: Service> Conn<S> {
         let (next, status, records, console, shed) = match svc.handle(req).await {
             Reply::Answer(a) => {
                 a.write(out, !keep);
+                if head.method == Method::Head {
+                    // The head of the answer only, its Content-Length included (RFC 9110 9.3.2).
+                    out.truncate(out.len() - a.body.len());
+                }
                 let next = if keep { Next::KeepAlive } else { Next::Close };
                 (
                     next,

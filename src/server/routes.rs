@@ -225,18 +225,26 @@ async fn export(core: &Core, query: &str) -> Reply {
             ..a
         });
     }
-    let lines = |chunk: crate::store::shard::read::ExportChunk| {
-        let records = chunk.map_err(|_| ())?;
-        let mut out = Vec::with_capacity(records.len() * 256);
-        for r in &records {
-            render::export_line(&mut out, r);
+    // Rendered here, as it streams; an empty piece marks the end, and a stream that ends without it was
+    // cut short (its core failed): the reader sees an incomplete body, never a clean end.
+    let pieces = futures::stream::iter(first).chain(rx);
+    let chunks = futures::stream::unfold((pieces, false), |(mut pieces, ended)| async move {
+        if ended {
+            return None;
         }
-        Ok(out)
-    };
-    let rest = rx.map(lines);
-    let chunks = futures::stream::iter(first.map(lines))
-        .chain(rest)
-        .boxed_local();
+        match pieces.next().await {
+            Some(Ok(records)) if records.is_empty() => None,
+            Some(Ok(records)) => {
+                let mut out = Vec::with_capacity(records.len() * 256);
+                for r in &records {
+                    render::export_line(&mut out, r);
+                }
+                Some((Ok(out), (pieces, false)))
+            }
+            Some(Err(_)) | None => Some((Err(()), (pieces, true))),
+        }
+    })
+    .boxed_local();
     Reply::Stream(Stream {
         content_type: "application/x-ndjson",
         chunks,

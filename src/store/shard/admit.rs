@@ -85,7 +85,8 @@ impl Shard {
         }
     }
 
-    /// `Err(Overloaded)` when `n` more records, or one more waiting write, would pass a bound.
+    /// `Err(Overloaded)` when `n` more records, or one more waiting write, would pass a bound;
+    /// `Err(Unavailable)` for an async write while the log is failing.
     fn shed(&self, n: usize) -> Result<(), StoreError> {
         let pending = self.pending.get();
         if pending > 0 && pending + n > self.max_pending {
@@ -93,6 +94,14 @@ impl Shard {
             return Err(StoreError::Overloaded(format!(
                 "core {} has {pending} records waiting for the disk (--max-pending-records {})",
                 self.id, self.max_pending
+            )));
+        }
+        if self.durability == Durability::Async && self.log.broken() {
+            // An async write is acknowledged before it is durable: while the log cannot be written, one
+            // would be acknowledged with nowhere durable to go.
+            return Err(StoreError::Unavailable(format!(
+                "core {}'s log failed a write; async writes are refused until a new log generation takes them",
+                self.id
             )));
         }
         let (bound, waiting) = (self.max_pending_writes, self.pending_writes.get());

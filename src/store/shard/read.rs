@@ -18,7 +18,8 @@ use crate::store::StoreError;
 /// Records an export sends at once (about 60 KiB of NDJSON).
 pub const EXPORT_CHUNK_RECORDS: usize = 256;
 
-/// One piece of an export: records in time order, or why it stopped.
+/// One piece of an export: records in time order, or why it stopped. The last piece of a complete export
+/// is an empty `Ok`: a stream that ends without it was cut short (its core failed), and the reader says so.
 pub type ExportChunk = Result<Vec<Record>, ExportError>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +138,7 @@ impl Shard {
                 }
             }
         }
+        let _ = tx.send(Ok(Vec::new())).await;
     }
 
     /// Sends one segment's records of the window; `Ok(false)` when the reader went away.
@@ -146,12 +148,17 @@ impl Shard {
         k: i64,
         tx: &mut mpsc::Sender<ExportChunk>,
     ) -> Result<bool, StoreError> {
-        // Snapshot this segment's sorted order; records below `len` never move or change.
+        // Snapshot this segment's sorted order; records below `len` never move or change. Prepared here,
+        // not with the others before the first send: records may have arrived while earlier segments were
+        // streamed, and an out-of-order segment's permutation must cover them.
         let (len, perm, lo) = {
-            let tags = self.tags.borrow();
-            let Some(s) = tags.get(&w.tag).and_then(|t| t.segs.get(&k)) else {
+            let mut tags = self.tags.borrow_mut();
+            let Some(s) = tags.get_mut(&w.tag).and_then(|t| t.segs.get_mut(&k)) else {
                 return Ok(true);
             };
+            let path = self.layout.tag_file(k, &w.tag);
+            s.prepare(&path)
+                .map_err(|e| StoreError::from_io(&format!("reading {}", path.display()), &e))?;
             let v = s.view();
             let lo = asof::lower_bound(&v, w.start);
             let (len, perm) = v.snapshot();
