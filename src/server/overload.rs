@@ -3,7 +3,7 @@
 //! (requests included) waits for its turn. While that delay is above `--shed-lag`, new writes get `503` with
 //! `Retry-After: 1` before their body is decoded, so the requests already admitted keep their latency and
 //! nothing queues without bound; queries are still answered. The commit pipeline is bounded separately
-//! (`--max-pending-records`, in `store/shard.rs`).
+//! (`--max-pending-records`, in `store/shard/admit.rs`).
 //!
 //! The probe runs only while the core serves requests (and [`IDLE_AFTER`] past the last one): a 1 ms timer
 //! on an idle core would cost it 5-15 % of a CPU for nothing, since with nothing in service nothing waits.
