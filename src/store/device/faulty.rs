@@ -105,6 +105,19 @@ impl<D: Device> Faulty<D> {
             .contains(&op)
             .then(|| plan.error(op, &what.display().to_string(), &self.fault_file))
     }
+
+    /// `op` on `what` fails now if the plan says so; else `run` performs it.
+    fn or_fail<T: 'static>(
+        &self,
+        op: Op,
+        what: &Path,
+        run: impl FnOnce() -> LocalBoxFuture<'static, Result<T, StoreError>>,
+    ) -> LocalBoxFuture<'static, Result<T, StoreError>> {
+        match self.strikes(op, what) {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => run(),
+        }
+    }
 }
 
 impl<D: Device> Device for Faulty<D> {
@@ -147,22 +160,16 @@ impl<D: Device> Device for Faulty<D> {
         })
     }
     fn append(&self, path: PathBuf, at: u64, bytes: Vec<u8>) -> Io<'static> {
-        match self.strikes(Op::Sidecar, &path) {
-            Some(e) => Box::pin(async move { Err(e) }),
-            None => self.inner.append(path, at, bytes),
-        }
+        let what = path.clone();
+        self.or_fail(Op::Sidecar, &what, || self.inner.append(path, at, bytes))
     }
     fn syncfs(&self, root: PathBuf, files: Vec<PathBuf>) -> Io<'static> {
-        match self.strikes(Op::Syncfs, &root) {
-            Some(e) => Box::pin(async move { Err(e) }),
-            None => self.inner.syncfs(root, files),
-        }
+        let what = root.clone();
+        self.or_fail(Op::Syncfs, &what, || self.inner.syncfs(root, files))
     }
     fn rename(&self, from: PathBuf, to: PathBuf, dir: PathBuf) -> Io<'static> {
-        match self.strikes(Op::Rename, &from) {
-            Some(e) => Box::pin(async move { Err(e) }),
-            None => self.inner.rename(from, to, dir),
-        }
+        let what = from.clone();
+        self.or_fail(Op::Rename, &what, || self.inner.rename(from, to, dir))
     }
     fn dirs(&self, missing: Vec<PathBuf>, sync: Vec<PathBuf>) -> Io<'static> {
         let what = sync
@@ -170,46 +177,31 @@ impl<D: Device> Device for Faulty<D> {
             .or(missing.first())
             .cloned()
             .unwrap_or_default();
-        match self.strikes(Op::Dirs, &what) {
-            Some(e) => Box::pin(async move { Err(e) }),
-            None => self.inner.dirs(missing, sync),
-        }
+        self.or_fail(Op::Dirs, &what, || self.inner.dirs(missing, sync))
     }
     fn create_log(&self, path: PathBuf) -> Opened {
-        match self.strikes(Op::Open, &path) {
-            Some(e) => Box::pin(async move { Err(e) }),
-            None => self.inner.create_log(path),
-        }
+        let what = path.clone();
+        self.or_fail(Op::Open, &what, || self.inner.create_log(path))
     }
     fn open_log(&self, path: PathBuf) -> Opened {
-        match self.strikes(Op::Open, &path) {
-            Some(e) => Box::pin(async move { Err(e) }),
-            None => self.inner.open_log(path),
-        }
+        let what = path.clone();
+        self.or_fail(Op::Open, &what, || self.inner.open_log(path))
     }
     fn zeroed_log(&self, path: PathBuf, len: u64, paced: bool) -> Io<'static> {
-        match self.strikes(Op::Open, &path) {
-            Some(e) => Box::pin(async move { Err(e) }),
-            None => self.inner.zeroed_log(path, len, paced),
-        }
+        let what = path.clone();
+        self.or_fail(Op::Open, &what, || self.inner.zeroed_log(path, len, paced))
     }
     fn zero_block(&self, path: PathBuf, at: u64) -> Io<'static> {
-        match self.strikes(Op::LogWrite, &path) {
-            Some(e) => Box::pin(async move { Err(e) }),
-            None => self.inner.zero_block(path, at),
-        }
+        let what = path.clone();
+        self.or_fail(Op::LogWrite, &what, || self.inner.zero_block(path, at))
     }
     fn open_tag_file(&self, path: PathBuf) -> Opened {
-        match self.strikes(Op::Open, &path) {
-            Some(e) => Box::pin(async move { Err(e) }),
-            None => self.inner.open_tag_file(path),
-        }
+        let what = path.clone();
+        self.or_fail(Op::Open, &what, || self.inner.open_tag_file(path))
     }
     fn remove(&self, path: PathBuf) -> LocalBoxFuture<'static, Result<bool, StoreError>> {
-        match self.strikes(Op::Remove, &path) {
-            Some(e) => Box::pin(async move { Err(e) }),
-            None => self.inner.remove(path),
-        }
+        let what = path.clone();
+        self.or_fail(Op::Remove, &what, || self.inner.remove(path))
     }
     fn remove_empty_dir(&self, path: PathBuf) -> LocalBoxFuture<'static, ()> {
         self.inner.remove_empty_dir(path)
