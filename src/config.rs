@@ -135,20 +135,6 @@ pub enum Reads {
 }
 
 impl Config {
-    /// The access tokens of `--write-token-file` and `--read-token-file`, read now.
-    pub fn tokens(&self) -> Result<crate::server::tokens::Tokens, String> {
-        crate::server::tokens::Tokens::load(
-            self.write_token_file.as_ref(),
-            self.read_token_file.as_ref(),
-        )
-    }
-
-    /// How line-protocol points map to messages (`--lp-tag-key`, `--lp-fields`).
-    pub fn lp_mapping(&self) -> Result<crate::ingest::lineproto::Mapping, String> {
-        crate::ingest::lineproto::Mapping::new(&self.lp_tag_key, &self.lp_fields)
-            .map_err(|e| format!("--lp-tag-key/--lp-fields: {e}"))
-    }
-
     pub fn segment_ns(&self) -> i64 {
         let seg = self
             .segment

@@ -187,8 +187,8 @@ pub fn run(config: Config) -> Result<(), String> {
             online - 1
         ));
     }
-    config.lp_mapping()?;
-    let tokens = config.tokens()?;
+    lp_mapping(&config)?;
+    let tokens = tokens::from_config(&config)?;
     let n = cpus.len();
     let io_memory = (config.io_memory_kib as u64) << 10;
     let memlock_line = preflight(n, io_memory)?;
@@ -314,7 +314,7 @@ pub fn run(config: Config) -> Result<(), String> {
                 break;
             }
             // Each core gets its own copy of the new set; a bad file keeps the old set everywhere.
-            match config.tokens() {
+            match tokens::from_config(&config) {
                 Ok(t) => {
                     for tx in &reload_txs {
                         let _ = tx.send(t.clone());
@@ -341,4 +341,10 @@ pub fn run(config: Config) -> Result<(), String> {
         println!("stopped cleanly");
     }
     result
+}
+
+/// How line-protocol points map to messages (`--lp-tag-key`, `--lp-fields`).
+pub fn lp_mapping(config: &Config) -> Result<crate::ingest::lineproto::Mapping, String> {
+    crate::ingest::lineproto::Mapping::new(&config.lp_tag_key, &config.lp_fields)
+        .map_err(|e| format!("--lp-tag-key/--lp-fields: {e}"))
 }

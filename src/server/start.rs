@@ -136,7 +136,7 @@ async fn open(s: &mut Start) -> Result<Rc<Core>, String> {
         stats: RefCell::new(Stats::default()),
         watches: Default::default(),
         overload: Rc::new(crate::server::overload::Overload::new(s.config.shed_lag)),
-        lp: s.config.lp_mapping()?,
+        lp: crate::server::lp_mapping(&s.config)?,
         tokens: RefCell::new(s.tokens.clone()),
         metrics: RefCell::default(),
         connections: Rc::default(),

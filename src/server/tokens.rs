@@ -156,3 +156,11 @@ mod tests {
         assert!(read_file(&d.path().join("missing")).is_err());
     }
 }
+
+/// The access tokens of `--write-token-file` and `--read-token-file`, read now.
+pub fn from_config(config: &crate::config::Config) -> Result<Tokens, String> {
+    Tokens::load(
+        config.write_token_file.as_ref(),
+        config.read_token_file.as_ref(),
+    )
+}

@@ -1,7 +1,7 @@
 //! The readable state of one (tag, segment): records `0..persisted` in the tag file (memory-mapped when
 //! read), the rest in memory in arrival order, the records accepted and still on their way to the log, and
 //! what is known of their time order (a segment whose records did not arrive in time order is read through
-//! a permutation sorted by time, stable, so ties keep arrival order). Read through [`crate::store::view`].
+//! a permutation sorted by time, stable, so ties keep arrival order). Read through `store/view.rs`.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -9,7 +9,6 @@ use std::rc::Rc;
 use memmap2::{Mmap, MmapOptions};
 
 use crate::record::{Record, RECORD_BYTES};
-use crate::store::view::View;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Order {
@@ -287,10 +286,10 @@ impl Segment {
         }
     }
 
-    /// A sorted view of the first `committed()` records. [`Segment::prepare`] must have run since the
-    /// last change.
-    pub fn view(&self) -> View<'_> {
-        let perm = match self.order() {
+    /// The permutation that sorts the first `committed()` records by time, or `None` when they are sorted
+    /// as they are. [`Segment::prepare`] must have run since the last change.
+    pub fn time_order(&self) -> Option<Rc<Vec<u32>>> {
+        match self.order() {
             Order::Sorted { .. } => None,
             _ => {
                 let (n, p) = self
@@ -300,8 +299,7 @@ impl Segment {
                 assert_eq!(*n, self.committed(), "BUG: stale permutation");
                 Some(Rc::clone(p))
             }
-        };
-        View::new(self, self.committed(), perm)
+        }
     }
 }
 
@@ -457,7 +455,7 @@ mod tests {
             s.push(rec(t, v));
         }
         s.prepare(&no_file()).expect("memory only");
-        let v = s.view();
+        let v = crate::store::view::View::of(&s);
         let got: Vec<(i64, f64)> = (0..v.len())
             .map(|i| (v.time(i), v.record(i).values[0]))
             .collect();

@@ -14,8 +14,14 @@ pub struct View<'a> {
 }
 
 impl<'a> View<'a> {
-    pub(crate) fn new(seg: &'a Segment, len: usize, perm: Option<Rc<Vec<u32>>>) -> Self {
-        View { seg, len, perm }
+    /// A sorted view of the first `committed()` records of `seg`. [`Segment::prepare`] must have run since
+    /// the last change.
+    pub fn of(seg: &'a Segment) -> Self {
+        View {
+            seg,
+            len: seg.committed(),
+            perm: seg.time_order(),
+        }
     }
     /// The arrival index of the i-th record in time order.
     pub fn index(&self, i: usize) -> usize {

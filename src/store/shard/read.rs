@@ -56,7 +56,7 @@ impl Shard {
         let views: Vec<View> = keys
             .iter()
             .filter_map(|k| t.segs.get(k))
-            .map(|s| s.view())
+            .map(View::of)
             .collect();
         let refs: Vec<&View> = views.iter().collect();
         Ok(Some(v.with(&refs)))
@@ -159,7 +159,7 @@ impl Shard {
             let path = self.layout.tag_file(k, &w.tag);
             s.prepare(&path)
                 .map_err(|e| StoreError::from_io(&format!("reading {}", path.display()), &e))?;
-            let v = s.view();
+            let v = View::of(s);
             let lo = asof::lower_bound(&v, w.start);
             let (len, perm) = v.snapshot();
             (len, perm, lo)
