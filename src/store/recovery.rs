@@ -130,7 +130,6 @@ pub fn recover_on(
     cutoff: i64,
     unique: &str,
 ) -> io::Result<Report> {
-    let expired = |seg: i64| super::segment_expired(seg, segment_ns, cutoff);
     let mut report = Report::default();
     // Spare logs hold only checkpointed commits (or zeros): nothing to replay.
     for p in disk.list(&layout.wal_dir())? {
@@ -138,6 +137,39 @@ pub fn recover_on(
             disk.remove_file(&p)?;
         }
     }
+    // Step 1: what the logs say of each touched (tag, segment).
+    let (logs, touched) = read_logs(disk, layout, segment_ns, cutoff, &mut report)?;
+    if logs.is_empty() {
+        return Ok(report);
+    }
+    let plans = plan(disk, layout, touched, &mut report)?;
+    // Step 2: the recovery log with pre-images and lengths.
+    let rlog = write_recovery_log(disk, layout, unique, &logs, &plans)?;
+    // Step 3: rewrite the tag files.
+    for p in &plans {
+        rewrite(disk, layout, p)?;
+        report.files += 1;
+    }
+    // Step 4: the logs are no longer needed.
+    for log in &logs {
+        disk.remove_file(log)?;
+    }
+    disk.sync_dir(&layout.wal_dir())?;
+    disk.remove_file(&rlog)?;
+    disk.sync_dir(&layout.wal_dir())?;
+    Ok(report)
+}
+
+/// Every log, oldest first, and what they say of each touched (tag, segment): its records by slot and how
+/// many records its file holds. Segments past retention are skipped.
+fn read_logs(
+    disk: &dyn Disk,
+    layout: &Layout,
+    segment_ns: i64,
+    cutoff: i64,
+    report: &mut Report,
+) -> io::Result<(Vec<PathBuf>, HashMap<(String, i64), Pending>)> {
+    let expired = |seg: i64| super::segment_expired(seg, segment_ns, cutoff);
     let mut logs: Vec<PathBuf> = disk
         .list(&layout.wal_dir())?
         .into_iter()
@@ -190,20 +222,28 @@ pub fn recover_on(
             }
         }
     }
-    if logs.is_empty() {
-        return Ok(report);
-    }
+    Ok((logs, touched))
+}
 
-    // Build every touched file's new tail, and the pre-images of the blocks that will be rewritten.
-    struct Plan {
-        path: PathBuf,
-        seg: i64,
-        tag: String,
-        first: usize,
-        records: Vec<Record>,
-        first_new: usize,
-        count: usize,
-    }
+/// One touched file's new tail: records `first..count` (the pre-image of the block holding `first_new`,
+/// then what the logs hold).
+struct Plan {
+    path: PathBuf,
+    seg: i64,
+    tag: String,
+    first: usize,
+    records: Vec<Record>,
+    first_new: usize,
+    count: usize,
+}
+
+/// Builds every touched file's new tail, and the pre-images of the blocks that will be rewritten.
+fn plan(
+    disk: &dyn Disk,
+    layout: &Layout,
+    touched: HashMap<(String, i64), Pending>,
+    report: &mut Report,
+) -> io::Result<Vec<Plan>> {
     let mut plans = Vec::new();
     for ((tag, seg), p) in touched {
         let path = layout.tag_file(seg, &tag);
@@ -248,7 +288,18 @@ pub fn recover_on(
         });
     }
 
-    // Step 2: the recovery log with pre-images and lengths.
+    Ok(plans)
+}
+
+/// Writes and syncs the recovery log: the pre-images of the blocks about to be rewritten and each file's
+/// length. Returns its path.
+fn write_recovery_log(
+    disk: &dyn Disk,
+    layout: &Layout,
+    unique: &str,
+    logs: &[PathBuf],
+    plans: &[Plan],
+) -> io::Result<PathBuf> {
     let rlog = layout.recovery_log(unique);
     if logs.contains(&rlog) {
         return Err(other(format!(
@@ -258,7 +309,7 @@ pub fn recover_on(
     }
     {
         let mut payload = Vec::new();
-        for p in &plans {
+        for p in plans {
             for (i, r) in p
                 .records
                 .iter()
@@ -277,59 +328,52 @@ pub fn recover_on(
         disk.sync_dir(&layout.wal_dir())?;
     }
 
-    // Step 3: rewrite the tag files.
-    for p in &plans {
-        let dir = p
-            .path
-            .parent()
-            .ok_or_else(|| other("tag file without a directory".into()))?;
-        let new_dir = !disk.exists(dir);
-        disk.create_dir_all(dir)?;
-        let new_file = !disk.exists(&p.path);
-        let mut sums = Vec::new();
-        if p.count > 0 {
-            let (offset, bytes) =
-                tagfile::block_image(p.first, &p.records, p.first_new.max(p.first));
-            disk.write_at(&p.path, offset as u64, &bytes)?;
-            disk.set_len(&p.path, (offset + bytes.len()) as u64)?;
-            sums = sidecar::entries(offset, &bytes);
-        } else {
-            disk.set_len(&p.path, 0)?;
-        }
-        disk.sync_data(&p.path)?;
-        let mut new_side = false;
-        if !sums.is_empty() {
-            // The rewritten blocks' checksums, after the data and before the logs go (`sidecar.rs`).
-            let side = sidecar::path_for(&p.path);
-            new_side = !disk.exists(&side);
-            // After the valid entries: a torn append (a crash before the checkpoint's syncfs) is replaced,
-            // and the file cut where these entries end, so nothing broken is left between or after them.
-            let at = if new_side {
-                0
-            } else {
-                sidecar::valid_len(&disk.read(&side)?) as u64
-            };
-            disk.write_at(&side, at, &sums)?;
-            disk.set_len(&side, at + sums.len() as u64)?;
-            disk.sync_data(&side)?;
-        }
-        if new_file || new_side {
-            disk.sync_dir(dir)?;
-        }
-        if new_dir {
-            disk.sync_dir(&layout.seg_root())?;
-        }
-        report.files += 1;
-    }
+    Ok(rlog)
+}
 
-    // Step 4: the logs are no longer needed.
-    for log in &logs {
-        disk.remove_file(log)?;
+/// Rewrites one tag file from its first touched block, then its sidecar, each synced, with their
+/// directories when new.
+fn rewrite(disk: &dyn Disk, layout: &Layout, p: &Plan) -> io::Result<()> {
+    let dir = p
+        .path
+        .parent()
+        .ok_or_else(|| other("tag file without a directory".into()))?;
+    let new_dir = !disk.exists(dir);
+    disk.create_dir_all(dir)?;
+    let new_file = !disk.exists(&p.path);
+    let mut sums = Vec::new();
+    if p.count > 0 {
+        let (offset, bytes) = tagfile::block_image(p.first, &p.records, p.first_new.max(p.first));
+        disk.write_at(&p.path, offset as u64, &bytes)?;
+        disk.set_len(&p.path, (offset + bytes.len()) as u64)?;
+        sums = sidecar::entries(offset, &bytes);
+    } else {
+        disk.set_len(&p.path, 0)?;
     }
-    disk.sync_dir(&layout.wal_dir())?;
-    disk.remove_file(&rlog)?;
-    disk.sync_dir(&layout.wal_dir())?;
-    Ok(report)
+    disk.sync_data(&p.path)?;
+    let mut new_side = false;
+    if !sums.is_empty() {
+        // The rewritten blocks' checksums, after the data and before the logs go (`sidecar.rs`).
+        let side = sidecar::path_for(&p.path);
+        new_side = !disk.exists(&side);
+        // After the valid entries: a torn append (a crash before the checkpoint's syncfs) is replaced,
+        // and the file cut where these entries end, so nothing broken is left between or after them.
+        let at = if new_side {
+            0
+        } else {
+            sidecar::valid_len(&disk.read(&side)?) as u64
+        };
+        disk.write_at(&side, at, &sums)?;
+        disk.set_len(&side, at + sums.len() as u64)?;
+        disk.sync_data(&side)?;
+    }
+    if new_file || new_side {
+        disk.sync_dir(dir)?;
+    }
+    if new_dir {
+        disk.sync_dir(&layout.seg_root())?;
+    }
+    Ok(())
 }
 
 /// Every tag file in the data directory: (segment, tag, path).
