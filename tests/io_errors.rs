@@ -308,3 +308,56 @@ fn async_writes_are_refused_while_the_log_fails() {
     assert_eq!(times(&e, "as"), acked);
     assert_eq!(e.terminate(), 0);
 }
+
+/// A recycled log generation kept as the spare holds commits checkpointed long ago, with record counts that
+/// are stale by the time it is used again. When it is renamed into use and then cannot be opened, it stays
+/// behind under a live generation's name: nothing in it may ever be replayed (replaying its counts would cut
+/// tag files back), so a retired generation's first block is zeroed before it becomes the spare.
+#[test]
+fn a_recycled_log_left_behind_by_a_failed_open_replays_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, fault) = (d.path().join("data"), d.path().join("fault"));
+    let e = engine(&data, &fault);
+    let spare_ready = |e: &Engine| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !walk(&data).iter().any(|p| {
+            p.extension().is_some_and(|x| x == "spare")
+                && std::fs::metadata(p).is_ok_and(|m| m.len() >= 4096)
+        }) {
+            assert!(Instant::now() < deadline, "no spare log");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        metric_sum(e, "tickcore_checkpoints_total", "")
+    };
+    let base = now_ns() - 60_000_000_000;
+    let mut acked = Vec::new();
+    // The helper's zeroed spare, then a first generation with records of `a`, retired as the next spare.
+    let done = spare_ready(&e);
+    for i in 0..10 {
+        assert_eq!(e.post(&msg("a", base + i, 1.0)).status, 204);
+        acked.push(base + i);
+    }
+    metric_above(&e, "tickcore_checkpoints_total", done);
+    spare_ready(&e);
+    // The recycled spare is renamed into use, and its open fails.
+    std::fs::write(&fault, "EIO open").unwrap();
+    let failures = metric_sum(&e, "tickcore_checkpoint_failures_total", "");
+    assert_eq!(e.post(&msg("b", base, 1.0)).status, 204);
+    metric_above(&e, "tickcore_checkpoint_failures_total", failures);
+    std::fs::remove_file(&fault).unwrap();
+    // More records of `a`, checkpointed into its tag file, their generation retired.
+    for i in 10..20 {
+        assert_eq!(e.post(&msg("a", base + i, 2.0)).status, 204);
+        acked.push(base + i);
+    }
+    let now = metric_sum(&e, "tickcore_checkpoints_total", "");
+    let now = metric_above(&e, "tickcore_checkpoints_total", now);
+    assert_eq!(e.post(&msg("c", base, 1.0)).status, 204);
+    metric_above(&e, "tickcore_checkpoints_total", now);
+    e.kill9();
+    let (code, text) = verify_dir(&data);
+    assert_eq!(code, 0, "{text}");
+    let e = start(&data, "0", &[]);
+    assert_eq!(times(&e, "a"), acked);
+    assert_eq!(e.terminate(), 0);
+}

@@ -102,7 +102,12 @@ fn not_allowed(allowed: &'static str) -> Answer {
 }
 
 async fn route(core: &Core, req: &Request<'_>) -> Answer {
-    match (req.head.path, req.head.method) {
+    // HEAD is GET whose body the connection leaves out (RFC 9110 9.3.2).
+    let method = match req.head.method {
+        Method::Head => Method::Get,
+        m => m,
+    };
+    match (req.head.path, method) {
         (Path::Health, Method::Get) => Answer::json(200, &b"{\"status\":\"ok\"}"[..]),
         (Path::Save | Path::Write, Method::Post) => save(core, req).await,
         (Path::Api, Method::Get) => api(core, req.query).await,

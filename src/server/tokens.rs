@@ -20,7 +20,9 @@ pub fn need(path: crate::http::parse::Path, method: crate::http::parse::Method) 
     use crate::http::parse::{Method, Path};
     match (path, method) {
         (Path::Save | Path::Write, Method::Post) => Need::Write,
-        (Path::Api | Path::Export | Path::Tags | Path::Metrics, Method::Get) => Need::Read,
+        (Path::Api | Path::Export | Path::Tags | Path::Metrics, Method::Get | Method::Head) => {
+            Need::Read
+        }
         _ => Need::Nothing,
     }
 }

@@ -134,7 +134,15 @@ impl LocalLog {
         if let Some(spare) = self.take_spare() {
             let (to, dir) = (path.to_path_buf(), self.o.layout.wal_dir());
             match self.o.device.rename(spare.clone(), to, dir).await {
-                Ok(()) => return self.o.device.open_log(path.to_path_buf()).await,
+                Ok(()) => {
+                    let opened = self.o.device.open_log(path.to_path_buf()).await;
+                    if opened.is_err() {
+                        // Renamed, not opened: it stays the spare, under its new name (its first block is
+                        // zeros, so nothing in it is ever replayed).
+                        *self.spare.borrow_mut() = Some(path.to_path_buf());
+                    }
+                    return opened;
+                }
                 Err(e) => eprintln!("core {}: recycling {}: {e}", self.o.core, spare.display()),
             }
         }
@@ -199,11 +207,15 @@ impl LocalLog {
     }
 
     /// A checkpointed generation's file is no longer needed: kept as the spare (its blocks are allocated
-    /// and written, so the next generation's commits are pure overwrites), or removed.
+    /// and written, so the next generation's commits are pure overwrites), or removed. A kept file's first
+    /// block is zeroed first, durably: until the next generation's first commit lands there, its old commits
+    /// (valid, but checkpointed long ago) must never be replayed; their record counts are stale, and replaying
+    /// them would cut tag files back.
     async fn retire_file(&self, old: PathBuf) -> Result<(), StoreError> {
         let keep = self.spare.borrow().is_none() && self.spare_pending.borrow().is_none();
         let spare = self.o.layout.spare_log(&self.o.run, self.o.core);
         let dir = self.o.layout.wal_dir();
+        let keep = keep && self.o.device.zero_block(old.clone(), 0).await.is_ok();
         if keep
             && self
                 .o
