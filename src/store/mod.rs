@@ -12,6 +12,7 @@ pub mod layout;
 pub mod log;
 #[cfg(any(test, feature = "testing"))]
 pub mod powerloss;
+pub mod recent;
 pub mod recovery;
 pub mod segment;
 pub mod shard;

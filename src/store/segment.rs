@@ -3,12 +3,12 @@
 //! what is known of their time order (a segment whose records did not arrive in time order is read through
 //! a permutation sorted by time, stable, so ties keep arrival order). Read through `store/view.rs`.
 
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 use memmap2::{Mmap, MmapOptions};
 
 use crate::record::{Record, RECORD_BYTES};
+use crate::store::recent::{same, Recent};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Order {
@@ -37,11 +37,11 @@ pub struct Segment {
     pub next_index: usize,
     map: Option<Mmap>,
     order: Option<Order>,
+    /// An out-of-order segment's records `0..covered` sorted by time (stable): `(covered, permutation)`.
     perm: Option<(usize, Rc<Vec<u32>>)>,
-    /// `--durability sync`: records accepted and not yet committed, in queue order (the order their commits
-    /// finish in), and their largest time: duplicates of them are caught too (`Shard::append`).
-    inflight: VecDeque<Record>,
-    inflight_max: i64,
+    /// The duplicate index (`store/recent.rs`), while it holds anything: records in flight (`--durability
+    /// sync`), and, while `perm` is some, every committed record past it (`covered..committed()`).
+    recent: Option<Box<Recent>>,
 }
 
 impl Default for Segment {
@@ -58,8 +58,7 @@ impl Default for Segment {
             map: None,
             order: None,
             perm: None,
-            inflight: VecDeque::new(),
-            inflight_max: i64::MIN,
+            recent: None,
         }
     }
 }
@@ -119,6 +118,12 @@ impl Segment {
             Order::Sorted { .. } | Order::Unsorted => Order::Unsorted,
             Order::Unknown => Order::Unknown,
         });
+        if self.order() == Order::Unsorted && self.perm.is_some() {
+            let index = self.committed() - 1;
+            self.recent
+                .get_or_insert_with(Box::default)
+                .add_committed(index, &r);
+        }
     }
 
     /// After a checkpoint made `count` records durable in the file.
@@ -131,6 +136,15 @@ impl Segment {
         );
         self.mem.drain(..count - self.persisted);
         self.persisted = count;
+        // Memory of records now in the file goes back (not kept as capacity for the next interval).
+        if self.mem.is_empty() {
+            self.mem = Vec::new();
+        } else if self.mem.capacity() > 2 * self.mem.len() + 64 {
+            self.mem.shrink_to_fit();
+        }
+        if let Some(r) = &mut self.recent {
+            r.shrink();
+        }
     }
 
     /// The persisted records, as mapped (empty when none are).
@@ -204,18 +218,53 @@ impl Segment {
                 .as_ref()
                 .map_or(true, |(n, _)| *n != self.committed())
         {
-            let n = self.committed();
-            let mut perm: Vec<u32> = (0..n as u32).collect();
-            perm.sort_by_key(|&i| self.raw(i as usize).time);
-            self.perm = Some((n, Rc::new(perm)));
+            self.extend_perm();
         }
         Ok(())
     }
 
-    /// True when a committed record equals `r` (same time, same value bits). In-order arrivals past the
-    /// newest record answer at once; otherwise a binary search over the time order (the file mapped, its
-    /// order learned once, an out-of-order segment's permutation rebuilt only when the records after it
-    /// grow past an eighth of them, those few checked one by one).
+    /// Makes the permutation cover every committed record: the records past it sorted (stable) and merged
+    /// in, O(n + m log m) for m new records; ties keep arrival order (covered records arrived first).
+    fn extend_perm(&mut self) {
+        let n = self.committed();
+        let (covered, old) = match &self.perm {
+            Some((c, p)) => (*c, Rc::clone(p)),
+            None => (0, Rc::new(Vec::new())),
+        };
+        let mut new: Vec<u32> = (covered as u32..n as u32).collect();
+        new.sort_by_key(|&i| self.raw(i as usize).time);
+        let mut perm = Vec::with_capacity(n);
+        let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
+        while let (Some(&&x), Some(&&y)) = (a.peek(), b.peek()) {
+            if self.raw(x as usize).time <= self.raw(y as usize).time {
+                perm.push(x);
+                a.next();
+            } else {
+                perm.push(y);
+                b.next();
+            }
+        }
+        perm.extend(a);
+        perm.extend(b);
+        debug_assert_eq!(perm.len(), n);
+        self.perm = Some((n, Rc::new(perm)));
+        if let Some(r) = &mut self.recent {
+            r.clear_committed();
+        }
+        self.tidy();
+    }
+
+    /// Drops the duplicate index once it holds nothing.
+    fn tidy(&mut self) {
+        if self.recent.as_ref().is_some_and(|r| r.is_empty()) {
+            self.recent = None;
+        }
+    }
+
+    /// True when a committed record equals `r` (same time, same value bits), in O(1) or O(log n): in-order
+    /// arrivals past the newest record answer at once; a sorted segment is searched by time; an out-of-order
+    /// one through its permutation (merged forward once the records past it pass a quarter of it) and the
+    /// duplicate index of the records past it. The file is mapped, and its order learned, on first need.
     pub fn holds_committed(
         &mut self,
         path: impl FnOnce() -> std::path::PathBuf,
@@ -230,60 +279,61 @@ impl Segment {
         if self.order() == Order::Unknown {
             self.prepare(path)?;
         }
-        let same = |x: Record| x.time == r.time && same_values(&x, r);
         if self.is_sorted() {
             let lo = partition(n, |i| self.raw(i).time < r.time);
             return Ok((lo..n)
                 .take_while(|&i| self.raw(i).time == r.time)
-                .any(|i| same(self.raw(i))));
+                .any(|i| same(&self.raw(i), r)));
         }
         let covered = self.perm.as_ref().map_or(0, |(c, _)| *c);
-        if n - covered > (covered / 8).max(4096) {
-            self.prepare(path)?;
+        if self.perm.is_none() || n - covered > (covered / 4).max(4096) {
+            self.extend_perm();
         }
         let (covered, perm) = match &self.perm {
             Some((c, p)) => (*c, Rc::clone(p)),
-            None => (0, Rc::new(Vec::new())),
+            None => unreachable!("extended above"),
         };
-        if (covered..n).any(|i| same(self.raw(i))) {
-            return Ok(true);
+        debug_assert_eq!(
+            self.recent.as_ref().map_or(0, |x| x.committed_len()),
+            n - covered,
+            "BUG: the duplicate index misses records past the permutation"
+        );
+        if let Some(recent) = &self.recent {
+            if recent.holds_committed(r, |i| self.raw(i)) {
+                return Ok(true);
+            }
         }
         let lo = partition(covered, |k| self.raw(perm[k] as usize).time < r.time);
         Ok((lo..covered)
             .map(|k| self.raw(perm[k] as usize))
             .take_while(|x| x.time == r.time)
-            .any(same))
+            .any(|x| same(&x, r)))
     }
 
     /// True when a record accepted and not yet committed equals `r`.
     pub fn holds_inflight(&self, r: &Record) -> bool {
-        r.time <= self.inflight_max
-            && self
-                .inflight
-                .iter()
-                .any(|x| x.time == r.time && same_values(x, r))
+        self.recent.as_ref().is_some_and(|x| x.holds_inflight(r))
     }
 
     pub fn inflight_push(&mut self, r: Record) {
-        self.inflight_max = self.inflight_max.max(r.time);
-        self.inflight.push_back(r);
+        self.recent
+            .get_or_insert_with(Box::default)
+            .inflight_push(r);
     }
 
     /// The oldest in-flight record, now committed or failed (commits finish in queue order).
     pub fn inflight_pop(&mut self) -> Option<Record> {
-        let r = self.inflight.pop_front();
-        if self.inflight.is_empty() {
-            self.inflight_max = i64::MIN;
-        }
+        let r = self.recent.as_mut()?.inflight_pop();
+        self.tidy();
         r
     }
 
     /// Undoes the newest [`Segment::inflight_push`] (its job was never queued).
     pub fn inflight_unpush(&mut self) {
-        self.inflight.pop_back();
-        if self.inflight.is_empty() {
-            self.inflight_max = i64::MIN;
+        if let Some(x) = &mut self.recent {
+            x.inflight_unpush();
         }
+        self.tidy();
     }
 
     /// The permutation that sorts the first `committed()` records by time, or `None` when they are sorted
@@ -301,14 +351,6 @@ impl Segment {
             }
         }
     }
-}
-
-/// Same value bits in every slot (so `-0.0` and `0.0` differ, as they read back).
-fn same_values(a: &Record, b: &Record) -> bool {
-    a.values
-        .iter()
-        .zip(&b.values)
-        .all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// The first index in `0..n` where `before` turns false (it must be true then false).
@@ -446,6 +488,68 @@ mod tests {
             assert!(holds(&mut s, rec(t, v)), "{t}");
         }
         assert!(!holds(&mut s, rec(2, 3.0)));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Commit a record (time, value); a value of 0 with a time seen before repeats that record.
+        Push(i64, u8),
+        /// Move every committed record into the tag file.
+        Checkpoint,
+        /// A query prepares the segment (the permutation then covers everything).
+        Prepare,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            20 => (0i64..400, 0u8..3).prop_map(|(t, v)| Op::Push(t, v)),
+            1 => Just(Op::Checkpoint),
+            1 => Just(Op::Prepare),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Duplicate lookups agree with a scan of every committed record, across out-of-order arrivals,
+        /// checkpoints into the file, permutation merges and queries' preparation.
+        #[test]
+        fn holds_committed_agrees_with_a_scan(ops in proptest::collection::vec(op(), 1..6000)) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("seg.rec");
+            let mut s = Segment::default();
+            let mut all: Vec<Record> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Push(t, v) => {
+                        let r = rec(t, f64::from(v));
+                        let expected = all.iter().any(|x| same(x, &r));
+                        let got = s.holds_committed(|| path.clone(), &r).expect("file readable");
+                        proptest::prop_assert_eq!(got, expected, "record {:?}", r);
+                        // A negative zero is another record than a zero.
+                        let z = rec(t, -0.0);
+                        let expected = all.iter().any(|x| same(x, &z));
+                        proptest::prop_assert_eq!(s.holds_committed(|| path.clone(), &z).expect("readable"), expected);
+                        if !got {
+                            s.push(r);
+                            s.next_index += 1;
+                            all.push(r);
+                        }
+                    }
+                    Op::Checkpoint => {
+                        let bytes: &[u8] = bytemuck::cast_slice(&all);
+                        std::fs::write(&path, bytes).expect("write");
+                        s.persisted_up_to(all.len());
+                    }
+                    Op::Prepare => {
+                        s.prepare(&path).expect("prepare");
+                        let v = crate::store::view::View::of(&s);
+                        let times: Vec<i64> = (0..v.len()).map(|i| v.time(i)).collect();
+                        proptest::prop_assert!(times.windows(2).all(|w| w[0] <= w[1]));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -2,11 +2,9 @@
 //! (a damaged durable file refuses the start: serving it would be serving lies) and counted, and the
 //! sidecars left without their file. The directory work is blocking I/O, run off the executor.
 
-use std::collections::HashMap;
-
 use glommio::io::DmaFile;
 
-use super::{ShardOptions, Tag};
+use super::{ShardOptions, Tags};
 use crate::clock::now_ns;
 use crate::store::device::offload;
 use crate::store::layout::Layout;
@@ -14,7 +12,7 @@ use crate::store::segment::Segment;
 use crate::store::{recovery, segment_expired, sidecar, verify};
 
 /// The tags this core owns, with a loaded segment per tag file.
-pub(super) async fn tags(o: &ShardOptions) -> Result<HashMap<String, Tag>, String> {
+pub(super) async fn tags(o: &ShardOptions) -> Result<Tags, String> {
     let probe = DmaFile::open(o.layout.probe())
         .await
         .map_err(|e| format!("opening {}: {e}", o.layout.probe().display()))?;
@@ -33,7 +31,7 @@ pub(super) async fn tags(o: &ShardOptions) -> Result<HashMap<String, Tag>, Strin
     })
     .await?;
     // Segments are made on the executor: their ids come from its thread.
-    let mut tags: HashMap<String, Tag> = HashMap::new();
+    let mut tags = Tags::new();
     for (tag, seg, records) in files {
         tags.entry(tag)
             .or_default()

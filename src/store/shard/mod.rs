@@ -28,7 +28,7 @@ pub mod read;
 mod retention;
 
 use std::cell::{Cell, Ref, RefCell, RefMut};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -55,6 +55,10 @@ const COMMIT_BYTES_MAX: usize = 8 << 20;
 const CHECKPOINT_FILES_IN_FLIGHT: usize = 16;
 /// Log commits on their way to stable storage at once.
 pub const COMMITS_IN_FLIGHT: usize = 4;
+
+/// The tags a core owns, by name: hashbrown's foldhash (seeded per process), not std's SipHash, on the
+/// path every message takes.
+pub type Tags = hashbrown::HashMap<String, Tag>;
 
 /// One tag's segments, by segment number.
 #[derive(Default)]
@@ -108,7 +112,7 @@ pub struct Shard {
     segment_ns: i64,
     durability: Durability,
     retention_ns: i64,
-    tags: RefCell<HashMap<String, Tag>>,
+    tags: RefCell<Tags>,
     queue: mpsc::UnboundedSender<Cmd>,
     log: Rc<dyn DurableLog>,
     device: Rc<dyn Device>,
@@ -229,19 +233,12 @@ impl Shard {
     /// The segment `time` falls in, of `tag`, created when missing.
     fn segment_mut<'a>(
         &self,
-        tags: &'a mut HashMap<String, Tag>,
+        tags: &'a mut Tags,
         tag: &str,
         time: i64,
     ) -> &'a mut Segment {
         let seg = time.div_euclid(self.segment_ns);
-        if !tags.contains_key(tag) {
-            tags.insert(tag.to_string(), Tag::default());
-        }
-        tags.get_mut(tag)
-            .expect("inserted above")
-            .segs
-            .entry(seg)
-            .or_default()
+        tags.entry_ref(tag).or_default().segs.entry(seg).or_default()
     }
 
     /// Final flush at shutdown: checkpoint everything, stop the commit loop and close the log (removing the
