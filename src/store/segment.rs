@@ -18,7 +18,10 @@ pub enum Order {
     Sorted {
         max: i64,
     },
-    Unsorted,
+    /// `max` is at least every committed time (`i64::MAX` when only that much is known).
+    Unsorted {
+        max: i64,
+    },
 }
 
 thread_local! {
@@ -99,7 +102,13 @@ impl Segment {
                 max: self.mem.last().map_or(max, |r| r.time),
             }
         } else {
-            Order::Unsorted
+            Order::Unsorted {
+                max: if sorted {
+                    self.mem.iter().fold(max, |m, r| m.max(r.time))
+                } else {
+                    i64::MAX
+                },
+            }
         });
     }
 
@@ -115,10 +124,12 @@ impl Segment {
         self.mem.push(r);
         self.order = Some(match self.order() {
             Order::Sorted { max } if r.time >= max => Order::Sorted { max: r.time },
-            Order::Sorted { .. } | Order::Unsorted => Order::Unsorted,
+            Order::Sorted { max } | Order::Unsorted { max } => Order::Unsorted {
+                max: max.max(r.time),
+            },
             Order::Unknown => Order::Unknown,
         });
-        if self.order() == Order::Unsorted && self.perm.is_some() {
+        if self.perm.is_some() && !self.is_sorted() {
             let index = self.committed() - 1;
             self.recent
                 .get_or_insert_with(Box::default)
@@ -209,10 +220,10 @@ impl Segment {
             self.order = Some(if sorted {
                 Order::Sorted { max }
             } else {
-                Order::Unsorted
+                Order::Unsorted { max }
             });
         }
-        if self.order() == Order::Unsorted
+        if matches!(self.order(), Order::Unsorted { .. })
             && self
                 .perm
                 .as_ref()
@@ -271,7 +282,11 @@ impl Segment {
         r: &Record,
     ) -> std::io::Result<bool> {
         let n = self.committed();
-        if n == 0 || matches!(self.order(), Order::Sorted { max } if r.time > max) {
+        let newest = match self.order() {
+            Order::Sorted { max } | Order::Unsorted { max } => max,
+            Order::Unknown => i64::MAX,
+        };
+        if n == 0 || r.time > newest {
             return Ok(false);
         }
         let path = &path();
@@ -394,9 +409,9 @@ mod tests {
         assert!(s.is_sorted());
         assert_eq!((s.committed(), s.order()), (4, Order::Sorted { max: 5 }));
         s.push(rec(3, 0.0));
-        assert_eq!(s.order(), Order::Unsorted);
+        assert_eq!(s.order(), Order::Unsorted { max: 5 });
         s.push(rec(9, 0.0));
-        assert_eq!(s.order(), Order::Unsorted, "unsorted stays unsorted");
+        assert_eq!(s.order(), Order::Unsorted { max: 9 }, "unsorted stays unsorted");
     }
 
     #[test]
@@ -420,8 +435,15 @@ mod tests {
         s.learned_order(3, true, 4);
         assert_eq!(
             s.order(),
-            Order::Unsorted,
+            Order::Unsorted { max: 4 },
             "the tail starts before the file's last record"
+        );
+        let mut s = Segment::loaded(3);
+        s.learned_order(3, false, 4);
+        assert_eq!(
+            s.order(),
+            Order::Unsorted { max: i64::MAX },
+            "a scan that stopped at the first late record does not know the newest"
         );
     }
 
@@ -482,7 +504,7 @@ mod tests {
         s.push(rec(9, 0.0));
         assert!(!holds(&mut s, rec(9, -0.0)));
         s.push(rec(2, 2.0));
-        assert_eq!(s.order(), Order::Unsorted);
+        assert_eq!(s.order(), Order::Unsorted { max: 9 });
         for t in [1, 2, 3, 7, 9] {
             let v = if t == 9 { 0.0 } else { t as f64 };
             assert!(holds(&mut s, rec(t, v)), "{t}");
