@@ -121,7 +121,7 @@ pub struct Config {
     )]
     pub lp_fields: Vec<String>,
     /// Testing aid: while FILE exists, the storage operations it names fail: `ENOSPC|EIO [op ...]`, ops
-    /// among `log-write log-sync tag-write tag-sync sidecar syncfs rename dirs open remove` (`*-sync`: the
+    /// among `log-write log-sync tag-write sidecar syncfs rename dirs open remove` (`*-sync`: the
     /// data is written, then the operation reports failure); no op: every write that takes space. See
     /// `src/store/device/faulty.rs`.
     #[arg(long, value_name = "FILE")]

@@ -1,6 +1,6 @@
 //! Block checksums of a tag file, kept beside it (`<tag>.crc` next to `<tag>.rec`), so the tag file itself
 //! stays the design's plain array of 88-byte records. The sidecar is append-only: each checkpoint (and each
-//! recovery rewrite) appends, after the tag file's fdatasync and before its own, one entry per block it wrote:
+//! recovery rewrite) appends, after the tag file's write and before the sync that covers both, one entry per block it wrote:
 //!
 //! ```text
 //! entry (12 B): block u32 | crc32c(block's 4096 bytes) u32 | crc32c(first 8 bytes of the entry) u32

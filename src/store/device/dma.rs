@@ -75,13 +75,6 @@ impl Device for Dma {
     ) -> Io<'a> {
         Box::pin(Dma::write_all(file, path, offset, bytes, "writing"))
     }
-    fn fdatasync<'a>(&'a self, file: &'a DmaFile, path: &'a Path) -> Io<'a> {
-        Box::pin(async move {
-            file.fdatasync()
-                .await
-                .map_err(|e| io_err(&format!("fdatasync of {}", path.display()), e))
-        })
-    }
     fn append(&self, path: PathBuf, at: u64, bytes: Vec<u8>) -> Io<'static> {
         Box::pin(async move {
             let p = path.clone();
@@ -110,7 +103,7 @@ impl Device for Dma {
                 Ok(())
             })
             .await
-            .map_err(|e| StoreError::from_io("syncing the sidecars (syncfs)", &e))
+            .map_err(|e| StoreError::from_io("syncing the checkpoint's tag files and sidecars (syncfs)", &e))
         })
     }
     fn rename(&self, from: PathBuf, to: PathBuf, dir: PathBuf) -> Io<'static> {

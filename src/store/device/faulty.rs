@@ -17,8 +17,6 @@ pub enum Op {
     LogSync,
     /// A tag file's write fails before its data is written.
     TagWrite,
-    /// A tag file's data is written, then its fdatasync fails.
-    TagSync,
     Sidecar,
     Syncfs,
     Rename,
@@ -37,8 +35,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Parses a fault file: `ENOSPC|EIO [op ...]`, ops among `log-write log-sync tag-write tag-sync sidecar
-    /// syncfs rename dirs open remove`; without ops, `log-write tag-write sidecar` (every write that takes space). Kept
+    /// Parses a fault file: `ENOSPC|EIO [op ...]`, ops among `log-write log-sync tag-write sidecar syncfs
+    /// rename dirs open remove`; without ops, `log-write tag-write sidecar` (every write that takes space). Kept
     /// for older tests: `EIO-AFTER-WRITE` = `EIO log-sync`, `EIO-TAGFILES` = `EIO tag-write`.
     pub fn parse(text: &str) -> Result<Plan, String> {
         let mut words = text.split_whitespace();
@@ -55,7 +53,6 @@ impl Plan {
                 "log-write" => Op::LogWrite,
                 "log-sync" => Op::LogSync,
                 "tag-write" => Op::TagWrite,
-                "tag-sync" => Op::TagSync,
                 "sidecar" => Op::Sidecar,
                 "syncfs" => Op::Syncfs,
                 "rename" => Op::Rename,
@@ -150,15 +147,6 @@ impl<D: Device> Device for Faulty<D> {
             }
         })
     }
-    fn fdatasync<'a>(&'a self, file: &'a DmaFile, path: &'a Path) -> Io<'a> {
-        Box::pin(async move {
-            // The data was written: a failed fdatasync leaves it on the device or not, unknowably.
-            match self.strikes(Op::TagSync, path) {
-                Some(e) => Err(e),
-                None => self.inner.fdatasync(file, path).await,
-            }
-        })
-    }
     fn append(&self, path: PathBuf, at: u64, bytes: Vec<u8>) -> Io<'static> {
         let what = path.clone();
         self.or_fail(Op::Sidecar, &what, || self.inner.append(path, at, bytes))
@@ -216,9 +204,9 @@ mod tests {
         let p = Plan::parse("ENOSPC\n").unwrap();
         assert!(p.no_space);
         assert_eq!(p.ops, vec![Op::LogWrite, Op::TagWrite, Op::Sidecar]);
-        let p = Plan::parse("EIO tag-sync rename").unwrap();
+        let p = Plan::parse("EIO syncfs rename").unwrap();
         assert!(!p.no_space);
-        assert_eq!(p.ops, vec![Op::TagSync, Op::Rename]);
+        assert_eq!(p.ops, vec![Op::Syncfs, Op::Rename]);
         assert_eq!(
             Plan::parse("EIO-AFTER-WRITE").unwrap().ops,
             vec![Op::LogSync]
@@ -240,7 +228,7 @@ mod tests {
         assert!(matches!(e, StoreError::NoSpace(_)), "{e:?}");
         assert!(e.to_string().contains("/d/wal/x.wal"), "{e}");
         let p = Plan::parse("EIO").unwrap();
-        let e = p.error(Op::TagSync, "f", Path::new("/tmp/fault"));
+        let e = p.error(Op::Syncfs, "f", Path::new("/tmp/fault"));
         assert!(matches!(e, StoreError::Io(_)), "{e:?}");
     }
 }

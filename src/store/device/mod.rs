@@ -1,6 +1,6 @@
 //! The live path's storage operations behind one narrow trait: everything the commit loop, the log and the
 //! checkpoint do to files once the engine serves (a log commit, a log created, zeroed, recycled or removed,
-//! a tag file opened, written and fdatasync'd, a sidecar append, the sidecars' syncfs, segment directories
+//! a tag file opened and written, a sidecar append, the checkpoint's syncfs, segment directories
 //! made and synced, retention's removals). Three implementations stack:
 //!
 //! - [`dma::Dma`] performs them: glommio direct I/O on the core; directory work, small buffered writes and
@@ -45,7 +45,7 @@ pub trait Device {
     /// The commit written at `offset` of `path` was acknowledged (its records answered): a note for
     /// [`traced::Traced`]; nothing to do on a real device.
     fn acknowledged(&self, _path: &Path, _offset: u64) {}
-    /// Whole blocks written to a tag file opened `O_DIRECT` (durable only after [`Device::fdatasync`]).
+    /// Whole blocks written to a tag file opened `O_DIRECT` (durable only after [`Device::syncfs`]).
     fn write<'a>(
         &'a self,
         file: &'a DmaFile,
@@ -53,10 +53,10 @@ pub trait Device {
         offset: u64,
         bytes: &'a [u8],
     ) -> Io<'a>;
-    fn fdatasync<'a>(&'a self, file: &'a DmaFile, path: &'a Path) -> Io<'a>;
     /// Bytes written at `at` of a small buffered file (a sidecar), created when missing; not synced.
     fn append(&self, path: PathBuf, at: u64, bytes: Vec<u8>) -> Io<'static>;
-    /// `syncfs` of the file system holding `root`, to make `files` (appended sidecars) durable at once.
+    /// `syncfs` of the file system holding `root`, to make `files` (a checkpoint's tag files and sidecars)
+    /// durable at once.
     fn syncfs(&self, root: PathBuf, files: Vec<PathBuf>) -> Io<'static>;
     /// Renames `from` to `to` and syncs `dir`, the directory holding both.
     fn rename(&self, from: PathBuf, to: PathBuf, dir: PathBuf) -> Io<'static>;

@@ -117,11 +117,6 @@ impl Device for Traced {
             vec![Event::Wrote(id)],
         )
     }
-    fn fdatasync<'a>(&'a self, file: &'a DmaFile, path: &'a Path) -> Io<'a> {
-        let id = self.t.id();
-        self.t.record(Event::Sync(id, self.t.rel(path)));
-        self.then(self.inner.fdatasync(file, path), vec![Event::Synced(id)])
-    }
     fn append(&self, path: PathBuf, at: u64, bytes: Vec<u8>) -> Io<'static> {
         self.t.record(Event::Create(self.t.rel(&path)));
         let id = self.issue_write(&path, at, false, &bytes);

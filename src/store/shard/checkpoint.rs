@@ -154,8 +154,9 @@ impl Shard {
         rx.await.map_err(|_| stopped())?
     }
 
-    /// Step 4: writes and fdatasyncs the tag files, a batch at a time, their sidecars with one syncfs, then
-    /// syncs each directory that gained an entry once (not once per file).
+    /// Step 4: writes the tag files (`O_DIRECT`), a batch at a time, appends their sidecars, makes all of
+    /// them durable with one `syncfs` (not an fdatasync per file: the journal commits once and the device
+    /// flushes once, whatever the number of files), then syncs each directory that gained an entry once.
     async fn write_tag_files(&self, plans: &[Plan]) -> Result<(), StoreError> {
         let new_dirs: BTreeSet<i64> = plans
             .iter()
@@ -223,7 +224,8 @@ impl Shard {
         Ok(records)
     }
 
-    /// Writes one segment's new tail (whole blocks from the one holding record `first_new`) and fdatasyncs it.
+    /// Writes one segment's new tail (whole blocks from the one holding record `first_new`), unsynced:
+    /// [`Shard::sync_sums`] makes it durable with the sidecars.
     async fn write_tag_file(
         &self,
         seg: i64,
@@ -235,19 +237,15 @@ impl Shard {
         let path = self.layout.tag_file(seg, tag);
         let f = self.device.open_tag_file(path.clone()).await?;
         let (offset, bytes) = tagfile::block_image(first, records, first_new);
-        let r = async {
-            self.device.write(&f, &path, offset as u64, &bytes).await?;
-            self.device.fdatasync(&f, &path).await
-        }
-        .await;
+        let r = self.device.write(&f, &path, offset as u64, &bytes).await;
         let _ = f.close().await;
         r?;
         self.append_sums(&path, offset, &bytes, first_new > 0).await
     }
 
-    /// Appends the checksums of the blocks just written (and synced) to the tag file's sidecar, unsynced:
-    /// [`Shard::sync_sums`] makes every sidecar of the checkpoint durable at once, before its log can be
-    /// retired (`sidecar.rs`).
+    /// Appends the checksums of the blocks just written to the tag file's sidecar, unsynced:
+    /// [`Shard::sync_sums`] makes every tag file and sidecar of the checkpoint durable at once, before its log
+    /// can be retired (`sidecar.rs`).
     async fn append_sums(
         &self,
         tag_file: &std::path::Path,
@@ -265,17 +263,17 @@ impl Shard {
         let at = existing.map_or(0, |n| n / whole * whole);
         self.device.append(side.clone(), at, entries).await?;
         // A sidecar new beside an existing tag file: its directory is not among the new ones synced.
-        self.unsynced_sums
-            .borrow_mut()
-            .push((side, old_file && existing.is_none()));
+        let mut unsynced = self.unsynced.borrow_mut();
+        unsynced.push((tag_file.to_path_buf(), false));
+        unsynced.push((side, old_file && existing.is_none()));
         Ok(())
     }
 
-    /// Makes every sidecar appended by this checkpoint durable with one `syncfs` (instead of an fdatasync
-    /// per file: tag files are written O_DIRECT and synced, logs are O_DSYNC, so little else is dirty), and
-    /// returns the directories of sidecars created beside existing tag files, to sync.
+    /// Makes every tag file written and sidecar appended by this checkpoint durable with one `syncfs`
+    /// (instead of an fdatasync per file: tag files are written `O_DIRECT`, logs are `O_DSYNC`, so little
+    /// else is dirty), and returns the directories of sidecars created beside existing tag files, to sync.
     async fn sync_sums(&self) -> Result<Vec<PathBuf>, StoreError> {
-        let sides = std::mem::take(&mut *self.unsynced_sums.borrow_mut());
+        let sides = std::mem::take(&mut *self.unsynced.borrow_mut());
         if sides.is_empty() {
             return Ok(Vec::new());
         }

@@ -16,7 +16,7 @@
 //! answers the waiters. `async`: records are visible and acknowledged at once; the same loop makes them
 //! durable moments later.
 //!
-//! **Invariant:** a segment's records `0..persisted` are in its tag file, fdatasync'd; records
+//! **Invariant:** a segment's records `0..persisted` are in its tag file, durable (the checkpoint's syncfs); records
 //! `persisted..committed()` are in the live log generation or in a retired one not yet retired.
 
 mod admit;
@@ -128,9 +128,9 @@ pub struct Shard {
     /// Generations rotated away from whose records are not yet all in tag files (a checkpoint failed after
     /// rotating): retired by the next checkpoint that completes.
     old_logs: RefCell<Vec<Retired>>,
-    /// Sidecars appended by the running checkpoint, not yet synced (and whether each is new beside an
-    /// existing tag file, so its directory needs a sync).
-    unsynced_sums: RefCell<Vec<(PathBuf, bool)>>,
+    /// Tag files written and sidecars appended by the running checkpoint, not yet synced (and whether each is
+    /// a sidecar new beside an existing tag file, so its directory needs a sync).
+    unsynced: RefCell<Vec<(PathBuf, bool)>>,
 }
 
 impl Shard {
@@ -170,7 +170,7 @@ impl Shard {
             writes_refused: Cell::new(0),
             duplicates: Cell::new(0),
             old_logs: RefCell::default(),
-            unsynced_sums: RefCell::default(),
+            unsynced: RefCell::default(),
         });
         glommio::spawn_local(Rc::clone(&shard).commit_loop(rx)).detach();
         Ok(shard)
