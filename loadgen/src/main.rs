@@ -104,6 +104,13 @@ struct Args {
     /// Random seed (tags and values).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// How many tags messages are drawn from (the specification's 10,000; 100,000 for the 10x scale run).
+    #[arg(long, default_value_t = loadgen::dist::TAGS as u64, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    tags: u64,
+    /// Tag popularity: `geometric` (the specification's: tag 0 gets 1 %, tag 1 gets 1 % of the rest, ...; queries
+    /// ask for the top 100) or `uniform` (every tag alike, queries ask for any tag).
+    #[arg(long, default_value = "geometric", value_parser = ["geometric", "uniform"])]
+    tag_distribution: String,
 }
 
 fn main() {
@@ -149,6 +156,13 @@ fn main() {
             _ => OnShed::Ignore,
         },
         seed: a.seed,
+        tags: loadgen::dist::Tags::new(
+            a.tags as usize,
+            match a.tag_distribution.as_str() {
+                "uniform" => loadgen::dist::Shape::Uniform,
+                _ => loadgen::dist::Shape::Geometric,
+            },
+        ),
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

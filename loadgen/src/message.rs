@@ -1,5 +1,5 @@
 //! Messages as the specification describes them: ns timestamps strictly increasing per tag, tags drawn from
-//! the geometric popularity, ten values doing a small random walk per tag.
+//! the chosen popularity (`dist.rs`), ten values doing a small random walk per tag.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,6 +16,7 @@ pub fn now_ns() -> i64 {
 
 pub struct Generator {
     rng: SmallRng,
+    tags: dist::Tags,
     last_time: Vec<i64>,
     values: Vec<Option<[f64; 10]>>,
 }
@@ -28,16 +29,17 @@ pub struct Msg {
 }
 
 impl Generator {
-    pub fn new(seed: u64) -> Self {
+    pub fn new(seed: u64, tags: dist::Tags) -> Self {
         Generator {
             rng: SmallRng::seed_from_u64(seed),
-            last_time: vec![i64::MIN; dist::TAGS],
-            values: vec![None; dist::TAGS],
+            tags,
+            last_time: vec![i64::MIN; tags.count],
+            values: vec![None; tags.count],
         }
     }
 
     pub fn next(&mut self, now: i64) -> Msg {
-        let tag = dist::draw(&mut self.rng);
+        let tag = self.tags.draw(&mut self.rng);
         let time = now.max(self.last_time[tag].saturating_add(1));
         self.last_time[tag] = time;
         let rng = &mut self.rng;
@@ -85,7 +87,7 @@ mod tests {
 
     #[test]
     fn times_strictly_increase_per_tag_and_values_drift_slowly() {
-        let mut g = Generator::new(1);
+        let mut g = Generator::new(1, dist::Tags::default());
         let mut last = vec![i64::MIN; dist::TAGS];
         let mut prev: Vec<Option<[f64; 10]>> = vec![None; dist::TAGS];
         for _ in 0..100_000 {

@@ -37,6 +37,8 @@ pub struct Options {
     /// What a write connection does after a 503 with `Retry-After`.
     pub on_shed: OnShed,
     pub seed: u64,
+    /// How many tags, and how popular each is.
+    pub tags: crate::dist::Tags,
 }
 
 /// What a write connection does after a `503` with `Retry-After` (the engine shed the write: nothing of it
@@ -87,8 +89,17 @@ pub async fn run(o: Options) -> Result<bool> {
         o.batch
     );
     println!(
-        "loadgen: {} query clients x {}/s over a {:?} window of the top 100 tags; lag probe every {:?}",
-        o.query_clients, o.query_rate, o.window, o.probe_interval
+        "loadgen: {} tags, {:?}; {} query clients x {}/s over a {:?} window of {}; lag probe every {:?}",
+        o.tags.count,
+        o.tags.shape,
+        o.query_clients,
+        o.query_rate,
+        o.window,
+        match o.tags.shape {
+            crate::dist::Shape::Geometric => format!("the top {} tags", o.tags.queried()),
+            crate::dist::Shape::Uniform => "random tags".to_string(),
+        },
+        o.probe_interval
     );
     let local = tokio::task::LocalSet::new();
     let ok = local
@@ -157,6 +168,7 @@ pub async fn run(o: Options) -> Result<bool> {
             let mut side = Vec::new();
             for q in 0..o.query_clients {
                 let (stats, stop, addr, window) = (Rc::clone(&stats), Rc::clone(&stop), addr.clone(), o.window);
+                let queried = o.tags.queried();
                 let every = Duration::from_secs_f64(1.0 / o.query_rate.max(1e-3));
                 side.push(tokio::task::spawn_local(async move {
                     let mut conn = Conn::new(&addr);
@@ -166,7 +178,7 @@ pub async fn run(o: Options) -> Result<bool> {
                     while !stop.get() {
                         tokio::time::sleep_until(planned.into()).await;
                         let end = now_ns();
-                        let tag = rng.gen_range(0..100);
+                        let tag = rng.gen_range(0..queried);
                         let target = format!("/api?tag=t{tag}&start={}&end={end}", end - window.as_nanos() as i64);
                         let r = conn.request("GET", &target, b"").await;
                         let us = planned.elapsed().as_micros() as u64;
@@ -252,7 +264,7 @@ pub async fn run(o: Options) -> Result<bool> {
             }
 
             // The dispatcher: the plan, a body per request, handed out at its planned time.
-            let mut gen = Generator::new(o.seed);
+            let mut gen = Generator::new(o.seed, o.tags);
             let mut body = Vec::with_capacity(o.batch * 200);
             // When a send last had to wait for a free connection (the server was behind), and until when.
             let mut unblocked_at = start;
