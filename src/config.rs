@@ -101,6 +101,11 @@ pub struct Config {
     /// specification's bursts (200k msg/s for a second, in NDJSON bodies of 10); 32 shed there.
     #[arg(long, env = "TICKCORE_MAX_PENDING_WRITES", default_value_t = 64)]
     pub max_pending_writes: usize,
+    /// Largest write-ahead log a core keeps, in MiB: every generation whose records are not all in tag files
+    /// yet (the live one and those a running or failing checkpoint still holds). Past it, writes get 503
+    /// with Retry-After until a checkpoint retires a generation. Default: 4x the log's 64 MiB preallocation.
+    #[arg(long, env = "TICKCORE_MAX_LOG_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_log_mib: u64,
     /// Tokens (one per line) that `POST /save` and `/write` need, as `Authorization: Bearer T` (or
     /// `Token T`); reloaded on SIGHUP. Without it writes are open.
     #[arg(long, env = "TICKCORE_WRITE_TOKEN_FILE", value_name = "FILE")]

@@ -357,3 +357,55 @@ fn a_recycled_log_left_behind_by_a_failed_open_replays_nothing() {
     assert_eq!(times(&e, "a"), acked);
     assert_eq!(e.terminate(), 0);
 }
+
+/// While checkpoints fail the log cannot be retired: past `--max-log-mib` writes are shed with 503, a JSON
+/// reason and Retry-After, instead of growing the log without bound; every acknowledged record stays, and
+/// writes resume once a checkpoint retires the held generations.
+#[test]
+fn a_log_at_its_bound_sheds_writes_until_a_checkpoint_retires_it() {
+    let d = tempfile::tempdir().unwrap();
+    let (fault, data) = (d.path().join("fault"), d.path().join("data"));
+    let f = fault.to_str().unwrap();
+    let args = ["--fault-file", f, "--checkpoint-interval", "200ms", "--max-log-mib", "1"];
+    let e = start(&data, "0", &args);
+    std::fs::write(&fault, "EIO tag-write").unwrap();
+    let base = now_ns() - 60_000_000_000;
+    let mut acked = Vec::new();
+    let mut t = base;
+    let refused = loop {
+        // 500 records a request: about 50 KiB of log each.
+        let times: Vec<i64> = (t..t + 500).collect();
+        t += 500;
+        let body: Vec<String> = times.iter().map(|&x| msg("big", x, 1.0)).collect();
+        let r = e.post(&body.join("\n"));
+        match r.status {
+            204 => acked.extend(times),
+            503 => break r,
+            s => panic!("{s} {}", r.text()),
+        }
+        assert!(acked.len() < 200_000, "never shed: the log grew past its bound");
+    };
+    assert!(
+        refused.json()["error"].as_str().unwrap().contains("--max-log-mib 1"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(refused.header("retry-after"), Some("1"), "{:?}", refused.headers);
+    assert!(metric_sum(&e, "tickcore_admission_rejections_total", "reason=\"log_full\"") >= 1.0);
+    let held = metric_sum(&e, "tickcore_log_bytes", "");
+    assert!(held >= (1 << 20) as f64, "the bound counts every held generation: {held}");
+    assert!(held < (3 << 20) as f64, "the log stopped near its bound: {held}");
+    // Still shed while the checkpoints keep failing; reads are served.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(e.post(&msg("big", t, 1.0)).status, 503);
+    assert_eq!(times(&e, "big"), acked);
+    std::fs::remove_file(&fault).unwrap();
+    acked.push(until_accepted(&e, "big", t + 1));
+    assert_eq!(times(&e, "big"), acked);
+    e.kill9();
+    let (code, text) = verify_dir(&data);
+    assert_eq!(code, 0, "{text}");
+    let e = start(&data, "0", &args);
+    assert_eq!(times(&e, "big"), acked, "after a restart");
+    assert_eq!(e.terminate(), 0);
+}

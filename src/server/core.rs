@@ -174,6 +174,7 @@ impl Core {
             shed: self.overload.shed_total.get(),
             pending_refused: c.pending_refused,
             writes_refused: c.writes_refused,
+            log_refused: c.log_refused,
             duplicates: c.duplicates,
             connections_refused: self.connections_refused.get(),
             connections: self.connections.get() as u64,

@@ -39,6 +39,7 @@ pub struct Snapshot {
     pub shed: u64,
     pub pending_refused: u64,
     pub writes_refused: u64,
+    pub log_refused: u64,
     pub duplicates: u64,
     pub connections_refused: u64,
     pub connections: u64,
@@ -187,13 +188,15 @@ pub fn render(cores: &[Snapshot]) -> String {
         "tickcore_admission_rejections_total",
         "counter",
         "Work refused with 503 + Retry-After, by reason: saturated (the core's tasks wait past --shed-lag), \
-         pending_records (--max-pending-records reached), pending_writes (--max-pending-writes reached), connections (--max-connections reached).",
+         pending_records (--max-pending-records reached), pending_writes (--max-pending-writes reached), log_full (--max-log-mib reached: checkpoints behind), \
+         connections (--max-connections reached).",
     );
     for s in cores {
         for (reason, n) in [
             ("saturated", s.shed),
             ("pending_records", s.pending_refused),
             ("pending_writes", s.writes_refused),
+            ("log_full", s.log_refused),
             ("connections", s.connections_refused),
         ] {
             let _ = writeln!(
@@ -236,7 +239,8 @@ pub fn render(cores: &[Snapshot]) -> String {
         ),
         (
             "tickcore_log_bytes",
-            "Bytes committed to the live write-ahead log since its last checkpoint.",
+            "Bytes of write-ahead log whose records are not all in tag files yet (the live generation and any a \
+             running or failed checkpoint still holds); writes are shed with 503 at --max-log-mib.",
             |s| s.log_bytes,
         ),
     ];

@@ -119,6 +119,7 @@ async fn open(s: &mut Start) -> Result<Rc<Core>, String> {
         device: crate::store::device::for_config(s.config.fault_file.clone(), trace),
         max_pending_records: s.config.max_pending_records,
         max_pending_writes: s.config.max_pending_writes,
+        max_log_bytes: s.config.max_log_mib << 20,
     })
     .await;
     let shard = match opened {

@@ -298,7 +298,7 @@ impl DurableLog for LocalLog {
                 last: None,
             };
             let old = std::mem::replace(&mut *self.live.borrow_mut(), fresh);
-            self.bytes.set(0);
+            let bytes = self.bytes.replace(0);
             let _ = old.file.close_rc().await;
             let broken = old.broken.borrow().clone();
             Ok(Retired {
@@ -309,6 +309,7 @@ impl DurableLog for LocalLog {
                     generation: old.generation,
                     end: old.acked_end.get(),
                 },
+                bytes,
             })
         }
         .boxed_local()

@@ -52,6 +52,8 @@ pub struct Retired {
     pub broken: Option<StoreError>,
     /// The end of its last acknowledged batch.
     pub acked: Position,
+    /// Bytes appended to it (what it holds on the device until retired).
+    pub bytes: u64,
     /// True once [`DurableLog::seal`] made batches past `acked` unreplayable (always true when not broken).
     pub sealed: bool,
 }

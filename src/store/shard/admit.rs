@@ -1,4 +1,5 @@
-//! Taking a write in: back-pressure (`--max-pending-records`, `--max-pending-writes`), duplicate admission
+//! Taking a write in: back-pressure (`--max-pending-records`, `--max-pending-writes`, `--max-log-mib`),
+//! duplicate admission
 //! (a message equal to a stored or in-flight record is not stored again) and the hand-off to the commit loop.
 
 use std::cell::Cell;
@@ -85,7 +86,8 @@ impl Shard {
         }
     }
 
-    /// `Err(Overloaded)` when `n` more records, or one more waiting write, would pass a bound;
+    /// `Err(Overloaded)` when `n` more records, or one more waiting write, would pass a bound, or the log
+    /// reached its bound;
     /// `Err(Unavailable)` for an async write while the log is failing.
     fn shed(&self, n: usize) -> Result<(), StoreError> {
         let pending = self.pending.get();
@@ -94,6 +96,17 @@ impl Shard {
             return Err(StoreError::Overloaded(format!(
                 "core {} has {pending} records waiting for the disk (--max-pending-records {})",
                 self.id, self.max_pending
+            )));
+        }
+        let backlog = self.log_backlog();
+        if backlog >= self.max_log_bytes {
+            // Checkpoints are behind (or failing): the log may not grow without bound meanwhile.
+            self.log_refused.set(self.log_refused.get() + 1);
+            return Err(StoreError::Overloaded(format!(
+                "core {}'s log holds {} MiB not yet in tag files (--max-log-mib {}); checkpoints are behind",
+                self.id,
+                backlog >> 20,
+                self.max_log_bytes >> 20
             )));
         }
         if self.durability == Durability::Async && self.log.broken() {

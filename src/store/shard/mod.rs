@@ -87,6 +87,8 @@ pub struct ShardOptions {
     pub max_pending_records: usize,
     /// `--max-pending-writes`: sync appends waiting for their commit, past which appends are shed (0: none).
     pub max_pending_writes: usize,
+    /// `--max-log-mib`: log bytes not yet retired (live and held generations), past which appends are shed.
+    pub max_log_bytes: u64,
 }
 
 /// What `/metrics` reports of a shard.
@@ -95,10 +97,13 @@ pub struct Counters {
     /// Appends refused by `--max-pending-records` and by `--max-pending-writes`.
     pub pending_refused: u64,
     pub writes_refused: u64,
+    /// Appends refused because the log reached `--max-log-mib`.
+    pub log_refused: u64,
     /// Messages not stored because they repeat a stored or in-flight record.
     pub duplicates: u64,
     pub tags: u64,
     pub tag_file_bytes: u64,
+    /// Log bytes not yet retired ([`Shard::log_backlog`]).
     pub log_bytes: u64,
 }
 
@@ -124,6 +129,8 @@ pub struct Shard {
     pending_writes: Rc<Cell<usize>>,
     max_pending_writes: usize,
     writes_refused: Cell<u64>,
+    max_log_bytes: u64,
+    log_refused: Cell<u64>,
     duplicates: Cell<u64>,
     /// Generations rotated away from whose records are not yet all in tag files (a checkpoint failed after
     /// rotating): retired by the next checkpoint that completes.
@@ -168,6 +175,8 @@ impl Shard {
             pending_writes: Rc::default(),
             max_pending_writes: o.max_pending_writes,
             writes_refused: Cell::new(0),
+            max_log_bytes: o.max_log_bytes,
+            log_refused: Cell::new(0),
             duplicates: Cell::new(0),
             old_logs: RefCell::default(),
             unsynced: RefCell::default(),
@@ -200,11 +209,18 @@ impl Shard {
             pending_records: self.pending.get() as u64,
             pending_refused: self.pending_refused.get(),
             writes_refused: self.writes_refused.get(),
+            log_refused: self.log_refused.get(),
             duplicates: self.duplicates.get(),
             tags: self.tag_count() as u64,
             tag_file_bytes: self.tag_file_bytes(),
-            log_bytes: self.log.bytes(),
+            log_bytes: self.log_backlog(),
         }
+    }
+
+    /// Bytes of the log whose records are not all in tag files: the live generation and every generation a
+    /// running or failed checkpoint still holds.
+    pub fn log_backlog(&self) -> u64 {
+        self.log.bytes() + self.old_logs.borrow().iter().map(|o| o.bytes).sum::<u64>()
     }
 
     /// Bytes of the tag files this core owns (whole blocks of records and padding; sidecars not counted),
