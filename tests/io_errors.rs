@@ -366,7 +366,14 @@ fn a_log_at_its_bound_sheds_writes_until_a_checkpoint_retires_it() {
     let d = tempfile::tempdir().unwrap();
     let (fault, data) = (d.path().join("fault"), d.path().join("data"));
     let f = fault.to_str().unwrap();
-    let args = ["--fault-file", f, "--checkpoint-interval", "200ms", "--max-log-mib", "1"];
+    let args = [
+        "--fault-file",
+        f,
+        "--checkpoint-interval",
+        "200ms",
+        "--max-log-mib",
+        "1",
+    ];
     let e = start(&data, "0", &args);
     std::fs::write(&fault, "EIO tag-write").unwrap();
     let base = now_ns() - 60_000_000_000;
@@ -383,18 +390,41 @@ fn a_log_at_its_bound_sheds_writes_until_a_checkpoint_retires_it() {
             503 => break r,
             s => panic!("{s} {}", r.text()),
         }
-        assert!(acked.len() < 200_000, "never shed: the log grew past its bound");
+        assert!(
+            acked.len() < 200_000,
+            "never shed: the log grew past its bound"
+        );
     };
     assert!(
-        refused.json()["error"].as_str().unwrap().contains("--max-log-mib 1"),
+        refused.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-log-mib 1"),
         "{}",
         refused.text()
     );
-    assert_eq!(refused.header("retry-after"), Some("1"), "{:?}", refused.headers);
-    assert!(metric_sum(&e, "tickcore_admission_rejections_total", "reason=\"log_full\"") >= 1.0);
+    assert_eq!(
+        refused.header("retry-after"),
+        Some("1"),
+        "{:?}",
+        refused.headers
+    );
+    assert!(
+        metric_sum(
+            &e,
+            "tickcore_admission_rejections_total",
+            "reason=\"log_full\""
+        ) >= 1.0
+    );
     let held = metric_sum(&e, "tickcore_log_bytes", "");
-    assert!(held >= (1 << 20) as f64, "the bound counts every held generation: {held}");
-    assert!(held < (3 << 20) as f64, "the log stopped near its bound: {held}");
+    assert!(
+        held >= (1 << 20) as f64,
+        "the bound counts every held generation: {held}"
+    );
+    assert!(
+        held < (3 << 20) as f64,
+        "the log stopped near its bound: {held}"
+    );
     // Still shed while the checkpoints keep failing; reads are served.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(e.post(&msg("big", t, 1.0)).status, 503);

@@ -118,7 +118,10 @@ mod tests {
         for _ in 0..2_000_000 {
             seen[big.draw(&mut rng)] = true;
         }
-        assert!(seen.iter().all(|&s| s), "every one of 100k tags drawn in 2M draws");
+        assert!(
+            seen.iter().all(|&s| s),
+            "every one of 100k tags drawn in 2M draws"
+        );
         assert_eq!(big.queried(), 100_000);
     }
 

@@ -165,7 +165,11 @@ fn tag_total(url: &str) -> u64 {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET /tags?limit=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /tags?limit=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let body = text.split("\r\n\r\n").nth(1).expect("a body");
@@ -178,12 +182,25 @@ fn tags_and_their_distribution_are_chosen() {
     // 6,000 messages drawn uniformly from 50,000 tags reach thousands of tags; drawn geometrically (1 % for
     // tag 0, then 1 % of the rest...), from the same 50,000, a few hundred.
     let uniform = engine();
-    let args = ["--slo-query-p99-ms", "5000", "--slo-lag-ms", "5000", "--tags", "50000"];
-    let (code, out) = loadgen(&uniform.url, &[&args[..], &["--tag-distribution", "uniform"]].concat());
+    let args = [
+        "--slo-query-p99-ms",
+        "5000",
+        "--slo-lag-ms",
+        "5000",
+        "--tags",
+        "50000",
+    ];
+    let (code, out) = loadgen(
+        &uniform.url,
+        &[&args[..], &["--tag-distribution", "uniform"]].concat(),
+    );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("50000 tags, Uniform"), "{out}");
     let n = tag_total(&uniform.url);
-    assert!(n > 4_000, "uniform over 50,000 tags: {n} tags written\n{out}");
+    assert!(
+        n > 4_000,
+        "uniform over 50,000 tags: {n} tags written\n{out}"
+    );
     let geometric = engine();
     let (code, out) = loadgen(&geometric.url, &args);
     assert_eq!(code, 0, "{out}");

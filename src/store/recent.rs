@@ -58,7 +58,9 @@ impl Recent {
     pub fn holds_inflight(&self, r: &Record) -> bool {
         let (inflight, popped) = (&self.inflight, self.popped);
         self.inflight_seqs
-            .find(content_hash(r), |&s| same(&inflight[(s - popped) as usize], r))
+            .find(content_hash(r), |&s| {
+                same(&inflight[(s - popped) as usize], r)
+            })
             .is_some()
     }
 
@@ -66,9 +68,10 @@ impl Recent {
         let seq = self.popped + self.inflight.len() as u64;
         self.inflight.push_back(r);
         let (inflight, popped) = (&self.inflight, self.popped);
-        self.inflight_seqs.insert_unique(content_hash(&r), seq, |&s| {
-            content_hash(&inflight[(s - popped) as usize])
-        });
+        self.inflight_seqs
+            .insert_unique(content_hash(&r), seq, |&s| {
+                content_hash(&inflight[(s - popped) as usize])
+            });
     }
 
     /// The oldest in-flight record, now committed or failed (commits finish in queue order).
@@ -89,7 +92,10 @@ impl Recent {
     }
 
     fn forget_inflight(&mut self, r: &Record, seq: u64) {
-        match self.inflight_seqs.find_entry(content_hash(r), |&s| s == seq) {
+        match self
+            .inflight_seqs
+            .find_entry(content_hash(r), |&s| s == seq)
+        {
             Ok(e) => {
                 e.remove();
             }
@@ -101,10 +107,11 @@ impl Recent {
     pub fn add_committed(&mut self, index: usize, r: &Record) {
         let index = u32::try_from(index).expect("BUG: a segment past u32::MAX records");
         let h32 = content_hash(r) as u32;
-        self.committed
-            .insert_unique(spread(h32), (u64::from(h32) << 32) | u64::from(index), |&e| {
-                spread((e >> 32) as u32)
-            });
+        self.committed.insert_unique(
+            spread(h32),
+            (u64::from(h32) << 32) | u64::from(index),
+            |&e| spread((e >> 32) as u32),
+        );
     }
 
     /// True when an indexed committed record equals `r`; `raw` reads a candidate by its index.
@@ -158,7 +165,10 @@ mod tests {
         assert!(!r.holds_inflight(&rec(2, 3.0)), "same time, other values");
         assert!(!r.holds_inflight(&rec(2, -0.0)) && !r.holds_inflight(&rec(6, 1.0)));
         r.inflight_unpush();
-        assert!(r.holds_inflight(&rec(5, 1.0)), "the first copy is still in flight");
+        assert!(
+            r.holds_inflight(&rec(5, 1.0)),
+            "the first copy is still in flight"
+        );
         assert_eq!(r.inflight_pop(), Some(rec(5, 1.0)));
         assert!(!r.holds_inflight(&rec(5, 1.0)));
         assert!(r.holds_inflight(&rec(2, 2.0)));

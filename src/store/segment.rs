@@ -15,13 +15,9 @@ pub enum Order {
     /// Not known yet (a segment loaded from disk and not read since start).
     Unknown,
     /// Arrival order is time order; `max` is the last time.
-    Sorted {
-        max: i64,
-    },
+    Sorted { max: i64 },
     /// `max` is at least every committed time (`i64::MAX` when only that much is known).
-    Unsorted {
-        max: i64,
-    },
+    Unsorted { max: i64 },
 }
 
 thread_local! {
@@ -411,7 +407,11 @@ mod tests {
         s.push(rec(3, 0.0));
         assert_eq!(s.order(), Order::Unsorted { max: 5 });
         s.push(rec(9, 0.0));
-        assert_eq!(s.order(), Order::Unsorted { max: 9 }, "unsorted stays unsorted");
+        assert_eq!(
+            s.order(),
+            Order::Unsorted { max: 9 },
+            "unsorted stays unsorted"
+        );
     }
 
     #[test]

@@ -103,7 +103,12 @@ impl Device for Dma {
                 Ok(())
             })
             .await
-            .map_err(|e| StoreError::from_io("syncing the checkpoint's tag files and sidecars (syncfs)", &e))
+            .map_err(|e| {
+                StoreError::from_io(
+                    "syncing the checkpoint's tag files and sidecars (syncfs)",
+                    &e,
+                )
+            })
         })
     }
     fn rename(&self, from: PathBuf, to: PathBuf, dir: PathBuf) -> Io<'static> {

@@ -247,14 +247,13 @@ impl Shard {
     }
 
     /// The segment `time` falls in, of `tag`, created when missing.
-    fn segment_mut<'a>(
-        &self,
-        tags: &'a mut Tags,
-        tag: &str,
-        time: i64,
-    ) -> &'a mut Segment {
+    fn segment_mut<'a>(&self, tags: &'a mut Tags, tag: &str, time: i64) -> &'a mut Segment {
         let seg = time.div_euclid(self.segment_ns);
-        tags.entry_ref(tag).or_default().segs.entry(seg).or_default()
+        tags.entry_ref(tag)
+            .or_default()
+            .segs
+            .entry(seg)
+            .or_default()
     }
 
     /// Final flush at shutdown: checkpoint everything, stop the commit loop and close the log (removing the
