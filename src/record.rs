@@ -39,6 +39,15 @@ impl Record {
     }
 }
 
+/// A record at `time` with every value `v`, for tests.
+#[cfg(test)]
+pub(crate) fn filled(time: i64, v: f64) -> Record {
+    Record {
+        time,
+        values: [v; VALUES],
+    }
+}
+
 /// A record whose every value equals its time: easy to check in tests.
 #[cfg(test)]
 pub(crate) fn test_record(t: i64) -> Record {

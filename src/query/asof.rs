@@ -178,12 +178,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn rec(time: i64, v: f64) -> Record {
-        Record {
-            time,
-            values: [v; 10],
-        }
-    }
+    use crate::record::filled as rec;
 
     /// The naive model: scan everything, keep the last record (in arrival order) with the greatest time <= t.
     fn model(arrivals: &[Record], t: i64) -> Option<Record> {

@@ -148,12 +148,7 @@ impl Recent {
 mod tests {
     use super::*;
 
-    fn rec(time: i64, v: f64) -> Record {
-        Record {
-            time,
-            values: [v; crate::record::VALUES],
-        }
-    }
+    use crate::record::filled as rec;
 
     #[test]
     fn in_flight_records_are_found_by_content_and_leave_in_queue_order() {

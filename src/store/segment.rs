@@ -384,12 +384,7 @@ mod tests {
     use crate::query::asof::Run;
     use std::path::PathBuf;
 
-    fn rec(time: i64, v: f64) -> Record {
-        Record {
-            time,
-            values: [v; crate::record::VALUES],
-        }
-    }
+    use crate::record::filled as rec;
 
     fn no_file() -> PathBuf {
         PathBuf::from("/nonexistent/segment-test.rec")
