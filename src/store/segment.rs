@@ -92,7 +92,7 @@ impl Segment {
             return;
         }
         let mem_sorted = self.mem.windows(2).all(|w| w[0].time <= w[1].time)
-            && self.mem.first().map_or(true, |r| r.time >= max);
+            && self.mem.first().is_none_or(|r| r.time >= max);
         self.order = Some(if sorted && mem_sorted {
             Order::Sorted {
                 max: self.mem.last().map_or(max, |r| r.time),
@@ -223,7 +223,7 @@ impl Segment {
             && self
                 .perm
                 .as_ref()
-                .map_or(true, |(n, _)| *n != self.committed())
+                .is_none_or(|(n, _)| *n != self.committed())
         {
             self.extend_perm();
         }
