@@ -425,8 +425,24 @@ fn a_log_at_its_bound_sheds_writes_until_a_checkpoint_retires_it() {
         held < (3 << 20) as f64,
         "the log stopped near its bound: {held}"
     );
-    // Still shed while the checkpoints keep failing; reads are served.
+    // Still shed while the checkpoints keep failing; reads are served. Retries neither add generations
+    // nor log their pre-images again: the log stays where it stopped.
+    // (The attempt running when the bound was reached may still log its pre-images: let it fail first.)
     std::thread::sleep(Duration::from_millis(500));
+    let wal_files = || walk(&data.join("wal")).len();
+    let (files, failures) = (
+        wal_files(),
+        metric_sum(&e, "tickcore_checkpoint_failures_total", ""),
+    );
+    let settled = metric_sum(&e, "tickcore_log_bytes", "");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(metric_sum(&e, "tickcore_checkpoint_failures_total", "") >= failures + 3.0);
+    assert_eq!(
+        metric_sum(&e, "tickcore_log_bytes", ""),
+        settled,
+        "failed retries grew the log"
+    );
+    assert_eq!(wal_files(), files, "failed retries added log files");
     assert_eq!(e.post(&msg("big", t, 1.0)).status, 503);
     assert_eq!(times(&e, "big"), acked);
     std::fs::remove_file(&fault).unwrap();

@@ -1,7 +1,9 @@
 //! Checkpoints: moving every committed record from the durable log into its tag file, one log generation
 //! at a time, with the partial last block of each tag file first made durable in the new generation (so a
-//! torn rewrite can always be repaired). The order of writes and syncs is in docs/format.md; every step goes
-//! through the shard's [`crate::store::device::Device`].
+//! torn rewrite can always be repaired), a chunk of files at a time. A retry after a failure reuses a live
+//! generation that took no append, and does not log a pre-image again (retries under a lasting fault leave
+//! the log as it was). The order of writes and syncs is in docs/format.md; every step goes through the
+//! shard's [`crate::store::device::Device`].
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -11,12 +13,12 @@ use futures::channel::oneshot;
 use glommio::io::DmaFile;
 
 use super::commit::Cmd;
-use super::{Shard, CHECKPOINT_FILES_IN_FLIGHT, WAL_CHECKPOINT_BYTES};
+use super::{Shard, CHECKPOINT_CHUNK_FILES, CHECKPOINT_FILES_IN_FLIGHT, WAL_CHECKPOINT_BYTES};
 use crate::record::{Record, RECORD_BYTES};
 use crate::store::device::{io_err, offload};
 use crate::store::{align_down, sidecar, tagfile, wal, StoreError};
 
-/// One dirty segment: its records from the first block to rewrite up to `committed()`.
+/// One dirty segment, as it stood when the checkpoint began: its records `first_new..end` go to its tag file.
 struct Plan {
     tag: String,
     seg: i64,
@@ -24,7 +26,15 @@ struct Plan {
     first: usize,
     /// The first record not yet in the file (`persisted`).
     first_new: usize,
-    /// Records `first..`: the pre-image of the partial block, then the new ones.
+    /// `committed()` when the checkpoint began: records committed since wait for the next one.
+    end: usize,
+}
+
+/// A plan's tag file on its way: opened early when its partial last block had to be read (the same open
+/// then serves the write), and the records `first..end` (pre-image, then the new ones).
+struct Image<'p> {
+    plan: &'p Plan,
+    file: Option<DmaFile>,
     records: Vec<Record>,
 }
 
@@ -37,6 +47,41 @@ fn give_back_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Closes the files a failed or finished chunk still holds.
+async fn close_all(images: &mut [Image<'_>]) {
+    for i in images.iter_mut() {
+        if let Some(f) = i.file.take() {
+            let _ = f.close().await;
+        }
+    }
+}
+
+/// Reads records `first..end` of a tag file (the checkpoint's pre-image of a partial last block).
+async fn read_records(
+    f: &DmaFile,
+    path: &std::path::Path,
+    first: usize,
+    end: usize,
+) -> Result<Vec<Record>, StoreError> {
+    let want = (end - first) * RECORD_BYTES;
+    let r = f.read_at((first * RECORD_BYTES) as u64, want).await;
+    let buf = r.map_err(|e| io_err(&format!("reading {}", path.display()), e))?;
+    if buf.len() != want {
+        return Err(StoreError::Io(format!(
+            "{}: short read of a persisted block ({} of {want} bytes)",
+            path.display(),
+            buf.len()
+        )));
+    }
+    let records: Vec<Record> = bytemuck::pod_collect_to_vec(&buf[..]);
+    assert!(
+        records.iter().all(|r| r.all_finite()),
+        "BUG: padding or garbage inside the persisted records of {}",
+        path.display()
+    );
+    Ok(records)
 }
 
 fn stopped() -> StoreError {
@@ -63,15 +108,20 @@ impl Shard {
 
     async fn checkpoint_steps(&self) -> Result<usize, StoreError> {
         self.rotate_and_seal().await?;
-        let mut plans = self.plan();
-        self.log_pre_images(&mut plans).await?;
-        self.write_tag_files(&plans).await?;
+        let plans = self.plan();
+        let dirs = self.make_dirs(&plans).await?;
+        // A chunk of files at a time: memory and open files stay bounded by the chunk, not by the tags.
+        for chunk in plans.chunks(CHECKPOINT_CHUNK_FILES) {
+            let mut images = self.log_pre_images(chunk).await?;
+            self.write_tag_files(&mut images).await?;
+        }
+        self.sync_written(dirs).await?;
         // The records are in the tag files: drop them from memory and the old generations from the log.
         {
             let mut tags = self.tags.borrow_mut();
             for p in &plans {
                 if let Some(s) = tags.get_mut(&p.tag).and_then(|t| t.segs.get_mut(&p.seg)) {
-                    s.persisted_up_to(p.first + p.records.len());
+                    s.persisted_up_to(p.end);
                 }
             }
         }
@@ -90,6 +140,12 @@ impl Shard {
     /// error) must never be replayed, since their record slots are handed out again. Retried by every
     /// checkpoint until it succeeds.
     async fn rotate_and_seal(&self) -> Result<(), StoreError> {
+        let retry = !self.old_logs.borrow().is_empty();
+        if retry && self.live_appends.get() == 0 && !self.log.broken() {
+            // A retry after a failed checkpoint, and the live generation took no append since: the held
+            // generations are what this checkpoint must empty; a new one would only add a file.
+            return self.seal_held().await;
+        }
         self.log.prepare().await?;
         let (tx, rx) = oneshot::channel();
         self.queue
@@ -103,6 +159,11 @@ impl Shard {
             );
         }
         self.old_logs.borrow_mut().push(old);
+        self.seal_held().await
+    }
+
+    /// Seals every held generation not sealed yet.
+    async fn seal_held(&self) -> Result<(), StoreError> {
         let unsealed: Vec<usize> = (0..self.old_logs.borrow().len())
             .filter(|&i| !self.old_logs.borrow()[i].sealed)
             .collect();
@@ -114,7 +175,7 @@ impl Shard {
         Ok(())
     }
 
-    /// Step 2: the dirty segments, with their records in memory (pre-images still to read).
+    /// Step 2: the dirty segments and how far each goes.
     fn plan(&self) -> Vec<Plan> {
         let tags = self.tags.borrow();
         let mut plans = Vec::new();
@@ -125,51 +186,89 @@ impl Shard {
                     seg,
                     first: align_down(s.persisted * RECORD_BYTES) / RECORD_BYTES,
                     first_new: s.persisted,
-                    records: s.mem.clone(),
+                    end: s.committed(),
                 });
             }
         }
         plans
     }
 
-    /// Step 3: reads the records already in each partial last block (its pre-image) back with DMA reads,
-    /// a batch at a time, so the core never waits on page faults, and makes them durable in the new
-    /// generation, with each file's length, before any tag file is rewritten.
-    async fn log_pre_images(&self, plans: &mut [Plan]) -> Result<(), StoreError> {
-        if plans.is_empty() {
-            return Ok(());
-        }
+    /// Step 3 (per chunk): reads the records already in each partial last block (its pre-image) back with
+    /// DMA reads through the file the write will use, a batch at a time, so the core never waits on page
+    /// faults, and makes them durable in the new generation, with each file's length, before any of the
+    /// chunk's tag files is rewritten.
+    async fn log_pre_images<'p>(&self, chunk: &'p [Plan]) -> Result<Vec<Image<'p>>, StoreError> {
+        let mut images: Vec<Image<'p>> = Vec::with_capacity(chunk.len());
         let mut pre = Vec::new();
-        for batch in plans.chunks_mut(CHECKPOINT_FILES_IN_FLIGHT) {
-            let reads = batch
-                .iter()
-                .map(|p| self.read_records(p.seg, &p.tag, p.first, p.first_new));
-            let images = futures::future::join_all(reads).await;
-            for (p, image) in batch.iter_mut().zip(images) {
-                let mut records = image?;
-                for (k, r) in records.iter().enumerate() {
-                    wal::put_record(&mut pre, &p.tag, (p.first + k) as u64, r);
+        for batch in chunk.chunks(CHECKPOINT_FILES_IN_FLIGHT) {
+            let reads = batch.iter().map(|p| self.read_pre_image(p));
+            let read = futures::future::join_all(reads).await;
+            let mut failed = None;
+            for (p, r) in batch.iter().zip(read) {
+                match r {
+                    Ok((file, records)) => images.push(Image {
+                        plan: p,
+                        file,
+                        records,
+                    }),
+                    Err(e) => failed = failed.or(Some(e)),
                 }
-                let count = (p.first_new + p.records.len()) as u64;
-                wal::put_length(&mut pre, &p.tag, p.seg, count);
-                records.append(&mut p.records);
-                p.records = records;
+            }
+            if let Some(e) = failed {
+                close_all(&mut images).await;
+                return Err(e);
             }
         }
+        let tags = self.tags.borrow();
+        let mut logging = Vec::new();
+        for image in &mut images {
+            let p = image.plan;
+            let key = (p.tag.clone(), p.seg, p.end);
+            if !self.pre_logged.borrow().contains(&key) {
+                for (k, r) in image.records.iter().enumerate() {
+                    wal::put_record(&mut pre, &p.tag, (p.first + k) as u64, r);
+                }
+                wal::put_length(&mut pre, &p.tag, p.seg, p.end as u64);
+                logging.push(key);
+            }
+            // The new records: still in memory (only this checkpoint drains it, at its end).
+            let s = tags
+                .get(&p.tag)
+                .and_then(|t| t.segs.get(&p.seg))
+                .expect("BUG: a planned segment vanished during its checkpoint");
+            assert_eq!(
+                s.persisted, p.first_new,
+                "BUG: {} persisted during a checkpoint",
+                p.tag
+            );
+            image
+                .records
+                .extend_from_slice(&s.mem[..p.end - p.first_new]);
+        }
+        drop(tags);
+        if pre.is_empty() {
+            return Ok(images);
+        }
         let (tx, rx) = oneshot::channel();
-        self.queue
-            .unbounded_send(Cmd::Checkpoint {
-                payload: pre,
-                done: tx,
-            })
-            .map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+        let sent = self.queue.unbounded_send(Cmd::Checkpoint {
+            payload: pre,
+            done: tx,
+        });
+        let r = match sent {
+            Ok(()) => rx.await.map_err(|_| stopped()).and_then(|r| r),
+            Err(_) => Err(stopped()),
+        };
+        if let Err(e) = r {
+            close_all(&mut images).await;
+            return Err(e);
+        }
+        self.pre_logged.borrow_mut().extend(logging);
+        Ok(images)
     }
 
-    /// Step 4: writes the tag files (`O_DIRECT`), a batch at a time, appends their sidecars, makes all of
-    /// them durable with one `syncfs` (not an fdatasync per file: the journal commits once and the device
-    /// flushes once, whatever the number of files), then syncs each directory that gained an entry once.
-    async fn write_tag_files(&self, plans: &[Plan]) -> Result<(), StoreError> {
+    /// Creates the segment directories the plans need, syncing the root once if one was made; returns the
+    /// directories that may have gained an entry (synced once the files are written).
+    async fn make_dirs(&self, plans: &[Plan]) -> Result<Vec<PathBuf>, StoreError> {
         let new_dirs: BTreeSet<i64> = plans
             .iter()
             .filter(|p| p.first_new == 0)
@@ -184,15 +283,32 @@ impl Shard {
             false => vec![self.layout.seg_root()],
         };
         self.device.dirs(missing, sync_root).await?;
-        for batch in plans.chunks(CHECKPOINT_FILES_IN_FLIGHT) {
-            let writes = batch
-                .iter()
-                .map(|p| self.write_tag_file(p.seg, &p.tag, p.first, &p.records, p.first_new));
+        Ok(dirs)
+    }
+
+    /// Step 4 (per chunk): writes the tag files (`O_DIRECT`), a batch at a time, and appends their
+    /// sidecars, unsynced: [`Shard::sync_written`] makes them durable.
+    async fn write_tag_files(&self, images: &mut [Image<'_>]) -> Result<(), StoreError> {
+        let mut failed = None;
+        for batch in images.chunks_mut(CHECKPOINT_FILES_IN_FLIGHT) {
+            let writes = batch.iter_mut().map(|i| self.write_tag_file(i));
             for r in futures::future::join_all(writes).await {
-                r?;
+                if let Err(e) = r {
+                    failed = failed.or(Some(e));
+                }
+            }
+            if failed.is_some() {
+                break;
             }
         }
-        let mut dirs = dirs;
+        close_all(images).await;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Step 5: makes every tag file and sidecar of the checkpoint durable with one `syncfs` (not an
+    /// fdatasync per file: the journal commits once and the device flushes once, whatever the number of
+    /// files), then syncs each directory that gained an entry once.
+    async fn sync_written(&self, mut dirs: Vec<PathBuf>) -> Result<(), StoreError> {
         for d in self.sync_sums().await? {
             if !dirs.contains(&d) {
                 dirs.push(d);
@@ -201,58 +317,40 @@ impl Shard {
         self.device.dirs(Vec::new(), dirs).await
     }
 
-    /// Reads records `first..end` of a tag file (the checkpoint's pre-image of a partial last block).
-    async fn read_records(
-        &self,
-        seg: i64,
-        tag: &str,
-        first: usize,
-        end: usize,
-    ) -> Result<Vec<Record>, StoreError> {
-        if first == end {
-            return Ok(Vec::new());
+    /// Opens a plan's tag file and reads its partial last block's records, when it has one (a file without
+    /// one is opened, or created, when written, as before any pre-image was logged).
+    async fn read_pre_image(&self, p: &Plan) -> Result<(Option<DmaFile>, Vec<Record>), StoreError> {
+        if p.first == p.first_new {
+            return Ok((None, Vec::new()));
         }
-        let path = self.layout.tag_file(seg, tag);
-        let f = DmaFile::open(&path)
-            .await
-            .map_err(|e| io_err(&format!("opening {}", path.display()), e))?;
-        let want = (end - first) * RECORD_BYTES;
-        let r = f.read_at((first * RECORD_BYTES) as u64, want).await;
-        let _ = f.close().await;
-        let buf = r.map_err(|e| io_err(&format!("reading {}", path.display()), e))?;
-        if buf.len() != want {
-            return Err(StoreError::Io(format!(
-                "{}: short read of a persisted block ({} of {want} bytes)",
-                path.display(),
-                buf.len()
-            )));
+        let path = self.layout.tag_file(p.seg, &p.tag);
+        let f = self.device.open_tag_file(path.clone()).await?;
+        match read_records(&f, &path, p.first, p.first_new).await {
+            Ok(records) => Ok((Some(f), records)),
+            Err(e) => {
+                let _ = f.close().await;
+                Err(e)
+            }
         }
-        let records: Vec<Record> = bytemuck::pod_collect_to_vec(&buf[..]);
-        assert!(
-            records.iter().all(|r| r.all_finite()),
-            "BUG: padding or garbage inside the persisted records of {}",
-            path.display()
-        );
-        Ok(records)
     }
 
-    /// Writes one segment's new tail (whole blocks from the one holding record `first_new`), unsynced:
-    /// [`Shard::sync_sums`] makes it durable with the sidecars.
-    async fn write_tag_file(
-        &self,
-        seg: i64,
-        tag: &str,
-        first: usize,
-        records: &[Record],
-        first_new: usize,
-    ) -> Result<(), StoreError> {
-        let path = self.layout.tag_file(seg, tag);
-        let f = self.device.open_tag_file(path.clone()).await?;
-        let (offset, bytes) = tagfile::block_image(first, records, first_new);
-        let r = self.device.write(&f, &path, offset as u64, &bytes).await;
-        let _ = f.close().await;
-        r?;
-        self.append_sums(&path, offset, &bytes, first_new > 0).await
+    /// Writes one segment's new tail (whole blocks from the one holding record `first_new`) through the file
+    /// opened for its pre-image, or a new open, unsynced: [`Shard::sync_written`] makes it durable.
+    async fn write_tag_file(&self, image: &mut Image<'_>) -> Result<(), StoreError> {
+        let p = image.plan;
+        let path = self.layout.tag_file(p.seg, &p.tag);
+        if image.file.is_none() {
+            image.file = Some(self.device.open_tag_file(path.clone()).await?);
+        }
+        let f = image.file.as_ref().expect("opened above");
+        let (offset, bytes) = tagfile::block_image(p.first, &image.records, p.first_new);
+        self.device.write(f, &path, offset as u64, &bytes).await?;
+        if let Some(f) = image.file.take() {
+            let _ = f.close().await;
+        }
+        image.records = Vec::new();
+        self.append_sums(&path, offset, &bytes, p.first_new > 0)
+            .await
     }
 
     /// Appends the checksums of the blocks just written to the tag file's sidecar, unsynced:
@@ -303,8 +401,10 @@ impl Shard {
     /// True when a checkpoint is due.
     pub fn checkpoint_due(&self, since_last: Duration, interval: Duration) -> bool {
         let bytes = self.log.bytes();
+        // A failed checkpoint may leave generations held and the live one empty: still due.
+        let held = !self.old_logs.borrow().is_empty();
         bytes >= WAL_CHECKPOINT_BYTES
-            || (since_last >= interval && bytes > 0)
+            || (since_last >= interval && (bytes > 0 || held))
             || (self.log.broken() && since_last >= Duration::from_secs(1))
     }
 }

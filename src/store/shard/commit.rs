@@ -56,6 +56,9 @@ impl Shard {
             while let Some(cmd) = next.take() {
                 match cmd {
                     Cmd::Append(job) => {
+                        if !job.msgs.is_empty() {
+                            self.live_appends.set(self.live_appends.get() + 1);
+                        }
                         self.encode(&job, &mut payload);
                         group.push(job);
                     }
@@ -72,7 +75,12 @@ impl Shard {
                         if let Some(l) = last.take() {
                             l.await;
                         }
-                        let _ = done.send(self.log.rotate().await);
+                        let rotated = self.log.rotate().await;
+                        if rotated.is_ok() {
+                            self.live_appends.set(0);
+                            self.pre_logged.borrow_mut().clear();
+                        }
+                        let _ = done.send(rotated);
                         permit = match slots.acquire_static_permit(1).await {
                             Ok(p) => p,
                             Err(_) => return,

@@ -51,8 +51,11 @@ use commit::Cmd;
 pub const WAL_CHECKPOINT_BYTES: u64 = 64 << 20;
 /// Largest commit the loop builds before writing (bounds one DMA buffer).
 const COMMIT_BYTES_MAX: usize = 8 << 20;
-/// Tag files a checkpoint writes and fdatasyncs at once.
+/// Tag files a checkpoint reads and writes at once.
 const CHECKPOINT_FILES_IN_FLIGHT: usize = 16;
+/// Tag files a checkpoint takes in one step (pre-images logged in one commit, then written): its memory and
+/// open files stay bounded by this, whatever the number of dirty tags.
+const CHECKPOINT_CHUNK_FILES: usize = 1024;
 /// Log commits on their way to stable storage at once.
 pub const COMMITS_IN_FLIGHT: usize = 4;
 
@@ -138,6 +141,12 @@ pub struct Shard {
     /// Tag files written and sidecars appended by the running checkpoint, not yet synced (and whether each is
     /// a sidecar new beside an existing tag file, so its directory needs a sync).
     unsynced: RefCell<Vec<(PathBuf, bool)>>,
+    /// Appends committed to the live generation since it began: a failed checkpoint's retry reuses a live
+    /// generation that took none, instead of rotating again (each retry would add a generation).
+    live_appends: Cell<u64>,
+    /// The (tag, segment, end) whose pre-image and length a checkpoint made durable in the live generation:
+    /// a retry does not log them again (retries under a lasting fault would grow the log without bound).
+    pre_logged: RefCell<hashbrown::HashSet<(String, i64, usize)>>,
 }
 
 impl Shard {
@@ -180,6 +189,8 @@ impl Shard {
             duplicates: Cell::new(0),
             old_logs: RefCell::default(),
             unsynced: RefCell::default(),
+            live_appends: Cell::new(0),
+            pre_logged: RefCell::default(),
         });
         glommio::spawn_local(Rc::clone(&shard).commit_loop(rx)).detach();
         Ok(shard)
