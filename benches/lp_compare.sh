@@ -2,7 +2,8 @@
 # Bulk InfluxDB line protocol ingest, side by side in one run: tickcore's POST /write (--durability sync,
 # fresh data directory) and VictoriaMetrics' /write from ../shared/peers, each pinned to CPU 1, driven by the
 # peers' own wrk script (1000 points per POST: `m,tag=tN v0=..,..,v9=.. <ns>`, geometric tag popularity) on
-# CPU 0: wrk -t1 -c${CONNS} -d${SECS}s. Prints rows/s, request p50/p99 and errors per server.
+# CPU 0: wrk -t1 -c${CONNS} -d${SECS}s. Prints rows/s, request p50/p99 and errors per server, and the same client
+# against the nginx no-op (what wrk's Lua client can send: the client's ceiling).
 # SHED_LAG (default 20ms, the engine's default) is passed as --shed-lag: 40 connections of 1000-point bodies
 # saturate the core, and the engine then sheds a few requests with 503 (counted as errors by wrk, which
 # does not honor Retry-After); SHED_LAG=0 measures without shedding.
@@ -46,4 +47,10 @@ url=$(peer_url vm)
 taskset -c 0 wrk -t1 -c"$conns" -d5s --timeout 10s -s "$lua" "$url" > /dev/null
 taskset -c 0 wrk -t1 -c"$conns" -d"${secs}s" --timeout 10s --latency -s "$lua" "$url" > "$d.vm.wrk"
 row "VictoriaMetrics /write" "$d.vm.wrk"
-rm -rf "$d" "$d.log" "$d.wrk" "$d.vm.wrk"
+stop_peer vm >/dev/null 2>&1
+trap - EXIT
+start_nginx >/dev/null 2>&1
+taskset -c 0 wrk -t1 -c"$conns" -d"${secs}s" --timeout 10s --latency -s "$lua" "http://127.0.0.1:$NGINX_PORT/write" > "$d.ng.wrk"
+stop_peer nginx >/dev/null 2>&1
+row "nginx no-op (client ceiling)" "$d.ng.wrk"
+rm -rf "$d" "$d.log" "$d.wrk" "$d.vm.wrk" "$d.ng.wrk"
