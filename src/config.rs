@@ -60,6 +60,15 @@ pub struct Config {
     /// into the tag files (a checkpoint also starts whenever a core's log reaches 64 MiB).
     #[arg(long, env = "TICKCORE_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub checkpoint_interval: Duration,
+    /// How long a checkpoint writes tag files (the segments with the most records waiting first, at least
+    /// 1024 files) before it carries the records of the rest into the new log generation, for a later
+    /// checkpoint: its time stays bounded however many tags were written. Shutdown writes everything.
+    #[arg(long, env = "TICKCORE_CHECKPOINT_BUDGET", default_value = "5s", value_parser = parse_duration)]
+    pub checkpoint_budget: Duration,
+    /// Testing aid: tag files a checkpoint takes in one step (pre-images logged in one commit, then
+    /// written); the budget is checked between steps. Small values let tests carry with few tags.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536), hide = true)]
+    pub checkpoint_chunk_files: u32,
     /// Listen backlog of each core's socket (raise net.core.somaxconn with it).
     #[arg(long, env = "TICKCORE_BACKLOG", default_value_t = 4096)]
     pub backlog: i32,

@@ -19,22 +19,30 @@ const SEGMENT_NS: i64 = 50_000_000;
 
 /// Runs the writers and returns the trace and the (tag, time, first value) of every 204.
 fn recorded_run(dir: &std::path::Path, requests: usize) -> (Vec<Event>, Vec<(String, i64, f64)>) {
+    recorded_run_with(dir, requests, &[]).0
+}
+
+/// As [`recorded_run`], with more engine flags; also returns how many dirty segments checkpoints carried.
+#[allow(clippy::type_complexity)]
+fn recorded_run_with(
+    dir: &std::path::Path,
+    requests: usize,
+    extra: &[&str],
+) -> ((Vec<Event>, Vec<(String, i64, f64)>), f64) {
     let data = dir.join("data");
     let trace = dir.join("trace");
-    let e = start(
-        &data,
-        "0",
-        &[
-            "--durability",
-            "sync",
-            "--segment",
-            "50ms",
-            "--checkpoint-interval",
-            "60ms",
-            "--trace-io",
-            trace.to_str().unwrap(),
-        ],
-    );
+    let mut flags = vec![
+        "--durability",
+        "sync",
+        "--segment",
+        "50ms",
+        "--checkpoint-interval",
+        "60ms",
+        "--trace-io",
+        trace.to_str().unwrap(),
+    ];
+    flags.extend_from_slice(extra);
+    let e = start(&data, "0", &flags);
     let base = now_ns() - 3_600_000_000_000;
     // Let the first spare log be zeroed, so checkpoints recycle logs (renames) during the run.
     std::thread::sleep(Duration::from_millis(800));
@@ -74,13 +82,19 @@ fn recorded_run(dir: &std::path::Path, requests: usize) -> (Vec<Event>, Vec<(Str
         .into_iter()
         .flat_map(|w| w.join().unwrap())
         .collect();
-    // Kill while the last checkpoint may still be running.
-    std::thread::sleep(Duration::from_millis(30));
+    // Kill while the last checkpoint may still be running (with more flags, after a few more checkpoints:
+    // carrying ones write two files each).
+    std::thread::sleep(Duration::from_millis(if extra.is_empty() {
+        30
+    } else {
+        400
+    }));
     let e = std::sync::Arc::into_inner(e).expect("writers are done");
+    let carried = metric_sum(&e, "tickcore_checkpoint_carried_total", "");
     e.kill9();
     let mut name = trace.into_os_string();
     name.push(".c0");
-    (iotrace::read(name.as_ref()).unwrap(), acked)
+    ((iotrace::read(name.as_ref()).unwrap(), acked), carried)
 }
 
 /// The directories `prepare` creates before a core starts.
@@ -93,6 +107,17 @@ fn base_image() -> Image {
 
 #[test]
 fn every_crash_point_of_a_recorded_run_recovers_every_acknowledged_record() {
+    every_crash_point_recovers(&[]);
+}
+
+/// Checkpoints that write two tag files each and carry the records of the rest into the new generation:
+/// every crash point still recovers every acknowledged record.
+#[test]
+fn every_crash_point_recovers_when_checkpoints_carry_records_forward() {
+    every_crash_point_recovers(&["--checkpoint-budget", "0s", "--checkpoint-chunk-files", "2"]);
+}
+
+fn every_crash_point_recovers(extra: &[&str]) {
     let requests: usize = std::env::var("POWERLOSS_REQUESTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -102,7 +127,13 @@ fn every_crash_point_of_a_recorded_run_recovers_every_acknowledged_record() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1999);
     let d = tempfile::tempdir().unwrap();
-    let (events, client_acked) = recorded_run(d.path(), requests);
+    let ((events, client_acked), carried) = recorded_run_with(d.path(), requests, extra);
+    if !extra.is_empty() {
+        assert!(
+            carried >= 5.0,
+            "checkpoints carried {carried} segments: too few to test it"
+        );
+    }
     let base = base_image();
     let model = Model::new(&base, &events, SEGMENT_NS).unwrap();
 

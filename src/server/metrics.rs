@@ -35,6 +35,7 @@ pub struct Snapshot {
     pub commit: Hist,
     pub checkpoints: u64,
     pub checkpoint_failures: u64,
+    pub checkpoint_carried: u64,
     pub pending_records: u64,
     pub shed: u64,
     pub pending_refused: u64,
@@ -130,7 +131,7 @@ pub fn render(cores: &[Snapshot]) -> String {
             &s.service,
         );
     }
-    let counters: [(&str, &str, fn(&Snapshot) -> u64); 10] = [
+    let counters: [(&str, &str, fn(&Snapshot) -> u64); 11] = [
         (
             "tickcore_records_deduplicated_total",
             "Records not stored again because they repeat a stored or in-flight one (retries).",
@@ -180,6 +181,13 @@ pub fn render(cores: &[Snapshot]) -> String {
             "tickcore_checkpoint_failures_total",
             "Checkpoints that failed on an I/O error (retried; the log keeps their records meanwhile).",
             |s| s.checkpoint_failures,
+        ),
+        (
+            "tickcore_checkpoint_carried_total",
+            "Dirty tag files a checkpoint left for a later one when its --checkpoint-budget was spent (their \
+             records were committed again into the new log generation). Rising every checkpoint: the disk \
+             creates or writes tag files slower than tags are written.",
+            |s| s.checkpoint_carried,
         ),
     ];
     per_core(&mut out, "counter", &counters, cores);

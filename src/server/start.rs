@@ -120,6 +120,7 @@ async fn open(s: &mut Start) -> Result<Rc<Core>, String> {
         max_pending_records: s.config.max_pending_records,
         max_pending_writes: s.config.max_pending_writes,
         max_log_bytes: s.config.max_log_mib << 20,
+        chunk_files: s.config.checkpoint_chunk_files as usize,
     })
     .await;
     let shard = match opened {
@@ -192,7 +193,8 @@ fn spawn_tasks(
                         .shard
                         .checkpoint_due(last.elapsed(), core.config.checkpoint_interval)
                     {
-                        if let Err(e) = core.shard.checkpoint().await {
+                        let budget = Some(core.config.checkpoint_budget);
+                        if let Err(e) = core.shard.checkpoint(budget).await {
                             eprintln!("core {}: checkpoint failed: {e}", core.id);
                         }
                         last = Instant::now();

@@ -34,6 +34,9 @@ pub struct Segment {
     pub mem: Vec<Record>,
     /// Next index to hand out; equals `committed()` except while a group commit is in flight.
     pub next_index: usize,
+    /// Checkpoints that carried this segment's records into a new log generation instead of writing them
+    /// (their budget was spent) since it was last written: raises its turn (`shard/checkpoint.rs`).
+    pub carried: u32,
     map: Option<Mmap>,
     order: Option<Order>,
     /// An out-of-order segment's records `0..covered` sorted by time (stable): `(covered, permutation)`.
@@ -54,6 +57,7 @@ impl Default for Segment {
             persisted: 0,
             mem: Vec::new(),
             next_index: 0,
+            carried: 0,
             map: None,
             order: None,
             perm: None,
@@ -143,6 +147,7 @@ impl Segment {
         );
         self.mem.drain(..count - self.persisted);
         self.persisted = count;
+        self.carried = 0;
         // Memory of records now in the file goes back (not kept as capacity for the next interval).
         if self.mem.is_empty() {
             self.mem = Vec::new();

@@ -8,7 +8,7 @@ use futures::channel::oneshot;
 use futures::FutureExt;
 use glommio::io::{DmaFile, OpenOptions};
 
-use super::{io_err, offload, Device, Io, Opened};
+use super::{io_err, offload, Append, Device, Io, Opened};
 use crate::store::layout::sync_dir;
 use crate::store::{StoreError, BLOCK};
 
@@ -75,20 +75,24 @@ impl Device for Dma {
     ) -> Io<'a> {
         Box::pin(Dma::write_all(file, path, offset, bytes, "writing"))
     }
-    fn append(&self, path: PathBuf, at: u64, bytes: Vec<u8>) -> Io<'static> {
+    fn append(&self, appends: Vec<Append>) -> Io<'static> {
         Box::pin(async move {
-            let p = path.clone();
-            offload(move || -> std::io::Result<()> {
+            offload(move || -> Result<(), StoreError> {
                 use std::os::unix::fs::FileExt;
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&p)?
-                    .write_all_at(&bytes, at)
+                for a in appends {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(&a.path)
+                        .and_then(|f| f.write_all_at(&a.bytes, a.at))
+                        .map_err(|e| {
+                            StoreError::from_io(&format!("appending to {}", a.path.display()), &e)
+                        })?;
+                }
+                Ok(())
             })
             .await
-            .map_err(|e| StoreError::from_io(&format!("appending to {}", path.display()), &e))
         })
     }
     fn syncfs(&self, root: PathBuf, _files: Vec<PathBuf>) -> Io<'static> {

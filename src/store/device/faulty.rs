@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use futures::future::LocalBoxFuture;
 use glommio::io::DmaFile;
 
-use super::{Device, Io, Opened};
+use super::{Append, Device, Io, Opened};
 use crate::store::StoreError;
 
 /// An operation a fault plan can name.
@@ -147,9 +147,9 @@ impl<D: Device> Device for Faulty<D> {
             }
         })
     }
-    fn append(&self, path: PathBuf, at: u64, bytes: Vec<u8>) -> Io<'static> {
-        let what = path.clone();
-        self.or_fail(Op::Sidecar, &what, || self.inner.append(path, at, bytes))
+    fn append(&self, appends: Vec<Append>) -> Io<'static> {
+        let what = appends.first().map(|a| a.path.clone()).unwrap_or_default();
+        self.or_fail(Op::Sidecar, &what, || self.inner.append(appends))
     }
     fn syncfs(&self, root: PathBuf, files: Vec<PathBuf>) -> Io<'static> {
         let what = root.clone();

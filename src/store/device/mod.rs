@@ -53,8 +53,9 @@ pub trait Device {
         offset: u64,
         bytes: &'a [u8],
     ) -> Io<'a>;
-    /// Bytes written at `at` of a small buffered file (a sidecar), created when missing; not synced.
-    fn append(&self, path: PathBuf, at: u64, bytes: Vec<u8>) -> Io<'static>;
+    /// Bytes written at `at` of small buffered files (sidecars), each created when missing, in order, on one
+    /// trip to a helper thread; not synced. Stops at the first failure (the ones before it are written).
+    fn append(&self, appends: Vec<Append>) -> Io<'static>;
     /// `syncfs` of the file system holding `root`, to make `files` (a checkpoint's tag files and sidecars)
     /// durable at once.
     fn syncfs(&self, root: PathBuf, files: Vec<PathBuf>) -> Io<'static>;
@@ -77,6 +78,13 @@ pub trait Device {
     fn remove(&self, path: PathBuf) -> LocalBoxFuture<'static, Result<bool, StoreError>>;
     /// Removes a directory if it is empty (never an error: another core may still have files in it).
     fn remove_empty_dir(&self, path: PathBuf) -> LocalBoxFuture<'static, ()>;
+}
+
+/// One [`Device::append`]: `bytes` at byte `at` of the file at `path`.
+pub struct Append {
+    pub path: PathBuf,
+    pub at: u64,
+    pub bytes: Vec<u8>,
 }
 
 /// A glommio error, with its context, as a request sees it (507 for a full disk).

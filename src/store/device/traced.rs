@@ -12,7 +12,7 @@ use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use glommio::io::DmaFile;
 
-use super::{Device, Io, Opened};
+use super::{Append, Device, Io, Opened};
 use crate::store::iotrace::{Event, Tracer};
 use crate::store::StoreError;
 
@@ -117,10 +117,15 @@ impl Device for Traced {
             vec![Event::Wrote(id)],
         )
     }
-    fn append(&self, path: PathBuf, at: u64, bytes: Vec<u8>) -> Io<'static> {
-        self.t.record(Event::Create(self.t.rel(&path)));
-        let id = self.issue_write(&path, at, false, &bytes);
-        self.then(self.inner.append(path, at, bytes), vec![Event::Wrote(id)])
+    fn append(&self, appends: Vec<Append>) -> Io<'static> {
+        let mut done = Vec::with_capacity(appends.len());
+        for a in &appends {
+            self.t.record(Event::Create(self.t.rel(&a.path)));
+            done.push(Event::Wrote(
+                self.issue_write(&a.path, a.at, false, &a.bytes),
+            ));
+        }
+        self.then(self.inner.append(appends), done)
     }
     fn syncfs(&self, root: PathBuf, files: Vec<PathBuf>) -> Io<'static> {
         let mut done = Vec::with_capacity(files.len());

@@ -10,12 +10,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::channel::oneshot;
+use futures::StreamExt;
 use glommio::io::DmaFile;
 
 use super::commit::Cmd;
-use super::{Shard, CHECKPOINT_CHUNK_FILES, CHECKPOINT_FILES_IN_FLIGHT, WAL_CHECKPOINT_BYTES};
+use super::{Shard, CARRY_COMMIT_BYTES, CHECKPOINT_FILES_IN_FLIGHT, WAL_CHECKPOINT_BYTES};
 use crate::record::{Record, RECORD_BYTES};
-use crate::store::device::{io_err, offload};
+use crate::store::device::{io_err, offload, Append};
 use crate::store::{align_down, sidecar, tagfile, wal, StoreError};
 
 /// One dirty segment, as it stood when the checkpoint began: its records `first_new..end` go to its tag file.
@@ -36,6 +37,8 @@ struct Image<'p> {
     plan: &'p Plan,
     file: Option<DmaFile>,
     records: Vec<Record>,
+    /// Once written: the checksum entries of the blocks written, for the sidecar.
+    sums: Vec<u8>,
 }
 
 /// Returns the free pages of the heap to the system. The records a checkpoint moved into tag files were
@@ -89,10 +92,17 @@ fn stopped() -> StoreError {
 }
 
 impl Shard {
-    /// Moves every committed record into the tag files and starts a new log generation.
-    pub async fn checkpoint(&self) -> Result<usize, StoreError> {
+    /// Moves committed records into the tag files and starts a new log generation. With a `budget`, tag
+    /// files are written (the segments with the most records waiting first) until it is spent, at least one
+    /// chunk of them, and the records of the rest are carried: committed again into the new generation, so
+    /// the old ones can still be retired (a checkpoint's time no longer grows with the tags touched). Without
+    /// one (shutdown), every dirty segment is written.
+    pub async fn checkpoint(&self, budget: Option<Duration>) -> Result<usize, StoreError> {
         let began = std::time::Instant::now();
-        let files = match self.checkpoint_steps().await {
+        let files = match self
+            .checkpoint_steps(began + budget.unwrap_or(Duration::MAX / 4))
+            .await
+        {
             Ok(files) => files,
             Err(e) => {
                 self.io_stats.borrow_mut().checkpoint_failures_total += 1;
@@ -106,25 +116,45 @@ impl Shard {
         Ok(files)
     }
 
-    async fn checkpoint_steps(&self) -> Result<usize, StoreError> {
+    async fn checkpoint_steps(&self, deadline: std::time::Instant) -> Result<usize, StoreError> {
         self.rotate_and_seal().await?;
         let plans = self.plan();
-        let dirs = self.make_dirs(&plans).await?;
         // A chunk of files at a time: memory and open files stay bounded by the chunk, not by the tags.
-        for chunk in plans.chunks(CHECKPOINT_CHUNK_FILES) {
+        let mut written = 0;
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for chunk in plans.chunks(self.chunk_files) {
+            if written > 0 && std::time::Instant::now() >= deadline {
+                break;
+            }
+            for d in self.make_dirs(chunk).await? {
+                if !dirs.contains(&d) {
+                    dirs.push(d);
+                }
+            }
             let mut images = self.log_pre_images(chunk).await?;
             self.write_tag_files(&mut images).await?;
+            written += chunk.len();
         }
+        let (done, rest) = plans.split_at(written);
+        self.carry(rest).await?;
+        self.io_stats.borrow_mut().checkpoint_carried_total += rest.len() as u64;
         self.sync_written(dirs).await?;
-        // The records are in the tag files: drop them from memory and the old generations from the log.
+        // The records are in the tag files or carried: drop the written ones from memory and the old
+        // generations from the log.
         {
             let mut tags = self.tags.borrow_mut();
-            for p in &plans {
+            for p in done {
                 if let Some(s) = tags.get_mut(&p.tag).and_then(|t| t.segs.get_mut(&p.seg)) {
                     s.persisted_up_to(p.end);
                 }
             }
+            for p in rest {
+                if let Some(s) = tags.get_mut(&p.tag).and_then(|t| t.segs.get_mut(&p.seg)) {
+                    s.carried = s.carried.saturating_add(1);
+                }
+            }
         }
+        self.log_base.set(self.log.bytes());
         let olds = std::mem::take(&mut *self.old_logs.borrow_mut());
         for (n, old) in olds.iter().enumerate() {
             if let Err(e) = self.log.retire(old.clone()).await {
@@ -132,7 +162,7 @@ impl Shard {
                 return Err(e);
             }
         }
-        Ok(plans.len())
+        Ok(done.len())
     }
 
     /// Step 1: a fresh generation; every commit from here on goes there. A generation whose batches failed
@@ -175,22 +205,73 @@ impl Shard {
         Ok(())
     }
 
-    /// Step 2: the dirty segments and how far each goes.
+    /// Step 2: the dirty segments and how far each goes, those with the most records waiting first (counting
+    /// each checkpoint that carried them as once more): a budget then writes those and carries the least.
     fn plan(&self) -> Vec<Plan> {
         let tags = self.tags.borrow();
         let mut plans = Vec::new();
         for (tag, t) in tags.iter() {
             for (&seg, s) in t.segs.iter().filter(|(_, s)| !s.mem.is_empty()) {
-                plans.push(Plan {
-                    tag: tag.clone(),
-                    seg,
-                    first: align_down(s.persisted * RECORD_BYTES) / RECORD_BYTES,
-                    first_new: s.persisted,
-                    end: s.committed(),
-                });
+                let weight = s.mem.len() as u64 * (1 + u64::from(s.carried));
+                plans.push((
+                    weight,
+                    Plan {
+                        tag: tag.clone(),
+                        seg,
+                        first: align_down(s.persisted * RECORD_BYTES) / RECORD_BYTES,
+                        first_new: s.persisted,
+                        end: s.committed(),
+                    },
+                ));
             }
         }
-        plans
+        plans.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        plans.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Step 3b: the records of the segments the budget left unwritten (`first_new..end`), committed again
+    /// into the live generation (in bounded commits), so the generations being retired hold nothing that is
+    /// only there. A retry does not carry the same records twice into one generation.
+    async fn carry(&self, rest: &[Plan]) -> Result<(), StoreError> {
+        let mut payload = Vec::new();
+        let mut logging = Vec::new();
+        for (n, p) in rest.iter().enumerate() {
+            let key = (p.tag.clone(), p.seg, p.end);
+            if !self.carried.borrow().contains(&key) {
+                let tags = self.tags.borrow();
+                let s = tags
+                    .get(&p.tag)
+                    .and_then(|t| t.segs.get(&p.seg))
+                    .expect("BUG: a planned segment vanished during its checkpoint");
+                assert_eq!(
+                    s.persisted, p.first_new,
+                    "BUG: {} persisted while carried",
+                    p.tag
+                );
+                for (k, r) in s.mem[..p.end - p.first_new].iter().enumerate() {
+                    wal::put_record(&mut payload, &p.tag, (p.first_new + k) as u64, r);
+                }
+                logging.push(key);
+            }
+            if payload.len() >= CARRY_COMMIT_BYTES || (n + 1 == rest.len() && !payload.is_empty()) {
+                self.commit_checkpoint_payload(std::mem::take(&mut payload))
+                    .await?;
+                self.carried.borrow_mut().extend(logging.drain(..));
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits a checkpoint's own payload (pre-images, lengths, carried records) into the live generation.
+    async fn commit_checkpoint_payload(&self, payload: Vec<u8>) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        match self
+            .queue
+            .unbounded_send(Cmd::Checkpoint { payload, done: tx })
+        {
+            Ok(()) => rx.await.map_err(|_| stopped()).and_then(|r| r),
+            Err(_) => Err(stopped()),
+        }
     }
 
     /// Step 3 (per chunk): reads the records already in each partial last block (its pre-image) back with
@@ -200,16 +281,20 @@ impl Shard {
     async fn log_pre_images<'p>(&self, chunk: &'p [Plan]) -> Result<Vec<Image<'p>>, StoreError> {
         let mut images: Vec<Image<'p>> = Vec::with_capacity(chunk.len());
         let mut pre = Vec::new();
-        for batch in chunk.chunks(CHECKPOINT_FILES_IN_FLIGHT) {
-            let reads = batch.iter().map(|p| self.read_pre_image(p));
-            let read = futures::future::join_all(reads).await;
+        // A sliding window of reads (not batches that wait for their slowest).
+        let read: Vec<_> = futures::stream::iter(chunk.iter().map(|p| self.read_pre_image(p)))
+            .buffered(CHECKPOINT_FILES_IN_FLIGHT)
+            .collect()
+            .await;
+        {
             let mut failed = None;
-            for (p, r) in batch.iter().zip(read) {
+            for (p, r) in chunk.iter().zip(read) {
                 match r {
                     Ok((file, records)) => images.push(Image {
                         plan: p,
                         file,
                         records,
+                        sums: Vec::new(),
                     }),
                     Err(e) => failed = failed.or(Some(e)),
                 }
@@ -249,16 +334,7 @@ impl Shard {
         if pre.is_empty() {
             return Ok(images);
         }
-        let (tx, rx) = oneshot::channel();
-        let sent = self.queue.unbounded_send(Cmd::Checkpoint {
-            payload: pre,
-            done: tx,
-        });
-        let r = match sent {
-            Ok(()) => rx.await.map_err(|_| stopped()).and_then(|r| r),
-            Err(_) => Err(stopped()),
-        };
-        if let Err(e) = r {
+        if let Err(e) = self.commit_checkpoint_payload(pre).await {
             close_all(&mut images).await;
             return Err(e);
         }
@@ -286,23 +362,28 @@ impl Shard {
         Ok(dirs)
     }
 
-    /// Step 4 (per chunk): writes the tag files (`O_DIRECT`), a batch at a time, and appends their
+    /// Step 4 (per chunk): writes the tag files (`O_DIRECT`, a sliding window of them), then appends their
     /// sidecars, unsynced: [`Shard::sync_written`] makes them durable.
     async fn write_tag_files(&self, images: &mut [Image<'_>]) -> Result<(), StoreError> {
-        let mut failed = None;
-        for batch in images.chunks_mut(CHECKPOINT_FILES_IN_FLIGHT) {
-            let writes = batch.iter_mut().map(|i| self.write_tag_file(i));
-            for r in futures::future::join_all(writes).await {
-                if let Err(e) = r {
-                    failed = failed.or(Some(e));
+        let failed = std::cell::Cell::new(false);
+        let writes = images.iter_mut().map(|i| {
+            let failed = &failed;
+            async move {
+                if failed.get() {
+                    return Ok(()); // after a failure: issue no more, let those in flight finish
                 }
+                let r = self.write_tag_file(i).await;
+                failed.set(failed.get() || r.is_err());
+                r
             }
-            if failed.is_some() {
-                break;
-            }
-        }
+        });
+        let results: Vec<Result<(), StoreError>> = futures::stream::iter(writes)
+            .buffer_unordered(CHECKPOINT_FILES_IN_FLIGHT)
+            .collect()
+            .await;
         close_all(images).await;
-        failed.map_or(Ok(()), Err)
+        results.into_iter().collect::<Result<(), StoreError>>()?;
+        self.append_sums(images).await
     }
 
     /// Step 5: makes every tag file and sidecar of the checkpoint durable with one `syncfs` (not an
@@ -349,34 +430,57 @@ impl Shard {
             let _ = f.close().await;
         }
         image.records = Vec::new();
-        self.append_sums(&path, offset, &bytes, p.first_new > 0)
-            .await
+        image.sums = sidecar::entries(offset, &bytes);
+        Ok(())
     }
 
-    /// Appends the checksums of the blocks just written to the tag file's sidecar, unsynced:
-    /// [`Shard::sync_sums`] makes every tag file and sidecar of the checkpoint durable at once, before its log
-    /// can be retired (`sidecar.rs`).
-    async fn append_sums(
-        &self,
-        tag_file: &std::path::Path,
-        offset: usize,
-        image: &[u8],
-        old_file: bool,
-    ) -> Result<(), StoreError> {
-        let side = sidecar::path_for(tag_file);
-        let entries = sidecar::entries(offset, image);
-        let probe = side.clone();
-        let existing = offload(move || std::fs::metadata(&probe).ok().map(|m| m.len())).await;
+    /// Appends the checksums of the blocks just written to each tag file's sidecar, unsynced, in two trips
+    /// to the helper thread for the whole chunk (their lengths, then the appends):
+    /// [`Shard::sync_sums`] makes every tag file and sidecar of the checkpoint durable at once, before its
+    /// log can be retired (`sidecar.rs`).
+    async fn append_sums(&self, images: &mut [Image<'_>]) -> Result<(), StoreError> {
+        let written: Vec<(PathBuf, Vec<u8>, bool)> = images
+            .iter_mut()
+            .filter(|i| !i.sums.is_empty())
+            .map(|i| {
+                let p = i.plan;
+                let tag_file = self.layout.tag_file(p.seg, &p.tag);
+                (tag_file, std::mem::take(&mut i.sums), p.first_new > 0)
+            })
+            .collect();
+        let sides: Vec<PathBuf> = written
+            .iter()
+            .map(|(f, _, _)| sidecar::path_for(f))
+            .collect();
+        let probe = sides.clone();
+        let lengths: Vec<Option<u64>> = offload(move || {
+            probe
+                .iter()
+                .map(|side| std::fs::metadata(side).ok().map(|m| m.len()))
+                .collect()
+        })
+        .await;
         // After a whole number of entries: an append that failed part-way left a partial entry, which this
         // one overwrites (reading stops at the first broken entry, so one left in place would hide the rest).
         let whole = sidecar::ENTRY_BYTES as u64;
-        let at = existing.map_or(0, |n| n / whole * whole);
-        self.device.append(side.clone(), at, entries).await?;
-        // A sidecar new beside an existing tag file: its directory is not among the new ones synced.
-        let mut unsynced = self.unsynced.borrow_mut();
-        unsynced.push((tag_file.to_path_buf(), false));
-        unsynced.push((side, old_file && existing.is_none()));
-        Ok(())
+        let mut appends = Vec::with_capacity(written.len());
+        let mut unsynced = Vec::with_capacity(2 * written.len());
+        for ((side, (tag_file, sums, old_file)), existing) in
+            sides.into_iter().zip(written).zip(lengths)
+        {
+            appends.push(Append {
+                path: side.clone(),
+                at: existing.map_or(0, |n| n / whole * whole),
+                bytes: sums,
+            });
+            // A sidecar new beside an existing tag file: its directory is not among the new ones synced.
+            unsynced.push((tag_file, false));
+            unsynced.push((side, old_file && existing.is_none()));
+        }
+        // Listed before the appends: a failed one may have created some of them, which the retry (finding
+        // them) would no longer count as new.
+        self.unsynced.borrow_mut().extend(unsynced);
+        self.device.append(appends).await
     }
 
     /// Makes every tag file written and sidecar appended by this checkpoint durable with one `syncfs`
@@ -403,7 +507,8 @@ impl Shard {
         let bytes = self.log.bytes();
         // A failed checkpoint may leave generations held and the live one empty: still due.
         let held = !self.old_logs.borrow().is_empty();
-        bytes >= WAL_CHECKPOINT_BYTES
+        // What the last checkpoint carried or logged into this generation does not make the next one due.
+        bytes.saturating_sub(self.log_base.get()) >= WAL_CHECKPOINT_BYTES
             || (since_last >= interval && (bytes > 0 || held))
             || (self.log.broken() && since_last >= Duration::from_secs(1))
     }

@@ -79,6 +79,8 @@ impl Shard {
                         if rotated.is_ok() {
                             self.live_appends.set(0);
                             self.pre_logged.borrow_mut().clear();
+                            self.carried.borrow_mut().clear();
+                            self.log_base.set(0);
                         }
                         let _ = done.send(rotated);
                         permit = match slots.acquire_static_permit(1).await {

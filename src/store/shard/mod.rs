@@ -53,9 +53,8 @@ pub const WAL_CHECKPOINT_BYTES: u64 = 64 << 20;
 const COMMIT_BYTES_MAX: usize = 8 << 20;
 /// Tag files a checkpoint reads and writes at once.
 const CHECKPOINT_FILES_IN_FLIGHT: usize = 16;
-/// Tag files a checkpoint takes in one step (pre-images logged in one commit, then written): its memory and
-/// open files stay bounded by this, whatever the number of dirty tags.
-const CHECKPOINT_CHUNK_FILES: usize = 1024;
+/// Largest commit of records a checkpoint carries into the new generation.
+const CARRY_COMMIT_BYTES: usize = 4 << 20;
 /// Log commits on their way to stable storage at once.
 pub const COMMITS_IN_FLIGHT: usize = 4;
 
@@ -92,6 +91,8 @@ pub struct ShardOptions {
     pub max_pending_writes: usize,
     /// `--max-log-mib`: log bytes not yet retired (live and held generations), past which appends are shed.
     pub max_log_bytes: u64,
+    /// Tag files a checkpoint takes in one step (`--checkpoint-chunk-files`, 1024 by default).
+    pub chunk_files: usize,
 }
 
 /// What `/metrics` reports of a shard.
@@ -134,6 +135,9 @@ pub struct Shard {
     writes_refused: Cell<u64>,
     max_log_bytes: u64,
     log_refused: Cell<u64>,
+    /// Tag files a checkpoint takes in one step: its memory and open files stay bounded by this, whatever
+    /// the number of dirty tags.
+    chunk_files: usize,
     duplicates: Cell<u64>,
     /// Generations rotated away from whose records are not yet all in tag files (a checkpoint failed after
     /// rotating): retired by the next checkpoint that completes.
@@ -147,6 +151,12 @@ pub struct Shard {
     /// The (tag, segment, end) whose pre-image and length a checkpoint made durable in the live generation:
     /// a retry does not log them again (retries under a lasting fault would grow the log without bound).
     pre_logged: RefCell<hashbrown::HashSet<(String, i64, usize)>>,
+    /// The (tag, segment, end) whose records a checkpoint carried into the live generation (its budget
+    /// left their file unwritten): a retry does not carry them again.
+    carried: RefCell<hashbrown::HashSet<(String, i64, usize)>>,
+    /// The live generation's size when the last checkpoint ended (what it carried and logged into it): the
+    /// next one is due by size only for what commits add past it.
+    log_base: Cell<u64>,
 }
 
 impl Shard {
@@ -185,12 +195,15 @@ impl Shard {
             max_pending_writes: o.max_pending_writes,
             writes_refused: Cell::new(0),
             max_log_bytes: o.max_log_bytes,
+            chunk_files: o.chunk_files.max(1),
             log_refused: Cell::new(0),
             duplicates: Cell::new(0),
             old_logs: RefCell::default(),
             unsynced: RefCell::default(),
             live_appends: Cell::new(0),
             pre_logged: RefCell::default(),
+            carried: RefCell::default(),
+            log_base: Cell::new(0),
         });
         glommio::spawn_local(Rc::clone(&shard).commit_loop(rx)).detach();
         Ok(shard)
@@ -270,7 +283,7 @@ impl Shard {
     /// Final flush at shutdown: checkpoint everything, stop the commit loop and close the log (removing the
     /// live generation when every record is in the tag files).
     pub async fn close(&self) -> Result<(), StoreError> {
-        self.checkpoint().await?;
+        self.checkpoint(None).await?;
         let (tx, rx) = oneshot::channel();
         if self.queue.unbounded_send(Cmd::Close(tx)).is_ok() {
             let _ = rx.await;

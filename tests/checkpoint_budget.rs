@@ -1,0 +1,98 @@
+//! A checkpoint's budget (`--checkpoint-budget`): past it, the records of the tag files it did not write are
+//! carried into the new log generation. Nothing acknowledged may be lost across `kill -9` or a clean stop
+//! while tag files wait their turn, the unwritten files are written by later checkpoints, and the log
+//! shrinks back once they are.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+const TAGS: usize = 600;
+
+fn tag_files(dir: &std::path::Path) -> usize {
+    walk(&dir.join("seg"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rec"))
+        .count()
+}
+
+/// Writes round `r`: one record for every tag, 100 tags per POST.
+fn write_round(e: &Engine, base: i64, r: usize) {
+    for chunk in (0..TAGS).collect::<Vec<_>>().chunks(100) {
+        let body: Vec<String> = chunk
+            .iter()
+            .map(|&k| {
+                msg(
+                    &format!("b{k}"),
+                    base + r as i64 * 1_000_000,
+                    (r * 10_000 + k) as f64,
+                )
+            })
+            .collect();
+        assert_eq!(e.post(&body.join("\n")).status, 204);
+    }
+}
+
+fn check_all(e: &Engine, base: i64, rounds: usize) {
+    for k in 0..TAGS {
+        let got = e.export(&format!("b{k}"));
+        let want: Vec<(i64, f64)> = (0..rounds)
+            .map(|r| (base + r as i64 * 1_000_000, (r * 10_000 + k) as f64))
+            .collect();
+        let got: Vec<(i64, f64)> = got.iter().map(|(t, v)| (*t, v[0])).collect();
+        assert_eq!(got, want, "tag b{k}");
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "waited {secs} s for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn carried_records_survive_kill9_and_reach_their_files_later() {
+    let d = tempfile::tempdir().unwrap();
+    let flags = [
+        "--checkpoint-budget",
+        "0s",
+        "--checkpoint-chunk-files",
+        "50",
+        "--checkpoint-interval",
+        "100ms",
+    ];
+    let e = start(d.path(), "0", &flags);
+    let base = now_ns() - 3_600_000_000_000;
+    write_round(&e, base, 0);
+    // One chunk of 50 files per checkpoint: the first checkpoints carry most of the 600.
+    wait_for("a carrying checkpoint", 30, || {
+        metric_sum(&e, "tickcore_checkpoint_carried_total", "") >= 1.0
+    });
+    write_round(&e, base, 1);
+    let files = tag_files(d.path());
+    assert!(files < TAGS, "{files} tag files: nothing left to carry");
+    check_all(&e, base, 2);
+    e.kill9();
+
+    // Recovery writes what the logs held; every acknowledged record is there.
+    let e = start(d.path(), "0", &flags);
+    check_all(&e, base, 2);
+    write_round(&e, base, 2);
+    // Later checkpoints write the rest, 50 at a time, and the log gives back what it carried.
+    wait_for("every tag file", 60, || tag_files(d.path()) == TAGS);
+    wait_for("the log to empty", 60, || {
+        metric_sum(&e, "tickcore_log_bytes", "") <= 64.0 * 1024.0
+    });
+    check_all(&e, base, 3);
+    assert_eq!(e.terminate(), 0);
+
+    // A clean stop writes every file (no budget at shutdown); a restart serves the same.
+    let e = start(d.path(), "0", &flags);
+    check_all(&e, base, 3);
+    assert_eq!(e.terminate(), 0);
+    let (code, out) = verify_dir(d.path());
+    assert_eq!(code, 0, "{out}");
+}
