@@ -62,9 +62,10 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     /// How long a checkpoint writes tag files (the segments with the most records waiting first, at least
     /// 1024 files) before it carries the records of the rest into the new log generation, for a later
-    /// checkpoint: its time stays bounded however many tags were written. Shutdown writes everything.
-    #[arg(long, env = "TICKCORE_CHECKPOINT_BUDGET", default_value = "5s", value_parser = parse_duration)]
-    pub checkpoint_budget: Duration,
+    /// checkpoint: its time stays bounded however many tags were written, at the cost of memory and log
+    /// (docs/operations.md). Unset: every checkpoint writes every dirty file. Shutdown writes everything.
+    #[arg(long, env = "TICKCORE_CHECKPOINT_BUDGET", value_parser = parse_duration)]
+    pub checkpoint_budget: Option<Duration>,
     /// Testing aid: tag files a checkpoint takes in one step (pre-images logged in one commit, then
     /// written); the budget is checked between steps. Small values let tests carry with few tags.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536), hide = true)]
