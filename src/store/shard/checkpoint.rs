@@ -87,6 +87,20 @@ async fn read_records(
     Ok(records)
 }
 
+/// A plan's segment, which no one but this checkpoint moves past the records it planned.
+fn planned<'t>(tags: &'t super::Tags, p: &Plan) -> &'t crate::store::segment::Segment {
+    let s = tags
+        .get(&p.tag)
+        .and_then(|t| t.segs.get(&p.seg))
+        .expect("BUG: a planned segment vanished during its checkpoint");
+    assert_eq!(
+        s.persisted, p.first_new,
+        "BUG: {} persisted during its checkpoint",
+        p.tag
+    );
+    s
+}
+
 fn stopped() -> StoreError {
     StoreError::Unavailable("commit loop stopped".into())
 }
@@ -239,15 +253,7 @@ impl Shard {
             let key = (p.tag.clone(), p.seg, p.end);
             if !self.carried.borrow().contains(&key) {
                 let tags = self.tags.borrow();
-                let s = tags
-                    .get(&p.tag)
-                    .and_then(|t| t.segs.get(&p.seg))
-                    .expect("BUG: a planned segment vanished during its checkpoint");
-                assert_eq!(
-                    s.persisted, p.first_new,
-                    "BUG: {} persisted while carried",
-                    p.tag
-                );
+                let s = planned(&tags, p);
                 for (k, r) in s.mem[..p.end - p.first_new].iter().enumerate() {
                     wal::put_record(&mut payload, &p.tag, (p.first_new + k) as u64, r);
                 }
@@ -317,15 +323,7 @@ impl Shard {
                 logging.push(key);
             }
             // The new records: still in memory (only this checkpoint drains it, at its end).
-            let s = tags
-                .get(&p.tag)
-                .and_then(|t| t.segs.get(&p.seg))
-                .expect("BUG: a planned segment vanished during its checkpoint");
-            assert_eq!(
-                s.persisted, p.first_new,
-                "BUG: {} persisted during a checkpoint",
-                p.tag
-            );
+            let s = planned(&tags, p);
             image
                 .records
                 .extend_from_slice(&s.mem[..p.end - p.first_new]);
