@@ -3,7 +3,7 @@
 #   1. loadgen (CPU 0) against the nginx no-op (CPU 1), offered CEILING_RATE msg/s open loop: what one client
 #      core sends and gets answered (the ceiling);
 #   2. tickcore --cpus 1 --durability sync (CPU 1, fresh data directory each time), offered a rising ladder of
-#      fractions of that ceiling (FRACTIONS, default 0.06 0.09 0.12 0.18 0.25 0.35 0.5 0.7) until one fails to
+#      fractions of that ceiling (FRACTIONS, default 0.02 0.04 0.06 ... 0.5 0.7) until one fails to
 #      hold: every message acknowledged (all but the last partial batch), 0 errors, write p99 <= 50 ms from the planned send. (Rising, because
 #      loadgen is open loop: a rung past the engine's rate lasts until its backlog is sent.)
 #   benches/bulk_ndjson.sh [SECS]        e.g. benches/bulk_ndjson.sh 10
@@ -12,7 +12,7 @@
 set -euo pipefail
 secs=${1:-10}
 ceiling_rate=${CEILING_RATE:-2500000}
-fractions=${FRACTIONS:-0.06 0.09 0.12 0.18 0.25 0.35 0.5 0.7}
+fractions=${FRACTIONS:-0.02 0.04 0.06 0.09 0.12 0.18 0.25 0.35 0.5 0.7}
 here=$(cd "$(dirname "$0")" && pwd); root=$(dirname "$here")
 peers=$root/../shared/peers
 if ! command -v nginx >/dev/null; then bash "$peers/install.sh" >/dev/null; fi

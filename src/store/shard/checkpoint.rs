@@ -114,7 +114,7 @@ impl Shard {
     pub async fn checkpoint(&self, budget: Option<Duration>) -> Result<usize, StoreError> {
         let began = std::time::Instant::now();
         let files = match self
-            .checkpoint_steps(began + budget.unwrap_or(Duration::MAX / 4))
+            .checkpoint_steps(budget.and_then(|b| began.checked_add(b)))
             .await
         {
             Ok(files) => files,
@@ -130,14 +130,17 @@ impl Shard {
         Ok(files)
     }
 
-    async fn checkpoint_steps(&self, deadline: std::time::Instant) -> Result<usize, StoreError> {
+    async fn checkpoint_steps(
+        &self,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<usize, StoreError> {
         self.rotate_and_seal().await?;
         let plans = self.plan();
         // A chunk of files at a time: memory and open files stay bounded by the chunk, not by the tags.
         let mut written = 0;
         let mut dirs: Vec<PathBuf> = Vec::new();
         for chunk in plans.chunks(self.chunk_files) {
-            if written > 0 && std::time::Instant::now() >= deadline {
+            if written > 0 && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 break;
             }
             for d in self.make_dirs(chunk).await? {
