@@ -284,7 +284,7 @@ impl Shard {
     }
 
     /// Step 3 (per chunk): reads the records already in each partial last block (its pre-image) back with
-    /// DMA reads through the file the write will use, a batch at a time, so the core never waits on page
+    /// DMA reads through the file the write will use, a window of them in flight, so the core never waits on page
     /// faults, and makes them durable in the new generation, with each file's length, before any of the
     /// chunk's tag files is rewritten.
     async fn log_pre_images<'p>(&self, chunk: &'p [Plan]) -> Result<Vec<Image<'p>>, StoreError> {
@@ -295,23 +295,21 @@ impl Shard {
             .buffered(CHECKPOINT_FILES_IN_FLIGHT)
             .collect()
             .await;
-        {
-            let mut failed = None;
-            for (p, r) in chunk.iter().zip(read) {
-                match r {
-                    Ok((file, records)) => images.push(Image {
-                        plan: p,
-                        file,
-                        records,
-                        sums: Vec::new(),
-                    }),
-                    Err(e) => failed = failed.or(Some(e)),
-                }
+        let mut failed = None;
+        for (p, r) in chunk.iter().zip(read) {
+            match r {
+                Ok((file, records)) => images.push(Image {
+                    plan: p,
+                    file,
+                    records,
+                    sums: Vec::new(),
+                }),
+                Err(e) => failed = failed.or(Some(e)),
             }
-            if let Some(e) = failed {
-                close_all(&mut images).await;
-                return Err(e);
-            }
+        }
+        if let Some(e) = failed {
+            close_all(&mut images).await;
+            return Err(e);
         }
         let tags = self.tags.borrow();
         let mut logging = Vec::new();
