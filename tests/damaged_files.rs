@@ -1,9 +1,10 @@
 //! Damaged files: a log whose last block is truncated or overwritten at every offset keeps exactly the
 //! commits before the damage (and the damaged commit only if its header and payload survived), with the
-//! offset reported; a tag file damaged at every offset of its last block is found, and the engine refuses to
-//! start on it naming the file and offset (never serving wrong records: a wrong time by its range, a wrong
-//! value by the block checksum in the sidecar), serves the rest once it is moved aside; a zero-length or
-//! missing tag file whose sidecar names synced blocks is refused the same way.
+//! offset reported; a tag file damaged at every offset of its last block is found. The engine starts from
+//! its manifests without opening tag files, and a damaged file is found on its tag's first use: every query,
+//! export and write of that tag answers 500 naming the file and offset (never serving wrong records: a wrong
+//! time by its range, a wrong value by the block checksum in the sidecar), while the other tags are served;
+//! a zero-length or missing tag file the manifest and sidecar name is reported the same way.
 mod common;
 use common::*;
 
@@ -115,8 +116,32 @@ fn a_tag_file_damaged_at_every_offset_of_its_last_block_is_found() {
     }
 }
 
+/// What every use of a damaged tag answers: 500 naming the file and offset, the same for a query, an
+/// export and a write, while the other tags are read and written.
+fn assert_tag_refused(e: &Engine, tag: &str, t: i64, wants: &[&str]) {
+    let api = e.get(&format!(
+        "/api?tag={tag}&start={}&end={}",
+        t - 1_000_000_000,
+        t + 1_000_000_000
+    ));
+    let export = e.get(&format!(
+        "/export?tag={tag}&start={}&end={}",
+        i64::MIN,
+        i64::MAX
+    ));
+    let write = e.post(&msg(tag, t + 1000, 5.0));
+    for (what, r) in [("api", api), ("export", export), ("write", write)] {
+        assert_eq!(r.status, 500, "{tag} {what}: {}", r.text());
+        let reason = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(reason.contains("corruption"), "{what}: {reason}");
+        for w in wants {
+            assert!(reason.contains(w), "{tag} {what}: no {w:?} in {reason}");
+        }
+    }
+}
+
 #[test]
-fn the_engine_refuses_a_damaged_tag_file_and_serves_the_rest_once_it_is_moved_aside() {
+fn a_damaged_tag_file_is_reported_on_first_use_and_the_rest_is_served() {
     let d = tempfile::tempdir().unwrap();
     let base = now_ns() - 60_000_000_000;
     let e = start(d.path(), "0", &[]);
@@ -136,8 +161,20 @@ fn the_engine_refuses_a_damaged_tag_file_and_serves_the_rest_once_it_is_moved_as
             .unwrap()
             .clone()
     };
-    // A zero-length file and a missing one: their sidecars hold checksums of blocks a checkpoint synced, so
-    // acknowledged records were there: refused, naming the file (restored after each check).
+    let manifests = |dir: &Path| -> Vec<std::path::PathBuf> {
+        walk(dir)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "manifest"))
+            .collect()
+    };
+    assert_eq!(
+        manifests(d.path()).len(),
+        1,
+        "a clean stop leaves the segment's manifest"
+    );
+    let mut good = 30;
+    // A zero-length file and a missing one: the manifest (and the sidecar) say a checkpoint synced records
+    // there. The start does not open tag files; the tag's first use finds it and names the file.
     for (tag, is) in [("empty", "0 bytes long"), ("gone", "missing")] {
         let path = file_of(tag);
         let saved = std::fs::read(&path).unwrap();
@@ -145,15 +182,25 @@ fn the_engine_refuses_a_damaged_tag_file_and_serves_the_rest_once_it_is_moved_as
             "empty" => std::fs::write(&path, b"").unwrap(),
             _ => std::fs::remove_file(&path).unwrap(),
         }
-        let err = try_start(d.path(), "0", &[])
-            .err()
-            .expect("started on a lost file");
-        assert!(err.contains("corruption"), "{err}");
-        assert!(
-            err.contains(&format!("{} at offset 0", path.display())),
-            "{err}"
+        let e = start(d.path(), "0", &[]);
+        assert_tag_refused(
+            &e,
+            tag,
+            base,
+            &[&format!("{} at offset 0", path.display()), is],
         );
-        assert!(err.contains(is) && err.contains("block 0"), "{err}");
+        assert_eq!(e.export("good").len(), good, "the rest is served");
+        assert_eq!(
+            e.post(&msg("good", base + 1000 + good as i64, 1.0)).status,
+            204
+        );
+        good += 1;
+        assert_eq!(e.export("good").len(), good);
+        assert_eq!(
+            e.terminate(),
+            0,
+            "a damaged tag does not fail the checkpoint"
+        );
         let (code, text) = verify_dir(d.path());
         assert_eq!(code, 1, "{text}");
         assert!(
@@ -169,43 +216,51 @@ fn the_engine_refuses_a_damaged_tag_file_and_serves_the_rest_once_it_is_moved_as
     let at = 17 * RECORD_BYTES;
     bytes[at..at + 8].copy_from_slice(&7i64.to_le_bytes());
     std::fs::write(&bad, &bytes).unwrap();
-    let err = try_start(d.path(), "0", &[])
-        .err()
-        .expect("started on a damaged file");
-    assert!(err.contains("corruption"), "{err}");
-    assert!(
-        err.contains(&format!("{} at offset {at}", bad.display())),
-        "{err}"
+    let e = start(d.path(), "0", &[]);
+    assert_tag_refused(
+        &e,
+        "bad",
+        base,
+        &[&format!("{} at offset {at}", bad.display()), "--verify"],
     );
-    assert!(err.contains("--verify"), "{err}");
+    assert_eq!(e.export("empty").len(), 30);
+    assert_eq!(e.terminate(), 0);
     // A plausible but wrong value (one bit of a float): only the block's checksum in the sidecar sees it.
     let mut bytes = clean.clone();
     bytes[at + 8 + 3] ^= 0x01;
     std::fs::write(&bad, &bytes).unwrap();
-    let err = try_start(d.path(), "0", &[])
-        .err()
-        .expect("started on a flipped bit");
-    assert!(
-        err.contains("corruption") && err.contains("checksum"),
-        "{err}"
+    let e = start(d.path(), "0", &["--reads", "dma"]);
+    assert_tag_refused(
+        &e,
+        "bad",
+        base,
+        &[&format!("{} at offset 0", bad.display()), "checksum"],
     );
-    assert!(
-        err.contains(&format!("{} at offset 0", bad.display())),
-        "{err}"
-    );
+    assert_eq!(e.export("gone").len(), 30);
+    assert_eq!(e.terminate(), 0);
 
+    // Moved aside with its sidecar, and the manifest removed as the report says: the directory is read
+    // at the next start, and the tag is served anew.
     std::fs::rename(&bad, d.path().join("bad.rec.damaged")).unwrap();
     let side = bad.with_extension("crc");
-    let err = try_start(d.path(), "0", &[])
-        .err()
-        .expect("started without the file");
-    assert!(err.contains("missing") && err.contains("sidecar"), "{err}");
+    for m in manifests(d.path()) {
+        std::fs::remove_file(m).unwrap();
+    }
+    // The sidecar alone: the directory read finds its file lost, and serves the other tags.
+    let e = start(d.path(), "0", &[]);
+    assert_tag_refused(&e, "bad", base, &["missing", "sidecar"]);
+    assert_eq!(e.export("good").len(), good);
+    assert_eq!(e.terminate(), 0);
+    assert!(
+        manifests(d.path()).is_empty(),
+        "a directory with a lost file gets no manifest"
+    );
     std::fs::rename(&side, d.path().join("bad.crc.damaged")).unwrap();
     let e = start(d.path(), "0", &[]);
-    let good = e.export("good");
-    assert_eq!(good.len(), 30);
+    let g = e.export("good");
+    assert_eq!(g.len(), good);
     assert_eq!(
-        good[29],
+        g[29],
         (
             base + 29,
             (0..10).map(|i| 29.0 + i as f64).collect::<Vec<_>>()
@@ -217,6 +272,13 @@ fn the_engine_refuses_a_damaged_tag_file_and_serves_the_rest_once_it_is_moved_as
     assert_eq!(e.post(&msg("bad", base + 100, 1.0)).status, 204);
     assert_eq!(e.export("bad").len(), 1);
     assert_eq!(e.terminate(), 0);
+    assert_eq!(
+        manifests(d.path()).len(),
+        1,
+        "the directory has its manifest again"
+    );
+    let (code, text) = verify_dir(d.path());
+    assert_eq!(code, 0, "{text}");
 }
 
 /// Renames cut half-way, on a real disk. The engine renames three things: `FORMAT.tmp` to `FORMAT` when it

@@ -230,6 +230,12 @@ fn a_failed_sidecar_append_or_syncfs_is_retried_without_loss() {
     checkpoint_fault("EIO syncfs", true);
 }
 
+/// A manifest names the checkpointed counts: until it is durable under its name, the log is kept.
+#[test]
+fn a_failed_manifest_write_or_rename_is_retried_without_loss() {
+    checkpoint_fault("EIO manifest", true);
+}
+
 #[test]
 fn a_failed_directory_step_is_retried_without_loss() {
     checkpoint_fault("EIO dirs", true);

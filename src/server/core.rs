@@ -87,18 +87,21 @@ impl Core {
     }
 
     /// `/api` on the owner. `Ok(None)`: unknown tag.
-    pub async fn api(&self, w: Window) -> Result<Option<Vec<u8>>, String> {
+    pub async fn api(&self, w: Window) -> Result<Option<Vec<u8>>, StoreError> {
         let k = self.owner(&w.tag);
         if k == self.id {
             return self.answer(&w).await;
         }
-        let senders = self.senders.as_ref().ok_or("no mesh")?;
+        let senders = self
+            .senders
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("no mesh".into()))?;
         let (tx, rx) = oneshot::channel();
         senders
             .send_to(k, Forward::Api(w, tx))
             .await
-            .map_err(|_| unavailable(k).to_string())?;
-        rx.await.unwrap_or_else(|_| Err(unavailable(k).to_string()))
+            .map_err(|_| unavailable(k))?;
+        rx.await.unwrap_or_else(|_| Err(unavailable(k)))
     }
 
     /// `/export` on the owner: a stream of NDJSON chunks.
@@ -123,13 +126,10 @@ impl Core {
     }
 
     /// The rendered `/api` answer of this core's shard.
-    async fn answer(&self, w: &Window) -> Result<Option<Vec<u8>>, String> {
+    async fn answer(&self, w: &Window) -> Result<Option<Vec<u8>>, StoreError> {
         let mut out = Vec::with_capacity(w.samples * 200 + 128);
-        let read = self.shard.read(w, Api { w, out: &mut out }).await;
-        match read {
-            Ok(found) => Ok(found.map(|()| out)),
-            Err(e) => Err(e.to_string()),
-        }
+        let found = self.shard.read(w, Api { w, out: &mut out }).await?;
+        Ok(found.map(|()| out))
     }
 
     pub(super) async fn serve_forward(self: Rc<Self>, msg: Forward) {

@@ -16,7 +16,7 @@ pub use crate::store::shard::read::ExportChunk;
 pub enum Forward {
     Save(Vec<Message>, oneshot::Sender<Result<(), StoreError>>),
     /// Answer: the JSON body, `None` for an unknown tag, or an I/O error text.
-    Api(Window, oneshot::Sender<Result<Option<Vec<u8>>, String>>),
+    Api(Window, oneshot::Sender<Result<Option<Vec<u8>>, StoreError>>),
     Export(Window, mpsc::Sender<ExportChunk>),
     /// A `/metrics` scrape asks each core for its counters.
     Metrics(oneshot::Sender<crate::server::metrics::Snapshot>),

@@ -17,11 +17,13 @@ use crate::server::{metrics, tokens};
 use crate::store::shard::read::ExportError;
 use crate::store::StoreError;
 
-/// The answer to a failed storage operation: 507 for a full disk, 503 otherwise, shed (with `Retry-After`)
+/// The answer to a failed storage operation: 507 for a full disk, 500 for a damaged tag file, 503
+/// otherwise, shed (with `Retry-After`)
 /// when the core is overloaded.
 pub fn store_failure(e: &StoreError) -> Answer {
     let status = match e {
         StoreError::NoSpace(_) => 507,
+        StoreError::Corrupt(_) => 500,
         StoreError::Io(_) | StoreError::Unavailable(_) | StoreError::Overloaded(_) => 503,
     };
     let a = Answer::error(status, &e.to_string(), None);
@@ -200,7 +202,7 @@ async fn api(core: &Core, query: &str) -> Answer {
     match core.api(w).await {
         Ok(Some(b)) => Answer::json(200, b),
         Ok(None) => Answer::error(404, &format!("tag {tag:?} has never been written"), None),
-        Err(e) => Answer::error(503, &e, None),
+        Err(e) => store_failure(&e),
     }
 }
 
@@ -223,7 +225,7 @@ async fn export(core: &Core, query: &str) -> Reply {
             ExportError::UnknownTag => {
                 Answer::error(404, &format!("tag {tag:?} has never been written"), None)
             }
-            ExportError::Failed(e) => Answer::error(503, &e.to_string(), None),
+            ExportError::Failed(e) => store_failure(&e),
         };
         return Reply::Answer(Answer {
             console: false,
@@ -312,6 +314,11 @@ mod tests {
             (StoreError::Io("EIO".into()), 503, false),
             (StoreError::Unavailable("core 1".into()), 503, false),
             (StoreError::Overloaded("core 1".into()), 503, true),
+            (
+                StoreError::Corrupt("corruption: a.rec at offset 0".into()),
+                500,
+                false,
+            ),
         ];
         for (e, status, shed) in cases {
             let a = store_failure(&e);

@@ -207,6 +207,10 @@ fn spawn_tasks(
         )
         .map_err(|e| format!("core {id}: starting the background task: {e}"))?
     };
+    // The loaded tag files' first-use checks, done ahead of use (`store/shard/check.rs`).
+    glommio::spawn_local_into(Rc::clone(&core.shard).verify_loaded(), background_tq)
+        .map_err(|e| format!("core {id}: starting the verification task: {e}"))?
+        .detach();
     if !s_config.report_interval.is_zero() {
         let core = Rc::clone(core);
         let every = s_config.report_interval;

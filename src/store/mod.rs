@@ -10,6 +10,7 @@ pub mod iostats;
 pub mod iotrace;
 pub mod layout;
 pub mod log;
+pub mod manifest;
 #[cfg(any(test, feature = "testing"))]
 pub mod powerloss;
 pub mod recent;
@@ -31,6 +32,10 @@ pub enum StoreError {
     Io(String),
     #[error("core unavailable: {0}")]
     Unavailable(String),
+    /// A tag file is damaged or lost (the report names the file and offset): that tag is not served; the
+    /// others are.
+    #[error("{0}")]
+    Corrupt(String),
     /// Shed: the core is saturated; the client should retry later (`Retry-After`).
     #[error("overloaded: {0}; retry later")]
     Overloaded(String),

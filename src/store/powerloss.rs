@@ -34,7 +34,7 @@ use crate::store::disk::Disk;
 use crate::store::iotrace::Event;
 use crate::store::layout::Layout;
 use crate::store::recovery;
-use crate::store::{sidecar, wal};
+use crate::store::{manifest, sidecar, wal};
 use simdisk::{parent, Image, SimDisk, SECTOR};
 
 /// How many states a crash point is checked with.

@@ -9,6 +9,7 @@
 //! 2. write a recovery log holding the records of every partial block about to be rewritten (a torn
 //!    rewrite of that block can then be repaired by the next recovery), fdatasync it and its directory;
 //! 3. rewrite each touched tag file from its first touched block, pad, truncate, fdatasync; sync new dirs;
+//!    then give each touched segment's manifests (`manifest.rs`) the new counts;
 //! 4. remove the old logs, then the recovery log.
 //!
 //! It never drops a record that a log or a tag file holds: a hole (an index neither in a log nor in the
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 use crate::record::{Record, RECORD_BYTES};
 use crate::store::disk::{Disk, RealDisk};
 use crate::store::layout::{Layout, LogName};
-use crate::store::{align_down, align_up, sidecar, tagfile, wal, BLOCK};
+use crate::store::{align_down, align_up, manifest, sidecar, tagfile, wal, BLOCK};
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -149,6 +150,17 @@ pub fn recover_on(
     for p in &plans {
         rewrite(disk, layout, p)?;
         report.files += 1;
+    }
+    // Step 3b: the segments' manifests take the new counts, before the logs that held them go.
+    let mut by_seg: BTreeMap<i64, HashMap<&str, u64>> = BTreeMap::new();
+    for p in &plans {
+        by_seg
+            .entry(p.seg)
+            .or_default()
+            .insert(p.tag.as_str(), p.count as u64);
+    }
+    for (seg, counts) in &by_seg {
+        manifest::update_on(disk, &layout.seg_dir(*seg), counts)?;
     }
     // Step 4: the logs are no longer needed.
     for log in &logs {

@@ -37,6 +37,10 @@ pub struct Segment {
     /// Checkpoints that carried this segment's records into a new log generation instead of writing them
     /// (their budget was spent) since it was last written: raises its turn (`shard/checkpoint.rs`).
     pub carried: u32,
+    /// Loaded at start and its tag file's tail not verified yet: verified on first use (`shard/check.rs`).
+    unchecked: bool,
+    /// What is wrong with the tag file, once its first use found damage: every use answers this.
+    damage: Option<Box<str>>,
     map: Option<Mmap>,
     order: Option<Order>,
     /// An out-of-order segment's records `0..covered` sorted by time (stable): `(covered, permutation)`.
@@ -58,6 +62,8 @@ impl Default for Segment {
             mem: Vec::new(),
             next_index: 0,
             carried: 0,
+            unchecked: false,
+            damage: None,
             map: None,
             order: None,
             perm: None,
@@ -67,12 +73,39 @@ impl Default for Segment {
 }
 
 impl Segment {
+    /// A segment whose tag file holds `persisted` records (as its manifest or its last block says), its
+    /// tail to be verified on first use.
     pub fn loaded(persisted: usize) -> Self {
         Segment {
             persisted,
             next_index: persisted,
+            unchecked: persisted > 0,
             ..Default::default()
         }
+    }
+
+    /// A segment whose tag file is known to be damaged or lost (`what`, naming the file and offset).
+    pub fn damaged(what: String) -> Self {
+        Segment {
+            damage: Some(what.into()),
+            ..Default::default()
+        }
+    }
+
+    /// True while the tag file's tail awaits its first-use verification.
+    pub fn needs_check(&self) -> bool {
+        self.unchecked && self.damage.is_none()
+    }
+
+    /// What is wrong with the tag file, once found.
+    pub fn damage(&self) -> Option<&str> {
+        self.damage.as_deref()
+    }
+
+    /// The outcome of the first-use verification: `None` when the tail is as its sidecar and manifest say.
+    pub fn verified(&mut self, damage: Option<String>) {
+        self.unchecked = false;
+        self.damage = damage.map(Into::into);
     }
 
     pub fn committed(&self) -> usize {

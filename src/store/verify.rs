@@ -14,7 +14,7 @@ use crate::record::{Record, PAD_BYTE, RECORD_BYTES};
 use crate::store::disk::RealDisk;
 use crate::store::layout::Layout;
 use crate::store::recovery::list_tag_files;
-use crate::store::{sidecar, tagfile, wal, BLOCK};
+use crate::store::{manifest, sidecar, tagfile, wal, BLOCK};
 
 /// Something not as the format says.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +88,35 @@ pub fn tag_file_tail(path: &Path, seg: i64, segment_ns: i64) -> io::Result<Vec<F
         }
     }
     Ok(findings)
+}
+
+/// The first-use check of a loaded segment's tag file (`store/shard/check.rs`): [`tag_file_tail`], and
+/// that the file holds the `persisted` records its manifest (or its last block at start) said. `Ok(None)`:
+/// as expected; `Err`: the check itself could not run (an I/O error, worth another try).
+pub fn first_use(
+    path: &Path,
+    seg: i64,
+    segment_ns: i64,
+    persisted: usize,
+) -> io::Result<Option<Finding>> {
+    let found = match tag_file_tail(path, seg, segment_ns) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => vec![Finding {
+            path: path.to_path_buf(),
+            offset: 0,
+            what: format!("missing, but {persisted} records were checkpointed into it"),
+        }],
+        Err(e) => return Err(e),
+    };
+    if let Some(f) = found.into_iter().next() {
+        return Ok(Some(f));
+    }
+    let n = crate::store::recovery::count_file(path)?;
+    Ok((n != persisted).then(|| Finding {
+        path: path.to_path_buf(),
+        offset: (n.min(persisted) * RECORD_BYTES) as u64,
+        what: format!("holds {n} records, but {persisted} were checkpointed into it"),
+    }))
 }
 
 /// A tag file shorter than its sidecar says (zero-length or missing included): the sidecar holds the
@@ -224,6 +253,58 @@ fn check_log(path: &Path, s: &mut Summary) -> io::Result<()> {
     Ok(())
 }
 
+/// Every manifest decodes, and each entry's tag file holds the records it names (not checked while logs
+/// are left by a crash: recovery corrects the counts at the next start).
+fn check_manifests(layout: &Layout, logs: bool, s: &mut Summary) -> io::Result<()> {
+    let dirs = match fs::read_dir(layout.seg_root()) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let mut seg_dirs: Vec<(i64, PathBuf)> = dirs
+        .into_iter()
+        .filter_map(|d| Some((d.file_name()?.to_str()?.parse().ok()?, d)))
+        .collect();
+    seg_dirs.sort();
+    for (seg, dir) in seg_dirs {
+        for path in manifest::list_on(&RealDisk, &dir)? {
+            let m = match manifest::Manifest::decode(&fs::read(&path)?) {
+                Ok(m) => m,
+                Err(what) => {
+                    s.findings.push(Finding {
+                        path,
+                        offset: 0,
+                        what: format!("{what} (a start reads the directory instead)"),
+                    });
+                    continue;
+                }
+            };
+            for (tag, n) in &m.entries {
+                let file = layout.tag_file(seg, tag);
+                let have = match crate::store::recovery::count_file(&file) {
+                    Ok(have) => format!("{have} records"),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => "missing".into(),
+                    Err(e) => return Err(e),
+                };
+                if have == format!("{n} records") {
+                    continue;
+                }
+                if !logs {
+                    s.findings.push(Finding {
+                        path: path.clone(),
+                        offset: 0,
+                        what: format!(
+                            "lists {} with {n} records; the file is {have}",
+                            file.display()
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Verifies every tag file and log of the data directory at `layout`.
 pub fn verify(layout: &Layout) -> io::Result<Summary> {
     let segment_ns = layout.read_format()?;
@@ -246,5 +327,6 @@ pub fn verify(layout: &Layout) -> io::Result<Summary> {
     {
         check_log(p, &mut s)?;
     }
+    check_manifests(layout, s.logs > 0, &mut s)?;
     Ok(s)
 }

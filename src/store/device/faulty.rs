@@ -19,12 +19,21 @@ pub enum Op {
     TagWrite,
     Sidecar,
     Syncfs,
+    /// A rename other than a manifest's (a spare log becoming the next generation).
     Rename,
+    /// A checkpoint's manifest written or renamed into place.
+    Manifest,
     Dirs,
     /// A log or tag file created or opened.
     Open,
     /// A file removed (a retired log, an expired segment's files).
     Remove,
+}
+
+/// A manifest or its temporary file (`store/manifest.rs`).
+fn is_manifest(path: &Path) -> bool {
+    crate::store::manifest::parse_name(path).is_some()
+        || crate::store::manifest::parse_name(&path.with_extension("")).is_some()
 }
 
 /// A fault plan: the error (`ENOSPC` or `EIO`) and the operations it strikes.
@@ -36,7 +45,7 @@ pub struct Plan {
 
 impl Plan {
     /// Parses a fault file: `ENOSPC|EIO [op ...]`, ops among `log-write log-sync tag-write sidecar syncfs
-    /// rename dirs open remove`; without ops, `log-write tag-write sidecar` (every write that takes space). Kept
+    /// rename manifest dirs open remove`; without ops, `log-write tag-write sidecar` (every write that takes space). Kept
     /// for older tests: `EIO-AFTER-WRITE` = `EIO log-sync`, `EIO-TAGFILES` = `EIO tag-write`.
     pub fn parse(text: &str) -> Result<Plan, String> {
         let mut words = text.split_whitespace();
@@ -56,6 +65,7 @@ impl Plan {
                 "sidecar" => Op::Sidecar,
                 "syncfs" => Op::Syncfs,
                 "rename" => Op::Rename,
+                "manifest" => Op::Manifest,
                 "dirs" => Op::Dirs,
                 "open" => Op::Open,
                 "remove" => Op::Remove,
@@ -149,7 +159,12 @@ impl<D: Device> Device for Faulty<D> {
     }
     fn append(&self, appends: Vec<Append>) -> Io<'static> {
         let what = appends.first().map(|a| a.path.clone()).unwrap_or_default();
-        self.or_fail(Op::Sidecar, &what, || self.inner.append(appends))
+        let op = if is_manifest(&what) {
+            Op::Manifest
+        } else {
+            Op::Sidecar
+        };
+        self.or_fail(op, &what, || self.inner.append(appends))
     }
     fn syncfs(&self, root: PathBuf, files: Vec<PathBuf>) -> Io<'static> {
         let what = root.clone();
@@ -157,7 +172,12 @@ impl<D: Device> Device for Faulty<D> {
     }
     fn rename(&self, from: PathBuf, to: PathBuf, dir: PathBuf) -> Io<'static> {
         let what = from.clone();
-        self.or_fail(Op::Rename, &what, || self.inner.rename(from, to, dir))
+        let op = if is_manifest(&to) {
+            Op::Manifest
+        } else {
+            Op::Rename
+        };
+        self.or_fail(op, &what, || self.inner.rename(from, to, dir))
     }
     fn dirs(&self, missing: Vec<PathBuf>, sync: Vec<PathBuf>) -> Io<'static> {
         let what = sync

@@ -198,6 +198,7 @@ pub fn check_recovery(
         checked.records += records.len();
         files.insert((tag, seg), records);
     }
+    check_manifests(disk, &layout, &files)?;
     for ((tag, seg, index), r) in must {
         let got = files
             .get(&(tag.clone(), *seg))
@@ -217,4 +218,45 @@ pub fn check_recovery(
         return Err("recovery left logs behind".into());
     }
     Ok(checked)
+}
+
+/// After recovery, each manifest decodes and says exactly what its core's tag files hold: every file of its
+/// core with records, with their count, and nothing else (a start from it loads what a directory read would).
+fn check_manifests(
+    disk: &SimDisk,
+    layout: &Layout,
+    files: &HashMap<(String, i64), Vec<Record>>,
+) -> Result<(), String> {
+    if !disk.exists(&layout.seg_root()) {
+        return Ok(());
+    }
+    for dir in disk.list(&layout.seg_root()).map_err(|e| e.to_string())? {
+        let Some(seg) = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|s| s.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        for path in manifest::list_on(disk, &dir).map_err(|e| e.to_string())? {
+            let bytes = disk.read(&path).map_err(|e| e.to_string())?;
+            let m = manifest::Manifest::decode(&bytes)
+                .map_err(|e| format!("manifest {}: {e}", path.display()))?;
+            let mut want: Vec<(String, u64)> = files
+                .iter()
+                .filter(|((tag, s), recs)| *s == seg && !recs.is_empty() && m.owns(tag))
+                .map(|((tag, _), recs)| (tag.clone(), recs.len() as u64))
+                .collect();
+            want.sort();
+            let mut got = m.entries.clone();
+            got.sort();
+            if got != want {
+                return Err(format!(
+                    "manifest {} says {got:?}; the tag files hold {want:?}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -44,6 +44,7 @@ impl Shard {
     /// is not stored again; its answer still waits for the commit of the record it repeats.
     pub async fn append(&self, msgs: Vec<Message>) -> Result<(), StoreError> {
         self.shed(msgs.len())?;
+        self.check_targets(&msgs).await?;
         // Counted until this append ends, however it ends (a dropped connection included).
         let _waiting = Waiting::enter(&self.pending_writes);
         let a = self.admit_new(msgs);

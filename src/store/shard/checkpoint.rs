@@ -17,6 +17,7 @@ use super::commit::Cmd;
 use super::{Shard, CARRY_COMMIT_BYTES, CHECKPOINT_FILES_IN_FLIGHT, WAL_CHECKPOINT_BYTES};
 use crate::record::{Record, RECORD_BYTES};
 use crate::store::device::{io_err, offload, Append};
+use crate::store::manifest::{self, Manifest};
 use crate::store::{align_down, sidecar, tagfile, wal, StoreError};
 
 /// One dirty segment, as it stood when the checkpoint began: its records `first_new..end` go to its tag file.
@@ -155,7 +156,12 @@ impl Shard {
         let (done, rest) = plans.split_at(written);
         self.carry(rest).await?;
         self.io_stats.borrow_mut().checkpoint_carried_total += rest.len() as u64;
+        let manifests = self.write_manifests(done).await?;
         self.sync_written(dirs).await?;
+        // The manifests take their place once what they describe is durable, before the log goes.
+        for (tmp, path, dir) in manifests {
+            self.device.rename(tmp, path, dir).await?;
+        }
         // The records are in the tag files or carried: drop the written ones from memory and the old
         // generations from the log.
         {
@@ -180,6 +186,60 @@ impl Shard {
             }
         }
         Ok(done.len())
+    }
+
+    /// Step 4b: the manifest of each segment the checkpoint wrote files in (every tag file this core has
+    /// there, with its count once the checkpoint ends), written to its temporary file, unsynced: the
+    /// checkpoint's syncfs makes it durable, then it is renamed into place. Returns (temporary, manifest,
+    /// directory) of each. A segment with a lost tag file gets none (each start reads its directory and
+    /// reports the loss).
+    async fn write_manifests(
+        &self,
+        done: &[Plan],
+    ) -> Result<Vec<(PathBuf, PathBuf, PathBuf)>, StoreError> {
+        let mut ends: hashbrown::HashMap<i64, hashbrown::HashMap<&str, usize>> = Default::default();
+        for p in done {
+            ends.entry(p.seg).or_default().insert(&p.tag, p.end);
+        }
+        let mut appends = Vec::with_capacity(ends.len());
+        let mut out = Vec::with_capacity(ends.len());
+        {
+            let tags = self.tags.borrow();
+            for (&seg, ends) in &ends {
+                let mut m = Manifest {
+                    core: self.id,
+                    cores: self.shards,
+                    entries: Vec::with_capacity(ends.len()),
+                };
+                let mut lost = false;
+                for (tag, t) in tags.iter() {
+                    let Some(s) = t.segs.get(&seg) else { continue };
+                    lost |= s.damage().is_some() && s.persisted == 0;
+                    let n = ends.get(tag.as_str()).copied().unwrap_or(s.persisted);
+                    if n > 0 {
+                        m.entries.push((tag.clone(), n as u64));
+                    }
+                }
+                if lost {
+                    continue;
+                }
+                let dir = self.layout.seg_dir(seg);
+                let path = manifest::path(&dir, self.id, self.shards);
+                let tmp = manifest::temporary(&path);
+                appends.push(Append {
+                    path: tmp.clone(),
+                    at: 0,
+                    bytes: m.encode(),
+                });
+                out.push((tmp, path, dir));
+            }
+        }
+        // Listed before the appends, like the sidecars: the syncfs covers them.
+        self.unsynced
+            .borrow_mut()
+            .extend(out.iter().map(|(tmp, _, _)| (tmp.clone(), false)));
+        self.device.append(appends).await?;
+        Ok(out)
     }
 
     /// Step 1: a fresh generation; every commit from here on goes there. A generation whose batches failed
@@ -229,6 +289,10 @@ impl Shard {
         let mut plans = Vec::new();
         for (tag, t) in tags.iter() {
             for (&seg, s) in t.segs.iter().filter(|(_, s)| !s.mem.is_empty()) {
+                assert!(
+                    !s.needs_check() && s.damage().is_none(),
+                    "BUG: records admitted into {tag:?} segment {seg} before its tag file was verified"
+                );
                 let weight = s.mem.len() as u64 * (1 + u64::from(s.carried));
                 plans.push((
                     weight,

@@ -42,6 +42,15 @@ impl Shard {
         let Some((first_seg, last_seg)) = self.api_segments(w) else {
             return Ok(DmaRuns::UnknownTag);
         };
+        let keys: Vec<(&str, i64)> = match self.tags.borrow().get(&w.tag) {
+            Some(t) => t
+                .segs
+                .range(first_seg..=last_seg)
+                .map(|(&k, _)| (w.tag.as_str(), k))
+                .collect(),
+            None => Vec::new(),
+        };
+        self.check_segments(&keys).await?;
         self.learn_orders(&w.tag, first_seg, last_seg).await?;
         let times: Vec<i64> = (0..w.samples)
             .map(|i| asof::sample_time(w.start, w.end, i, w.samples))

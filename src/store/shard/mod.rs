@@ -4,6 +4,7 @@
 //!
 //! - `load.rs`: opening: the tag files this core owns, checked, counted; refusing a start on damage.
 //! - `admit.rs`: `append`: back-pressure, duplicate admission, queueing for the commit loop.
+//! - `check.rs`: the first-use verification of the tag files a start loaded without opening them.
 //! - `commit.rs`: the commit loop: group commit through the [`DurableLog`], then visibility and answers.
 //! - `checkpoint.rs`: moving committed records into tag files, one log generation at a time.
 //! - `retention.rs`: removing expired segments.
@@ -20,6 +21,7 @@
 //! `persisted..committed()` are in the live log generation or in a retired one not yet retired.
 
 mod admit;
+mod check;
 mod checkpoint;
 mod commit;
 mod dma;
@@ -113,6 +115,8 @@ pub struct Counters {
 
 pub struct Shard {
     id: usize,
+    /// How many cores share the tags (a manifest names its core count).
+    shards: usize,
     reads: Reads,
     cache: RefCell<BlockCache>,
     /// Commit and checkpoint timings for the console line and `/metrics`.
@@ -157,6 +161,9 @@ pub struct Shard {
     /// The live generation's size when the last checkpoint ended (what it carried and logged into it): the
     /// next one is due by size only for what commits add past it.
     log_base: Cell<u64>,
+    /// Segments loaded at start whose first-use check is still due, or that it found damaged: while none
+    /// are, appends skip the check (`check.rs`).
+    lazy: Cell<usize>,
 }
 
 impl Shard {
@@ -165,6 +172,11 @@ impl Shard {
     /// is complete before its loop starts.
     pub async fn open(o: ShardOptions) -> Result<Rc<Shard>, String> {
         let tags = load::tags(&o).await?;
+        let lazy = tags
+            .values()
+            .flat_map(|t| t.segs.values())
+            .filter(|s| s.needs_check() || s.damage().is_some())
+            .count();
         let io_stats: Rc<RefCell<IoStats>> = Rc::default();
         let log = LocalLog::create(LocalLogOptions {
             layout: o.layout.clone(),
@@ -177,6 +189,7 @@ impl Shard {
         let (queue, rx) = mpsc::unbounded();
         let shard = Rc::new(Shard {
             id: o.id,
+            shards: o.shards,
             reads: o.reads,
             cache: RefCell::new(BlockCache::new(o.read_cache_bytes)),
             io_stats,
@@ -204,6 +217,7 @@ impl Shard {
             pre_logged: RefCell::default(),
             carried: RefCell::default(),
             log_base: Cell::new(0),
+            lazy: Cell::new(lazy),
         });
         glommio::spawn_local(Rc::clone(&shard).commit_loop(rx)).detach();
         Ok(shard)

@@ -82,6 +82,7 @@ impl Shard {
         for &k in &keys {
             let path = self.layout.tag_file(k, tag);
             if let Some(s) = t.segs.get_mut(&k) {
+                self.check_now(s, tag, k)?;
                 s.prepare(&path)
                     .map_err(|e| StoreError::from_io(&format!("reading {}", path.display()), &e))?;
             }
@@ -156,6 +157,7 @@ impl Shard {
             let Some(s) = tags.get_mut(&w.tag).and_then(|t| t.segs.get_mut(&k)) else {
                 return Ok(true);
             };
+            self.check_now(s, &w.tag, k)?;
             let path = self.layout.tag_file(k, &w.tag);
             s.prepare(&path)
                 .map_err(|e| StoreError::from_io(&format!("reading {}", path.display()), &e))?;
