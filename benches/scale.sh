@@ -5,7 +5,8 @@
 # --checkpoint-interval 10s). Reports:
 #   - acknowledged rate, write and query p99, errors, `--check` (every acknowledged record of the followed tags);
 #   - every checkpoint's duration and files (from the console), the longest against its interval;
-#   - RssAnon / RssFile peak during the run, and once idle after the last checkpoint; the log's largest size;
+#   - RssAnon / RssFile peak during the run, and once idle after the last checkpoint (log backlog 0); the log's
+#     largest size;
 #   - cold start: clean shutdown, page cache dropped (needs root), time until /health answers 200.
 #   benches/scale.sh [SECS] [RATE] [TAGS]        e.g. benches/scale.sh 600 100000 100000
 # Prints one line per figure, `key value`, for benches/all.sh; exits 1 when loadgen reports a failed verdict.
@@ -49,8 +50,16 @@ set -e
 peak_anon=$(awk 'm < $1 { m = $1 } END { print m }' "$d/samples")
 peak_file=$(awk 'm < $2 { m = $2 } END { print m }' "$d/samples")
 peak_wal=$(awk 'm < $3 { m = $3 } END { print m }' "$d/samples")
-# Idle: two checkpoint intervals for the last records to reach their files.
-sleep $((2 * interval + 2))
+# Idle: once the last records are in their files (the log backlog is empty: the checkpoints running when the
+# load stopped, which can take several intervals, have finished), up to 300 s.
+log_bytes() {
+  curl -s "http://127.0.0.1:$port/metrics" | awk '/^tickcore_log_bytes/ { s += $2 } END { print s + 0 }'
+}
+for _ in $(seq 300); do
+  [ "$(log_bytes)" = 0 ] && break
+  sleep 1
+done
+sleep 2
 idle_anon=$(rss RssAnon)
 idle_file=$(rss RssFile)
 kill $sampler 2>/dev/null || true

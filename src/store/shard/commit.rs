@@ -78,8 +78,8 @@ impl Shard {
                         let rotated = self.log.rotate().await;
                         if rotated.is_ok() {
                             self.live_appends.set(0);
-                            self.pre_logged.borrow_mut().clear();
-                            self.carried.borrow_mut().clear();
+                            *self.pre_logged.borrow_mut() = Default::default();
+                            *self.carried.borrow_mut() = Default::default();
                             self.log_base.set(0);
                         }
                         let _ = done.send(rotated);

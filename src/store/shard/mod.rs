@@ -28,9 +28,9 @@ mod dma;
 mod load;
 pub mod read;
 mod retention;
+mod segments;
 
 use std::cell::{Cell, Ref, RefCell, RefMut};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -67,7 +67,7 @@ pub type Tags = hashbrown::HashMap<String, Tag>;
 /// One tag's segments, by segment number.
 #[derive(Default)]
 pub struct Tag {
-    pub segs: BTreeMap<i64, Segment>,
+    pub segs: segments::Segments,
 }
 
 /// Everything a shard is opened with.
@@ -287,11 +287,7 @@ impl Shard {
     /// The segment `time` falls in, of `tag`, created when missing.
     fn segment_mut<'a>(&self, tags: &'a mut Tags, tag: &str, time: i64) -> &'a mut Segment {
         let seg = time.div_euclid(self.segment_ns);
-        tags.entry_ref(tag)
-            .or_default()
-            .segs
-            .entry(seg)
-            .or_default()
+        tags.entry_ref(tag).or_default().segs.get_or_default(seg)
     }
 
     /// Final flush at shutdown: checkpoint everything, stop the commit loop and close the log (removing the
