@@ -151,6 +151,17 @@ impl Engine {
         unsafe { libc_kill(self.child.id() as i32, sig) };
     }
 
+    /// SIGTERM and wait; returns the exit code and everything the engine wrote to stderr.
+    pub fn terminate_with_stderr(mut self) -> (i32, String) {
+        let mut err = String::new();
+        let stderr = self.child.stderr.take();
+        let code = self.terminate();
+        if let Some(mut e) = stderr {
+            let _ = e.read_to_string(&mut err);
+        }
+        (code, err)
+    }
+
     /// SIGTERM and wait; returns the exit code.
     pub fn terminate(mut self) -> i32 {
         unsafe { libc_kill(self.child.id() as i32, 15) };

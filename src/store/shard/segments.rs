@@ -101,6 +101,13 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
+    /// The per-segment memory docs/operations.md states (one slot per segment of every tag).
+    #[test]
+    fn a_segment_slot_stays_small() {
+        let slot = std::mem::size_of::<(i64, Segment)>();
+        assert!(slot <= 144, "a segment slot grew to {slot} bytes");
+    }
+
     proptest! {
         /// Every operation agrees with a `BTreeMap` holding the same keys (a segment is told by its
         /// `persisted` count here).
