@@ -9,6 +9,7 @@
 #     largest size;
 #   - cold start: clean shutdown, page cache dropped (needs root), time until /health answers 200.
 #   benches/scale.sh [SECS] [RATE] [TAGS]        e.g. benches/scale.sh 600 100000 100000
+# ENGINE_FLAGS adds engine flags (e.g. ENGINE_FLAGS="--checkpoint-budget 5s").
 # Prints one line per figure, `key value`, for benches/all.sh; exits 1 when loadgen reports a failed verdict.
 set -euo pipefail
 secs=${1:-120}
@@ -23,9 +24,10 @@ port=18097
 d=$(mktemp -d /tmp/tickcore-scale.XXXXXX)
 trap 'kill -9 $tp 2>/dev/null || true; rm -rf "$d"' EXIT
 
+read -r -a engine_flags <<< "${ENGINE_FLAGS:-}"
 start_engine() { # start_engine LOG
   taskset -c 1 "$bin/tickcore" --cpus 1 --listen 127.0.0.1:$port --data-dir "$d/data" --report-interval 5s \
-    --retention 36500d --checkpoint-interval ${interval}s > "$1" 2>&1 & tp=$!
+    --retention 36500d --checkpoint-interval ${interval}s "${engine_flags[@]}" > "$1" 2>&1 & tp=$!
 }
 health() { curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health" 2>/dev/null || true; }
 rss() { # rss KEY -> kB

@@ -1,7 +1,8 @@
-//! A checkpoint's budget (`--checkpoint-budget`): past it, the records of the tag files it did not write are
-//! carried into the new log generation. Nothing acknowledged may be lost across `kill -9` or a clean stop
-//! while tag files wait their turn, the unwritten files are written by later checkpoints, and the log
-//! shrinks back once they are.
+//! A checkpoint's budget (`--checkpoint-budget`): past it, the tag files it did not write wait for a later
+//! checkpoint, their records in memory and their log generations held. Nothing acknowledged may be lost
+//! across `kill -9` or a clean stop while tag files wait their turn, the unwritten files are written by later
+//! checkpoints (those waiting four generations first), the log never holds more than those generations, and
+//! it shrinks back once they are written.
 
 mod common;
 
@@ -45,6 +46,14 @@ fn check_all(e: &Engine, base: i64, rounds: usize) {
     }
 }
 
+/// Log generation files (held, live, and the next one prepared).
+fn logs(dir: &std::path::Path) -> usize {
+    walk(&dir.join("wal"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .count()
+}
+
 fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !ok() {
@@ -54,7 +63,7 @@ fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 }
 
 #[test]
-fn carried_records_survive_kill9_and_reach_their_files_later() {
+fn deferred_records_survive_kill9_and_reach_their_files_later() {
     let d = tempfile::tempdir().unwrap();
     let flags = [
         "--checkpoint-budget",
@@ -67,13 +76,13 @@ fn carried_records_survive_kill9_and_reach_their_files_later() {
     let e = start(d.path(), "0", &flags);
     let base = now_ns() - 3_600_000_000_000;
     write_round(&e, base, 0);
-    // One chunk of 50 files per checkpoint: the first checkpoints carry most of the 600.
-    wait_for("a carrying checkpoint", 30, || {
-        metric_sum(&e, "tickcore_checkpoint_carried_total", "") >= 1.0
+    // One chunk of 50 files per checkpoint: the first checkpoints defer most of the 600.
+    wait_for("a deferring checkpoint", 30, || {
+        metric_sum(&e, "tickcore_checkpoint_deferred_total", "") >= 1.0
     });
     write_round(&e, base, 1);
     let files = tag_files(d.path());
-    assert!(files < TAGS, "{files} tag files: nothing left to carry");
+    assert!(files < TAGS, "{files} tag files: nothing left to defer");
     check_all(&e, base, 2);
     e.kill9();
 
@@ -81,8 +90,13 @@ fn carried_records_survive_kill9_and_reach_their_files_later() {
     let e = start(d.path(), "0", &flags);
     check_all(&e, base, 2);
     write_round(&e, base, 2);
-    // Later checkpoints write the rest, 50 at a time, and the log gives back what it carried.
-    wait_for("every tag file", 60, || tag_files(d.path()) == TAGS);
+    // Later checkpoints write the rest (those waiting four generations whatever the budget), and the log
+    // holds at most four generations besides the live one and the one prepared next.
+    wait_for("every tag file", 60, || {
+        let n = logs(d.path());
+        assert!(n <= 6, "{n} log generations");
+        tag_files(d.path()) == TAGS
+    });
     wait_for("the log to empty", 60, || {
         metric_sum(&e, "tickcore_log_bytes", "") <= 64.0 * 1024.0
     });

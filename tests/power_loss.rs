@@ -22,7 +22,7 @@ fn recorded_run(dir: &std::path::Path, requests: usize) -> (Vec<Event>, Vec<(Str
     recorded_run_with(dir, requests, &[]).0
 }
 
-/// As [`recorded_run`], with more engine flags; also returns how many dirty segments checkpoints carried.
+/// As [`recorded_run`], with more engine flags; also returns how many dirty segments checkpoints deferred.
 #[allow(clippy::type_complexity)]
 fn recorded_run_with(
     dir: &std::path::Path,
@@ -83,18 +83,18 @@ fn recorded_run_with(
         .flat_map(|w| w.join().unwrap())
         .collect();
     // Kill while the last checkpoint may still be running (with more flags, after a few more checkpoints:
-    // carrying ones write two files each).
+    // deferring ones write two files each).
     std::thread::sleep(Duration::from_millis(if extra.is_empty() {
         30
     } else {
         400
     }));
     let e = std::sync::Arc::into_inner(e).expect("writers are done");
-    let carried = metric_sum(&e, "tickcore_checkpoint_carried_total", "");
+    let deferred = metric_sum(&e, "tickcore_checkpoint_deferred_total", "");
     e.kill9();
     let mut name = trace.into_os_string();
     name.push(".c0");
-    ((iotrace::read(name.as_ref()).unwrap(), acked), carried)
+    ((iotrace::read(name.as_ref()).unwrap(), acked), deferred)
 }
 
 /// The directories `prepare` creates before a core starts.
@@ -110,10 +110,10 @@ fn every_crash_point_of_a_recorded_run_recovers_every_acknowledged_record() {
     every_crash_point_recovers(&[]);
 }
 
-/// Checkpoints that write two tag files each and carry the records of the rest into the new generation:
-/// every crash point still recovers every acknowledged record.
+/// Checkpoints that write two tag files each and leave the rest for later ones, holding their log
+/// generations: every crash point still recovers every acknowledged record.
 #[test]
-fn every_crash_point_recovers_when_checkpoints_carry_records_forward() {
+fn every_crash_point_recovers_when_checkpoints_hold_generations() {
     every_crash_point_recovers(&["--checkpoint-budget", "0s", "--checkpoint-chunk-files", "2"]);
 }
 
@@ -127,11 +127,11 @@ fn every_crash_point_recovers(extra: &[&str]) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1999);
     let d = tempfile::tempdir().unwrap();
-    let ((events, client_acked), carried) = recorded_run_with(d.path(), requests, extra);
+    let ((events, client_acked), deferred) = recorded_run_with(d.path(), requests, extra);
     if !extra.is_empty() {
         assert!(
-            carried >= 5.0,
-            "checkpoints carried {carried} segments: too few to test it"
+            deferred >= 5.0,
+            "checkpoints deferred {deferred} segments: too few to test it"
         );
     }
     let base = base_image();

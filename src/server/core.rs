@@ -170,7 +170,7 @@ impl Core {
             commit: io.commit_hist.clone(),
             checkpoints: io.checkpoints_total,
             checkpoint_failures: io.checkpoint_failures_total,
-            checkpoint_carried: io.checkpoint_carried_total,
+            checkpoint_deferred: io.checkpoint_deferred_total,
             pending_records: c.pending_records,
             shed: self.overload.shed_total.get(),
             pending_refused: c.pending_refused,

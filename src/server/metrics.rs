@@ -35,7 +35,7 @@ pub struct Snapshot {
     pub commit: Hist,
     pub checkpoints: u64,
     pub checkpoint_failures: u64,
-    pub checkpoint_carried: u64,
+    pub checkpoint_deferred: u64,
     pub pending_records: u64,
     pub shed: u64,
     pub pending_refused: u64,
@@ -183,11 +183,11 @@ pub fn render(cores: &[Snapshot]) -> String {
             |s| s.checkpoint_failures,
         ),
         (
-            "tickcore_checkpoint_carried_total",
+            "tickcore_checkpoint_deferred_total",
             "Dirty tag files a checkpoint left for a later one when its --checkpoint-budget was spent (their \
-             records were committed again into the new log generation). Rising every checkpoint: the disk \
+             records wait in memory, their log generations are held). Rising every checkpoint: the disk \
              creates or writes tag files slower than tags are written.",
-            |s| s.checkpoint_carried,
+            |s| s.checkpoint_deferred,
         ),
     ];
     per_core(&mut out, "counter", &counters, cores);

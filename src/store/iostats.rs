@@ -17,8 +17,8 @@ pub struct IoStats {
     pub checkpoints_total: u64,
     /// Checkpoints that failed (an I/O error): their records stay in memory and in the log, retried.
     pub checkpoint_failures_total: u64,
-    /// Dirty segments a checkpoint's budget left unwritten, their records carried into the new generation.
-    pub checkpoint_carried_total: u64,
+    /// Dirty segments a checkpoint's budget left for a later one (their generations held meanwhile).
+    pub checkpoint_deferred_total: u64,
 }
 
 impl Default for IoStats {
@@ -34,7 +34,7 @@ impl Default for IoStats {
             commit_hist: Default::default(),
             checkpoints_total: 0,
             checkpoint_failures_total: 0,
-            checkpoint_carried_total: 0,
+            checkpoint_deferred_total: 0,
         }
     }
 }

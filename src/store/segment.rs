@@ -34,9 +34,10 @@ pub struct Segment {
     pub mem: Vec<Record>,
     /// Next index to hand out; equals `committed()` except while a group commit is in flight.
     pub next_index: usize,
-    /// Checkpoints that carried this segment's records into a new log generation instead of writing them
-    /// (their budget was spent) since it was last written: raises its turn (`shard/checkpoint.rs`).
-    pub carried: u32,
+    /// While `mem` holds records: the shard's log epoch (`shard/checkpoint.rs`) when the oldest of them
+    /// came in, at most the generation that holds it; no generation from then on can be retired before
+    /// this segment is written.
+    pub since: u32,
     /// Loaded at start and its tag file's tail not verified yet: verified on first use (`shard/check.rs`).
     unchecked: bool,
     /// What is wrong with the tag file, once its first use found damage: every use answers this.
@@ -61,7 +62,7 @@ impl Default for Segment {
             persisted: 0,
             mem: Vec::new(),
             next_index: 0,
-            carried: 0,
+            since: 0,
             unchecked: false,
             damage: None,
             map: None,
@@ -153,7 +154,11 @@ impl Segment {
         })
     }
 
-    pub fn push(&mut self, r: Record) {
+    /// Takes in a committed record; `epoch`: the shard's log epoch now.
+    pub fn push(&mut self, r: Record, epoch: u32) {
+        if self.mem.is_empty() {
+            self.since = epoch;
+        }
         self.mem.push(r);
         self.order = Some(match self.order() {
             Order::Sorted { max } if r.time >= max => Order::Sorted { max: r.time },
@@ -170,8 +175,9 @@ impl Segment {
         }
     }
 
-    /// After a checkpoint made `count` records durable in the file.
-    pub fn persisted_up_to(&mut self, count: usize) {
+    /// After a checkpoint made `count` records durable in the file; `epoch`: the epoch that began before
+    /// the checkpoint planned (the records past `count` came in since).
+    pub fn persisted_up_to(&mut self, count: usize, epoch: u32) {
         assert!(
             count >= self.persisted && count <= self.committed(),
             "BUG: persisted {count} of {}..{}",
@@ -180,7 +186,7 @@ impl Segment {
         );
         self.mem.drain(..count - self.persisted);
         self.persisted = count;
-        self.carried = 0;
+        self.since = epoch;
         // Memory of records now in the file goes back (not kept as capacity for the next interval).
         if self.mem.is_empty() {
             self.mem = Vec::new();
@@ -433,13 +439,13 @@ mod tests {
         let mut s = Segment::default();
         assert!(s.is_sorted() && !s.order_unknown());
         for t in [1, 2, 2, 5] {
-            s.push(rec(t, 0.0));
+            s.push(rec(t, 0.0), 0);
         }
         assert!(s.is_sorted());
         assert_eq!((s.committed(), s.order()), (4, Order::Sorted { max: 5 }));
-        s.push(rec(3, 0.0));
+        s.push(rec(3, 0.0), 0);
         assert_eq!(s.order(), Order::Unsorted { max: 5 });
-        s.push(rec(9, 0.0));
+        s.push(rec(9, 0.0), 0);
         assert_eq!(
             s.order(),
             Order::Unsorted { max: 9 },
@@ -452,7 +458,7 @@ mod tests {
         let mut s = Segment::loaded(3);
         assert_eq!((s.persisted, s.next_index, s.committed()), (3, 3, 3));
         assert!(s.order_unknown());
-        s.push(rec(10, 0.0));
+        s.push(rec(10, 0.0), 0);
         assert!(
             s.order_unknown(),
             "a push cannot tell the order of records it has not seen"
@@ -464,7 +470,7 @@ mod tests {
         assert_eq!(s.order(), Order::Sorted { max: 10 });
 
         let mut s = Segment::loaded(3);
-        s.push(rec(1, 0.0));
+        s.push(rec(1, 0.0), 0);
         s.learned_order(3, true, 4);
         assert_eq!(
             s.order(),
@@ -484,13 +490,13 @@ mod tests {
     fn a_checkpoint_moves_records_from_memory_to_the_file_count() {
         let mut s = Segment::default();
         for t in 0..5 {
-            s.push(rec(t, 0.0));
+            s.push(rec(t, 0.0), 0);
         }
         s.next_index = 5;
-        s.persisted_up_to(3);
+        s.persisted_up_to(3, 0);
         assert_eq!((s.persisted, s.mem.len(), s.committed()), (3, 2, 5));
         assert_eq!(s.mem[0].time, 3);
-        s.persisted_up_to(5);
+        s.persisted_up_to(5, 0);
         assert!(s.mem.is_empty());
     }
 
@@ -499,9 +505,9 @@ mod tests {
     fn persisting_past_the_committed_records_is_a_bug() {
         let mut s = Segment::default();
         for t in 0..5 {
-            s.push(rec(t, 0.0));
+            s.push(rec(t, 0.0), 0);
         }
-        s.persisted_up_to(6);
+        s.persisted_up_to(6, 0);
     }
 
     #[test]
@@ -523,7 +529,7 @@ mod tests {
     fn committed_duplicates_are_found_in_sorted_and_unsorted_segments() {
         let mut s = Segment::default();
         for t in [1, 3, 3, 7] {
-            s.push(rec(t, t as f64));
+            s.push(rec(t, t as f64), 0);
         }
         let holds =
             |s: &mut Segment, r: Record| s.holds_committed(no_file, &r).expect("memory only");
@@ -534,9 +540,9 @@ mod tests {
             "past the newest: answered without a search"
         );
         // -0.0 and 0.0 are different values as stored.
-        s.push(rec(9, 0.0));
+        s.push(rec(9, 0.0), 0);
         assert!(!holds(&mut s, rec(9, -0.0)));
-        s.push(rec(2, 2.0));
+        s.push(rec(2, 2.0), 0);
         assert_eq!(s.order(), Order::Unsorted { max: 9 });
         for t in [1, 2, 3, 7, 9] {
             let v = if t == 9 { 0.0 } else { t as f64 };
@@ -586,7 +592,7 @@ mod tests {
                         let expected = all.iter().any(|x| same(x, &z));
                         proptest::prop_assert_eq!(s.holds_committed(|| path.clone(), &z).expect("readable"), expected);
                         if !got {
-                            s.push(r);
+                            s.push(r, 0);
                             s.next_index += 1;
                             all.push(r);
                         }
@@ -594,7 +600,7 @@ mod tests {
                     Op::Checkpoint => {
                         let bytes: &[u8] = bytemuck::cast_slice(&all);
                         std::fs::write(&path, bytes).expect("write");
-                        s.persisted_up_to(all.len());
+                        s.persisted_up_to(all.len(), 0);
                     }
                     Op::Prepare => {
                         s.prepare(&path).expect("prepare");
@@ -611,7 +617,7 @@ mod tests {
     fn the_view_reads_time_order_and_ties_keep_arrival_order() {
         let mut s = Segment::default();
         for (t, v) in [(5, 0.0), (1, 1.0), (5, 2.0), (3, 3.0)] {
-            s.push(rec(t, v));
+            s.push(rec(t, v), 0);
         }
         s.prepare(&no_file()).expect("memory only");
         let v = crate::store::view::View::of(&s);

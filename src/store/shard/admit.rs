@@ -156,7 +156,7 @@ impl Shard {
                 Durability::Async => {
                     indexes.push(seg.next_index);
                     seg.next_index += 1;
-                    seg.push(m.record);
+                    seg.push(m.record, self.epoch.get());
                 }
             }
             true

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use glommio::io::DmaFile;
 
 use super::commit::Cmd;
-use super::{Shard, CARRY_COMMIT_BYTES, CHECKPOINT_FILES_IN_FLIGHT, WAL_CHECKPOINT_BYTES};
+use super::{Shard, CHECKPOINT_FILES_IN_FLIGHT, HELD_GENERATIONS, WAL_CHECKPOINT_BYTES};
 use crate::record::{Record, RECORD_BYTES};
 use crate::store::device::{io_err, offload, Append};
 use crate::store::manifest::{self, Manifest};
@@ -108,10 +108,11 @@ fn stopped() -> StoreError {
 
 impl Shard {
     /// Moves committed records into the tag files and starts a new log generation. With a `budget`, tag
-    /// files are written (the segments with the most records waiting first) until it is spent, at least one
-    /// chunk of them, and the records of the rest are carried: committed again into the new generation, so
-    /// the old ones can still be retired (a checkpoint's time no longer grows with the tags touched). Without
-    /// one (shutdown), every dirty segment is written.
+    /// files are written until it is spent (at least one chunk): first every dirty segment whose records
+    /// have waited [`HELD_GENERATIONS`] generations, then the fullest; the others wait in memory and their
+    /// generations are held (not retired) until a later checkpoint writes them, so a checkpoint's time no
+    /// longer grows with the tags touched, and the log with at most that many generations. Without one
+    /// (the default, and shutdown), every dirty segment is written.
     pub async fn checkpoint(&self, budget: Option<Duration>) -> Result<usize, StoreError> {
         let began = std::time::Instant::now();
         let files = match self
@@ -136,12 +137,13 @@ impl Shard {
         deadline: Option<std::time::Instant>,
     ) -> Result<usize, StoreError> {
         self.rotate_and_seal().await?;
-        let plans = self.plan();
+        let epoch = self.epoch.get();
+        let (plans, must) = self.plan(deadline.is_some(), epoch);
         // A chunk of files at a time: memory and open files stay bounded by the chunk, not by the tags.
         let mut written = 0;
         let mut dirs: Vec<PathBuf> = Vec::new();
         for chunk in plans.chunks(self.chunk_files) {
-            if written > 0 && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            if written >= must.max(1) && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 break;
             }
             for d in self.make_dirs(chunk).await? {
@@ -154,38 +156,46 @@ impl Shard {
             written += chunk.len();
         }
         let (done, rest) = plans.split_at(written);
-        self.carry(rest).await?;
-        self.io_stats.borrow_mut().checkpoint_carried_total += rest.len() as u64;
+        self.io_stats.borrow_mut().checkpoint_deferred_total += rest.len() as u64;
         let manifests = self.write_manifests(done).await?;
         self.sync_written(dirs).await?;
         // The manifests take their place once what they describe is durable, before the log goes.
         for (tmp, path, dir) in manifests {
             self.device.rename(tmp, path, dir).await?;
         }
-        // The records are in the tag files or carried: drop the written ones from memory and the old
-        // generations from the log.
+        // The written records leave memory; the generations no unwritten record is in leave the log.
         {
             let mut tags = self.tags.borrow_mut();
             for p in done {
                 if let Some(s) = tags.get_mut(&p.tag).and_then(|t| t.segs.get_mut(&p.seg)) {
-                    s.persisted_up_to(p.end);
-                }
-            }
-            for p in rest {
-                if let Some(s) = tags.get_mut(&p.tag).and_then(|t| t.segs.get_mut(&p.seg)) {
-                    s.carried = s.carried.saturating_add(1);
+                    s.persisted_up_to(p.end, epoch);
                 }
             }
         }
         self.log_base.set(self.log.bytes());
-        let olds = std::mem::take(&mut *self.old_logs.borrow_mut());
-        for (n, old) in olds.iter().enumerate() {
+        let oldest = self.oldest_unwritten(epoch);
+        let (olds, held): (Vec<_>, Vec<_>) = std::mem::take(&mut *self.old_logs.borrow_mut())
+            .into_iter()
+            .partition(|(e, _)| *e < oldest);
+        self.old_logs.borrow_mut().extend(held);
+        for (n, (_, old)) in olds.iter().enumerate() {
             if let Err(e) = self.log.retire(old.clone()).await {
                 self.old_logs.borrow_mut().extend(olds[n..].iter().cloned());
                 return Err(e);
             }
         }
         Ok(done.len())
+    }
+
+    /// The epoch of the oldest record that is only in memory and the log (`epoch`, the live one, when
+    /// none is): every generation before it can be retired.
+    fn oldest_unwritten(&self, epoch: u32) -> u32 {
+        let tags = self.tags.borrow();
+        tags.values()
+            .flat_map(|t| t.segs.values())
+            .filter(|s| !s.mem.is_empty())
+            .map(|s| s.since)
+            .fold(epoch, u32::min)
     }
 
     /// Step 4b: the manifest of each segment the checkpoint wrote files in (every tag file this core has
@@ -265,26 +275,30 @@ impl Shard {
                 self.id, old.generation
             );
         }
-        self.old_logs.borrow_mut().push(old);
+        // The commit loop counted the rotation: `old` was live in the epoch before this one.
+        let epoch = self.epoch.get() - 1;
+        self.old_logs.borrow_mut().push((epoch, old));
         self.seal_held().await
     }
 
     /// Seals every held generation not sealed yet.
     async fn seal_held(&self) -> Result<(), StoreError> {
         let unsealed: Vec<usize> = (0..self.old_logs.borrow().len())
-            .filter(|&i| !self.old_logs.borrow()[i].sealed)
+            .filter(|&i| !self.old_logs.borrow()[i].1.sealed)
             .collect();
         for i in unsealed {
-            let mut old = self.old_logs.borrow()[i].clone();
+            let mut old = self.old_logs.borrow()[i].1.clone();
             self.log.seal(&mut old).await?;
-            self.old_logs.borrow_mut()[i] = old;
+            self.old_logs.borrow_mut()[i].1 = old;
         }
         Ok(())
     }
 
-    /// Step 2: the dirty segments and how far each goes, those with the most records waiting first (counting
-    /// each checkpoint that carried them as once more): a budget then writes those and carries the least.
-    fn plan(&self) -> Vec<Plan> {
+    /// Step 2: the dirty segments and how far each goes, and how many at the front must be written: all
+    /// of them without a budget; with one, those whose records came in [`HELD_GENERATIONS`] epochs ago or
+    /// more, then the rest with the most records waiting first (a budget then writes those, and the others'
+    /// records wait for a later checkpoint, more of them per file write).
+    fn plan(&self, budget: bool, epoch: u32) -> (Vec<Plan>, usize) {
         let tags = self.tags.borrow();
         let mut plans = Vec::new();
         for (tag, t) in tags.iter() {
@@ -293,9 +307,9 @@ impl Shard {
                     !s.needs_check() && s.damage().is_none(),
                     "BUG: records admitted into {tag:?} segment {seg} before its tag file was verified"
                 );
-                let weight = s.mem.len() as u64 * (1 + u64::from(s.carried));
+                let must = !budget || s.since.saturating_add(HELD_GENERATIONS) <= epoch;
                 plans.push((
-                    weight,
+                    (!must, std::cmp::Reverse(s.mem.len()), s.since),
                     Plan {
                         tag: tag.clone(),
                         seg,
@@ -306,36 +320,12 @@ impl Shard {
                 ));
             }
         }
-        plans.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-        plans.into_iter().map(|(_, p)| p).collect()
+        plans.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let must = plans.iter().take_while(|(k, _)| !k.0).count();
+        (plans.into_iter().map(|(_, p)| p).collect(), must)
     }
 
-    /// Step 3b: the records of the segments the budget left unwritten (`first_new..end`), committed again
-    /// into the live generation (in bounded commits), so the generations being retired hold nothing that is
-    /// only there. A retry does not carry the same records twice into one generation.
-    async fn carry(&self, rest: &[Plan]) -> Result<(), StoreError> {
-        let mut payload = Vec::new();
-        let mut logging = Vec::new();
-        for (n, p) in rest.iter().enumerate() {
-            let key = (p.tag.clone(), p.seg, p.end);
-            if !self.carried.borrow().contains(&key) {
-                let tags = self.tags.borrow();
-                let s = planned(&tags, p);
-                for (k, r) in s.mem[..p.end - p.first_new].iter().enumerate() {
-                    wal::put_record(&mut payload, &p.tag, (p.first_new + k) as u64, r);
-                }
-                logging.push(key);
-            }
-            if payload.len() >= CARRY_COMMIT_BYTES || (n + 1 == rest.len() && !payload.is_empty()) {
-                self.commit_checkpoint_payload(std::mem::take(&mut payload))
-                    .await?;
-                self.carried.borrow_mut().extend(logging.drain(..));
-            }
-        }
-        Ok(())
-    }
-
-    /// Commits a checkpoint's own payload (pre-images, lengths, carried records) into the live generation.
+    /// Commits a checkpoint's own payload (pre-images and lengths) into the live generation.
     async fn commit_checkpoint_payload(&self, payload: Vec<u8>) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         match self
@@ -570,7 +560,7 @@ impl Shard {
         let bytes = self.log.bytes();
         // A failed checkpoint may leave generations held and the live one empty: still due.
         let held = !self.old_logs.borrow().is_empty();
-        // What the last checkpoint carried or logged into this generation does not make the next one due.
+        // What the last checkpoint logged into this generation (pre-images) does not make the next one due.
         bytes.saturating_sub(self.log_base.get()) >= WAL_CHECKPOINT_BYTES
             || (since_last >= interval && (bytes > 0 || held))
             || (self.log.broken() && since_last >= Duration::from_secs(1))

@@ -77,9 +77,9 @@ impl Shard {
                         }
                         let rotated = self.log.rotate().await;
                         if rotated.is_ok() {
+                            self.epoch.set(self.epoch.get().wrapping_add(1));
                             self.live_appends.set(0);
                             *self.pre_logged.borrow_mut() = Default::default();
-                            *self.carried.borrow_mut() = Default::default();
                             self.log_base.set(0);
                         }
                         let _ = done.send(rotated);
@@ -179,7 +179,7 @@ impl Shard {
                     );
                     match r {
                         Ok(()) => {
-                            seg.push(m.record);
+                            seg.push(m.record, self.epoch.get());
                             assert!(
                                 seg.committed() <= seg.next_index,
                                 "BUG: record {} of {} pushed past its index {}",

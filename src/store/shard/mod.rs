@@ -55,8 +55,9 @@ pub const WAL_CHECKPOINT_BYTES: u64 = 64 << 20;
 const COMMIT_BYTES_MAX: usize = 8 << 20;
 /// Tag files a checkpoint reads and writes at once.
 const CHECKPOINT_FILES_IN_FLIGHT: usize = 16;
-/// Largest commit of records a checkpoint carries into the new generation.
-const CARRY_COMMIT_BYTES: usize = 4 << 20;
+/// With `--checkpoint-budget`, log generations a dirty segment's records may stay in before a checkpoint
+/// must write it whatever its budget (so the log holds at most this many generations besides the live one).
+const HELD_GENERATIONS: u32 = 4;
 /// Log commits on their way to stable storage at once.
 pub const COMMITS_IN_FLIGHT: usize = 4;
 
@@ -144,8 +145,11 @@ pub struct Shard {
     chunk_files: usize,
     duplicates: Cell<u64>,
     /// Generations rotated away from whose records are not yet all in tag files (a checkpoint failed after
-    /// rotating): retired by the next checkpoint that completes.
-    old_logs: RefCell<Vec<Retired>>,
+    /// rotating, or its budget left segments with records in them unwritten), each with the epoch it was
+    /// live in: retired once no dirty segment's `since` is at or before it.
+    old_logs: RefCell<Vec<(u32, Retired)>>,
+    /// Counts rotations: the epoch of the live generation. A segment's `since` is an epoch.
+    epoch: Cell<u32>,
     /// Tag files written and sidecars appended by the running checkpoint, not yet synced (and whether each is
     /// a sidecar new beside an existing tag file, so its directory needs a sync).
     unsynced: RefCell<Vec<(PathBuf, bool)>>,
@@ -155,10 +159,7 @@ pub struct Shard {
     /// The (tag, segment, end) whose pre-image and length a checkpoint made durable in the live generation:
     /// a retry does not log them again (retries under a lasting fault would grow the log without bound).
     pre_logged: RefCell<hashbrown::HashSet<(String, i64, usize)>>,
-    /// The (tag, segment, end) whose records a checkpoint carried into the live generation (its budget
-    /// left their file unwritten): a retry does not carry them again.
-    carried: RefCell<hashbrown::HashSet<(String, i64, usize)>>,
-    /// The live generation's size when the last checkpoint ended (what it carried and logged into it): the
+    /// The live generation's size when the last checkpoint ended (the pre-images it logged into it): the
     /// next one is due by size only for what commits add past it.
     log_base: Cell<u64>,
     /// Segments loaded at start whose first-use check is still due, or that it found damaged: while none
@@ -212,10 +213,10 @@ impl Shard {
             log_refused: Cell::new(0),
             duplicates: Cell::new(0),
             old_logs: RefCell::default(),
+            epoch: Cell::new(0),
             unsynced: RefCell::default(),
             live_appends: Cell::new(0),
             pre_logged: RefCell::default(),
-            carried: RefCell::default(),
             log_base: Cell::new(0),
             lazy: Cell::new(lazy),
         });
@@ -258,7 +259,13 @@ impl Shard {
     /// Bytes of the log whose records are not all in tag files: the live generation and every generation a
     /// running or failed checkpoint still holds.
     pub fn log_backlog(&self) -> u64 {
-        self.log.bytes() + self.old_logs.borrow().iter().map(|o| o.bytes).sum::<u64>()
+        self.log.bytes()
+            + self
+                .old_logs
+                .borrow()
+                .iter()
+                .map(|(_, o)| o.bytes)
+                .sum::<u64>()
     }
 
     /// Bytes of the tag files this core owns (whole blocks of records and padding; sidecars not counted),
