@@ -408,6 +408,18 @@ pub fn list_tag_files_on(
     Ok(out)
 }
 
+/// Every segment directory: (segment, path), in no particular order. No segment root: none.
+pub fn segment_dirs_on(disk: &dyn Disk, layout: &Layout) -> io::Result<Vec<(i64, PathBuf)>> {
+    let dirs = match disk.list(&layout.seg_root()) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        r => r?,
+    };
+    Ok(dirs
+        .into_iter()
+        .filter_map(|d| Some((d.file_name()?.to_str()?.parse::<i64>().ok()?, d)))
+        .collect())
+}
+
 /// Every file named `*.{ext}` in a segment directory: (segment, path). No segment root: none.
 pub fn list_segment_files_on(
     disk: &dyn Disk,
@@ -415,18 +427,7 @@ pub fn list_segment_files_on(
     ext: &str,
 ) -> io::Result<Vec<(i64, PathBuf)>> {
     let mut out = Vec::new();
-    let dirs = match disk.list(&layout.seg_root()) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        r => r?,
-    };
-    for dir in dirs {
-        let Some(seg) = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|s| s.parse::<i64>().ok())
-        else {
-            continue;
-        };
+    for (seg, dir) in segment_dirs_on(disk, layout)? {
         for f in disk.list(&dir)? {
             if f.extension().is_some_and(|x| x == ext) {
                 out.push((seg, f));

@@ -256,15 +256,7 @@ fn check_log(path: &Path, s: &mut Summary) -> io::Result<()> {
 /// Every manifest decodes, and each entry's tag file holds the records it names (not checked while logs
 /// are left by a crash: recovery corrects the counts at the next start).
 fn check_manifests(layout: &Layout, logs: bool, s: &mut Summary) -> io::Result<()> {
-    let dirs = match fs::read_dir(layout.seg_root()) {
-        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    let mut seg_dirs: Vec<(i64, PathBuf)> = dirs
-        .into_iter()
-        .filter_map(|d| Some((d.file_name()?.to_str()?.parse().ok()?, d)))
-        .collect();
+    let mut seg_dirs = crate::store::recovery::segment_dirs_on(&RealDisk, layout)?;
     seg_dirs.sort();
     for (seg, dir) in seg_dirs {
         for path in manifest::list_on(&RealDisk, &dir)? {

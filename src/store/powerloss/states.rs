@@ -227,17 +227,7 @@ fn check_manifests(
     layout: &Layout,
     files: &HashMap<(String, i64), Vec<Record>>,
 ) -> Result<(), String> {
-    if !disk.exists(&layout.seg_root()) {
-        return Ok(());
-    }
-    for dir in disk.list(&layout.seg_root()).map_err(|e| e.to_string())? {
-        let Some(seg) = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|s| s.parse::<i64>().ok())
-        else {
-            continue;
-        };
+    for (seg, dir) in recovery::segment_dirs_on(disk, layout).map_err(|e| e.to_string())? {
         for path in manifest::list_on(disk, &dir).map_err(|e| e.to_string())? {
             let bytes = disk.read(&path).map_err(|e| e.to_string())?;
             let m = manifest::Manifest::decode(&bytes)

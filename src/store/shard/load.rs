@@ -61,20 +61,10 @@ fn segments(
     cutoff: i64,
 ) -> Result<Vec<(String, i64, Loaded)>, String> {
     let mut out = Vec::new();
-    let dirs = match std::fs::read_dir(layout.seg_root()) {
-        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(format!("listing {}: {e}", layout.seg_root().display())),
-    };
+    let dirs = recovery::segment_dirs_on(&RealDisk, layout)
+        .map_err(|e| format!("listing {}: {e}", layout.seg_root().display()))?;
     let (mut from_manifests, mut scanned) = (0, 0);
-    for dir in dirs {
-        let Some(seg) = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|s| s.parse::<i64>().ok())
-        else {
-            continue;
-        };
+    for (seg, dir) in dirs {
         let path = manifest::path(&dir, id, shards);
         match std::fs::read(&path) {
             Ok(bytes) => match Manifest::decode(&bytes) {
