@@ -67,9 +67,14 @@ pub struct Config {
     #[arg(long, env = "TICKCORE_CHECKPOINT_BUDGET", value_parser = parse_duration)]
     pub checkpoint_budget: Option<Duration>,
     /// Testing aid: tag files a checkpoint takes in one step (pre-images logged in one commit, then
-    /// written); the budget is checked between steps. Small values let tests carry with few tags.
+    /// written); the budget is checked between steps. Small values let tests defer with few tags.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536), hide = true)]
     pub checkpoint_chunk_files: u32,
+    /// Tag files all cores together keep memory-mapped for reads (each core its share; past it a core drops
+    /// its mappings and maps again what it reads). Mappings are bounded per process (`vm.max_map_count`,
+    /// 65530 by default): keep this well under it.
+    #[arg(long, env = "TICKCORE_MAX_MAPPED_FILES", default_value_t = 49152, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_mapped_files: u32,
     /// Listen backlog of each core's socket (raise net.core.somaxconn with it).
     #[arg(long, env = "TICKCORE_BACKLOG", default_value_t = 4096)]
     pub backlog: i32,

@@ -132,3 +132,71 @@ fn a_damaged_manifest_is_replaced_by_reading_the_directory() {
     let (code, text) = verify_dir(&data);
     assert_eq!(code, 0, "{text}");
 }
+
+/// A start that reads a directory (a new core count) removes the manifests of other counts even when it
+/// writes none itself (a lost file there): else a later start with that count would trust a manifest that
+/// misses the files written meanwhile, and a write would overwrite one. Every file found that way is
+/// checked on first use, an emptied one included.
+#[test]
+fn reading_a_directory_drops_stale_manifests_and_checks_every_file() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let base = now_ns() - 60_000_000_000;
+    let e = start(&data, "0,1", &[]);
+    for t in 0..10 {
+        let body: Vec<String> = (0..3)
+            .map(|k| msg(&format!("o{t}"), base + k, k as f64))
+            .collect();
+        assert_eq!(e.post(&body.join("\n")).status, 204);
+    }
+    assert_eq!(e.terminate(), 0);
+    let file_of = |tag: &str| {
+        let name = format!("{}.rec", tickcore::tag::file_name(tag));
+        walk(&data)
+            .into_iter()
+            .find(|p| p.file_name().unwrap().to_str().unwrap() == name)
+            .unwrap()
+    };
+    // o0's file is lost (its sidecar stays), o1's emptied.
+    std::fs::remove_file(file_of("o0")).unwrap();
+    std::fs::write(file_of("o1"), b"").unwrap();
+    let e = start(&data, "0", &[]);
+    for t in 0..10 {
+        assert_eq!(e.post(&msg(&format!("n{t}"), base + 7, 7.0)).status, 204);
+    }
+    for (tag, is) in [("o0", "missing"), ("o1", "0 bytes long")] {
+        let r = e.get(&format!(
+            "/export?tag={tag}&start={}&end={}",
+            i64::MIN,
+            i64::MAX
+        ));
+        assert_eq!(r.status, 500, "{tag}: {}", r.text());
+        assert!(r.text().contains(is), "{tag}: {}", r.text());
+    }
+    assert_eq!(e.terminate(), 0);
+    assert_eq!(
+        manifests(&data),
+        vec![Vec::<String>::new()],
+        "no manifest beside a lost file"
+    );
+    // Two cores again: every tag written under one core is there, none overwritten.
+    let e = start(&data, "0,1", &[]);
+    for t in 0..10 {
+        assert_eq!(e.export(&format!("n{t}")).len(), 1, "n{t}");
+        assert_eq!(e.post(&msg(&format!("n{t}"), base + 8, 8.0)).status, 204);
+    }
+    for t in 2..10 {
+        assert_eq!(e.export(&format!("o{t}")).len(), 3, "o{t}");
+    }
+    assert_eq!(e.terminate(), 0);
+    let e = start(&data, "0,1", &[]);
+    for t in 0..10 {
+        let got: Vec<f64> = e
+            .export(&format!("n{t}"))
+            .iter()
+            .map(|(_, v)| v[0])
+            .collect();
+        assert_eq!(got, vec![7.0, 8.0], "n{t}");
+    }
+    assert_eq!(e.terminate(), 0);
+}

@@ -121,6 +121,7 @@ async fn open(s: &mut Start) -> Result<Rc<Core>, String> {
         max_pending_writes: s.config.max_pending_writes,
         max_log_bytes: s.config.max_log_mib << 20,
         chunk_files: s.config.checkpoint_chunk_files as usize,
+        mapped_files: s.config.max_mapped_files as usize,
     })
     .await;
     let shard = match opened {

@@ -22,6 +22,30 @@ pub enum Order {
 
 thread_local! {
     static NEXT_ID: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+    /// Tag files this core has mapped now: each mapping is a kernel memory area, bounded per process
+    /// (`vm.max_map_count`, 65530 by default), past which every mmap and large allocation fails.
+    static MAPPED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A tag file mapped, counted in [`mapped`] while it lives.
+struct Mapping(Mmap);
+
+impl Mapping {
+    fn new(m: Mmap) -> Self {
+        MAPPED.with(|c| c.set(c.get() + 1));
+        Mapping(m)
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        MAPPED.with(|c| c.set(c.get() - 1));
+    }
+}
+
+/// Tag files mapped by this thread's segments now.
+pub fn mapped() -> usize {
+    MAPPED.with(|c| c.get())
 }
 
 /// The readable state of one (tag, segment).
@@ -42,7 +66,7 @@ pub struct Segment {
     unchecked: bool,
     /// What is wrong with the tag file, once its first use found damage: every use answers this.
     damage: Option<Box<str>>,
-    map: Option<Mmap>,
+    map: Option<Mapping>,
     order: Option<Order>,
     /// An out-of-order segment's records `0..covered` sorted by time (stable): `(covered, permutation)`.
     perm: Option<(usize, Rc<Vec<u32>>)>,
@@ -75,12 +99,12 @@ impl Default for Segment {
 
 impl Segment {
     /// A segment whose tag file holds `persisted` records (as its manifest or its last block says), its
-    /// tail to be verified on first use.
+    /// tail to be verified on first use (also when it holds none: its sidecar may say it should).
     pub fn loaded(persisted: usize) -> Self {
         Segment {
             persisted,
             next_index: persisted,
-            unchecked: persisted > 0,
+            unchecked: true,
             ..Default::default()
         }
     }
@@ -200,7 +224,7 @@ impl Segment {
 
     /// The persisted records, as mapped (empty when none are).
     pub(crate) fn disk(&self) -> &[Record] {
-        match &self.map {
+        match self.map.as_ref().map(|m| &m.0) {
             Some(m) => {
                 assert!(
                     m.len() >= self.persisted * RECORD_BYTES,
@@ -220,7 +244,7 @@ impl Segment {
 
     /// Maps the tag file as far as it is persisted (records `0..persisted` become readable by [`Segment::raw`]).
     pub fn map_file(&mut self, path: &std::path::Path) -> std::io::Result<()> {
-        let mapped = self.map.as_ref().map_or(0, |m| m.len() / RECORD_BYTES);
+        let mapped = self.map.as_ref().map_or(0, |m| m.0.len() / RECORD_BYTES);
         if self.persisted > 0 && mapped < self.persisted {
             let f = std::fs::File::open(path)?;
             // SAFETY: only this core writes the file, and only past `persisted` records (whole blocks
@@ -230,9 +254,14 @@ impl Segment {
                     .len(self.persisted * RECORD_BYTES)
                     .map(&f)?
             };
-            self.map = Some(m);
+            self.map = Some(Mapping::new(m));
         }
         Ok(())
+    }
+
+    /// Drops the mapping of the tag file (the next read maps it again).
+    pub fn unmap(&mut self) {
+        self.map = None;
     }
 
     pub fn raw(&self, i: usize) -> Record {

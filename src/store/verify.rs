@@ -259,7 +259,17 @@ fn check_manifests(layout: &Layout, logs: bool, s: &mut Summary) -> io::Result<(
     let mut seg_dirs = crate::store::recovery::segment_dirs_on(&RealDisk, layout)?;
     seg_dirs.sort();
     for (seg, dir) in seg_dirs {
+        // Core counts whose every core has a manifest here: then every tag file with records is in one.
+        let mut complete: HashMap<usize, Vec<manifest::Manifest>> = HashMap::new();
         for path in manifest::list_on(&RealDisk, &dir)? {
+            if !path.is_file() {
+                s.findings.push(Finding {
+                    path,
+                    offset: 0,
+                    what: "named like a manifest, but not a file".into(),
+                });
+                continue;
+            }
             let m = match manifest::Manifest::decode(&fs::read(&path)?) {
                 Ok(m) => m,
                 Err(what) => {
@@ -278,16 +288,40 @@ fn check_manifests(layout: &Layout, logs: bool, s: &mut Summary) -> io::Result<(
                     Err(e) if e.kind() == io::ErrorKind::NotFound => "missing".into(),
                     Err(e) => return Err(e),
                 };
-                if have == format!("{n} records") {
-                    continue;
-                }
-                if !logs {
+                if have != format!("{n} records") && !logs {
                     s.findings.push(Finding {
                         path: path.clone(),
                         offset: 0,
                         what: format!(
                             "lists {} with {n} records; the file is {have}",
                             file.display()
+                        ),
+                    });
+                }
+            }
+            complete.entry(m.cores).or_default().push(m);
+        }
+        if logs {
+            continue;
+        }
+        for (cores, ms) in complete.into_iter().filter(|(n, ms)| ms.len() == *n) {
+            let listed: std::collections::HashSet<&str> = ms
+                .iter()
+                .flat_map(|m| m.entries.iter().map(|(t, _)| t.as_str()))
+                .collect();
+            for f in fs::read_dir(&dir)?.filter_map(|e| e.ok()).map(|e| e.path()) {
+                let Some(tag) = (f.extension().is_some_and(|x| x == "rec"))
+                    .then(|| f.file_stem()?.to_str().and_then(crate::tag::from_file_name))
+                    .flatten()
+                else {
+                    continue;
+                };
+                if !listed.contains(tag.as_str()) && crate::store::recovery::count_file(&f)? > 0 {
+                    s.findings.push(Finding {
+                        path: f.clone(),
+                        offset: 0,
+                        what: format!(
+                            "holds records, but the manifests of its directory ({cores} cores) do not list it"
                         ),
                     });
                 }

@@ -141,6 +141,11 @@ impl Engine {
         connect_to(&self.addr).unwrap()
     }
 
+    /// The engine's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();

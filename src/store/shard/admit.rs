@@ -135,6 +135,7 @@ impl Shard {
     /// holding it (the message is stored; at worst twice, never lost), and queries report the file.
     fn admit_new(&self, mut msgs: Vec<Message>) -> Admitted {
         let mut tags = self.tags.borrow_mut();
+        self.bound_mappings(&mut tags);
         let mut indexes = Vec::new();
         let mut repeats_inflight = false;
         // Filtered in place: the common one-message request keeps its vector.

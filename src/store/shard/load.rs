@@ -66,28 +66,25 @@ fn segments(
     let (mut from_manifests, mut scanned) = (0, 0);
     for (seg, dir) in dirs {
         let path = manifest::path(&dir, id, shards);
-        match std::fs::read(&path) {
-            Ok(bytes) => match Manifest::decode(&bytes) {
-                Ok(m) if m.core == id && m.cores == shards => {
-                    from_manifests += m.entries.len();
-                    out.extend(
-                        m.entries
-                            .into_iter()
-                            .map(|(tag, n)| (tag, seg, Loaded::Records(n as usize))),
-                    );
-                    continue;
-                }
-                Ok(_) => eprintln!(
-                    "core {id}: {} names another core; reading the directory instead",
-                    path.display()
-                ),
-                Err(e) => eprintln!(
-                    "core {id}: {}: {e}; reading the directory instead",
-                    path.display()
-                ),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        match read_manifest(&path) {
+            Ok(Some(m)) if m.core == id && m.cores == shards => {
+                from_manifests += m.entries.len();
+                out.extend(
+                    m.entries
+                        .into_iter()
+                        .map(|(tag, n)| (tag, seg, Loaded::Records(n as usize))),
+                );
+                continue;
+            }
+            Ok(Some(_)) => eprintln!(
+                "core {id}: {} names another core; reading the directory instead",
+                path.display()
+            ),
+            Ok(None) => {}
+            Err(e) => eprintln!(
+                "core {id}: {}: {e}; reading the directory instead",
+                path.display()
+            ),
         }
         let found = scan(layout, &dir, seg, id, shards, segment_ns, cutoff)?;
         scanned += found.len();
@@ -100,6 +97,27 @@ fn segments(
         );
     }
     Ok(out)
+}
+
+/// Largest manifest a start reads (about 40 bytes per tag file): anything larger is not one of ours.
+const MANIFEST_BYTES_MAX: u64 = 1 << 30;
+
+/// The manifest at `path`; `None` when there is none; `Err` when it cannot be trusted (then the
+/// directory is read instead).
+fn read_manifest(path: &Path) -> Result<Option<Manifest>, String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    if !meta.is_file() || meta.len() > MANIFEST_BYTES_MAX {
+        return Err(format!(
+            "not a manifest ({} bytes, or not a file)",
+            meta.len()
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    Manifest::decode(&bytes).map(Some)
 }
 
 /// The tag files this core owns in one segment directory, counted from their last blocks, and the
@@ -119,7 +137,7 @@ fn scan(
     for f in std::fs::read_dir(dir).map_err(listing)? {
         let f = f.map_err(listing)?.path();
         if let Some((_, cores)) = manifest::parse_name(&f) {
-            if cores != shards {
+            if cores != shards && f.is_file() {
                 others.push(f);
             }
             continue;
@@ -150,6 +168,19 @@ fn scan(
             _ => {}
         }
     }
+    // The manifests of other core counts go first, durably, whatever follows: this run changes the files
+    // they describe, and a later start with their count must not trust them.
+    if !others.is_empty() {
+        for other in &others {
+            if let Err(e) = std::fs::remove_file(other) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(format!("removing {}: {e}", other.display()));
+                }
+            }
+        }
+        crate::store::layout::sync_dir(dir)
+            .map_err(|e| format!("syncing {}: {e}", dir.display()))?;
+    }
     // A directory with a lost file gets no manifest: each start reads it again and reports the loss, until
     // the operator moves the sidecar aside.
     if segment_expired(seg, segment_ns, cutoff)
@@ -171,14 +202,6 @@ fn scan(
     let path = manifest::path(dir, id, shards);
     manifest::write_on(&RealDisk, &path, &m)
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    for other in others {
-        match std::fs::remove_file(&other) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(format!("removing {}: {e}", other.display()))
-            }
-            _ => {}
-        }
-    }
     Ok(out)
 }
 

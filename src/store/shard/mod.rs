@@ -96,6 +96,8 @@ pub struct ShardOptions {
     pub max_log_bytes: u64,
     /// Tag files a checkpoint takes in one step (`--checkpoint-chunk-files`, 1024 by default).
     pub chunk_files: usize,
+    /// `--max-mapped-files`: tag files all cores together keep mapped.
+    pub mapped_files: usize,
 }
 
 /// What `/metrics` reports of a shard.
@@ -143,6 +145,10 @@ pub struct Shard {
     /// Tag files a checkpoint takes in one step: its memory and open files stay bounded by this, whatever
     /// the number of dirty tags.
     chunk_files: usize,
+    /// This core's share of `--max-mapped-files`: past it, its mappings are dropped (mapped again on use).
+    /// Mappings are bounded per process (`vm.max_map_count`), and past that every mmap and large
+    /// allocation fails.
+    mapped_max: usize,
     duplicates: Cell<u64>,
     /// Generations rotated away from whose records are not yet all in tag files (a checkpoint failed after
     /// rotating, or its budget left segments with records in them unwritten), each with the epoch it was
@@ -210,6 +216,7 @@ impl Shard {
             writes_refused: Cell::new(0),
             max_log_bytes: o.max_log_bytes,
             chunk_files: o.chunk_files.max(1),
+            mapped_max: (o.mapped_files / o.shards.max(1)).max(1),
             log_refused: Cell::new(0),
             duplicates: Cell::new(0),
             old_logs: RefCell::default(),
@@ -289,6 +296,17 @@ impl Shard {
                 )
             })
             .collect()
+    }
+
+    /// Drops every mapping of tag files when this core holds more than its share of them; call before
+    /// mapping anything (no segment's mapping is in use across the call).
+    fn bound_mappings(&self, tags: &mut Tags) {
+        if crate::store::segment::mapped() <= self.mapped_max {
+            return;
+        }
+        for s in tags.values_mut().flat_map(|t| t.segs.values_mut()) {
+            s.unmap();
+        }
     }
 
     /// The segment `time` falls in, of `tag`, created when missing.

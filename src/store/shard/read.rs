@@ -71,6 +71,7 @@ impl Shard {
         last_seg: i64,
     ) -> Result<Option<Vec<i64>>, StoreError> {
         let mut tags = self.tags.borrow_mut();
+        self.bound_mappings(&mut tags);
         let Some(t) = tags.get_mut(tag) else {
             return Ok(None);
         };
@@ -171,6 +172,7 @@ impl Shard {
             let mut chunk = Vec::with_capacity(EXPORT_CHUNK_RECORDS);
             {
                 let mut tags = self.tags.borrow_mut();
+                self.bound_mappings(&mut tags);
                 let Some(s) = tags.get_mut(&w.tag).and_then(|t| t.segs.get_mut(&k)) else {
                     return Ok(true);
                 };

@@ -68,6 +68,10 @@ impl Segments {
         self.v.iter().map(|e| &e.1)
     }
 
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Segment> {
+        self.v.iter_mut().map(|e| &mut e.1)
+    }
+
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&i64, &Segment)> {
         self.v.iter().map(|e| (&e.0, &e.1))
     }
