@@ -29,6 +29,8 @@ use crate::store::disk::Disk;
 const MAGIC: &[u8; 8] = b"TCKMAN01";
 const HEADER_BYTES: usize = 32;
 const EXTENSION: &str = "manifest";
+/// More records than any tag file holds (a 96 TiB file): an entry past it is not one a core wrote.
+const RECORDS_MAX: u64 = 1 << 40;
 
 /// One core's tag files in one segment: (tag, records).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -116,6 +118,12 @@ impl Manifest {
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_le_bytes)
                 .ok_or_else(|| format!("entry {} at byte {at}: cut short", entries.len()))?;
+            if crate::tag::validate(tag).is_err() || records > RECORDS_MAX {
+                return Err(format!(
+                    "entry {} at byte {at}: tag {tag:?} with {records} records is not one a core writes",
+                    entries.len()
+                ));
+            }
             entries.push((tag.to_string(), records));
             at += 9 + n;
         }
@@ -243,6 +251,24 @@ mod tests {
             b[i] ^= 0x10;
             assert!(Manifest::decode(&b).is_err(), "byte {i} flipped");
             assert!(Manifest::decode(&bytes[..i]).is_err(), "cut at {i}");
+        }
+    }
+
+    #[test]
+    fn entries_no_core_writes_are_refused() {
+        let long = "a".repeat(40);
+        for (tag, n) in [
+            ("", 1),
+            (long.as_str(), 1),
+            ("t", (1 << 40) + 1),
+            ("t\n", 1),
+        ] {
+            let m = Manifest {
+                core: 0,
+                cores: 1,
+                entries: vec![(tag.to_string(), n)],
+            };
+            assert!(Manifest::decode(&m.encode()).is_err(), "{tag:?} {n}");
         }
     }
 
