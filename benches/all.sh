@@ -25,6 +25,10 @@ q() { if [ "$quick" = 1 ]; then echo "$1"; else echo "$2"; fi; }
 cargo build --release --workspace --manifest-path "$root/Cargo.toml" >/dev/null 2>&1 || { echo "build failed"; exit 1; }
 ulimit -l 65536 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# shellcheck source=benches/trash.sh
+source "$here/trash.sh"
+trap empty_trash EXIT
+settle
 began=$(date +%s)
 step() { # step NAME COMMAND...: runs it, output to OUT/NAME.txt, says how long it took
   local t0; t0=$(date +%s)
@@ -42,7 +46,7 @@ spec() { # spec NAME EXTRA...: the schedule against a fresh engine, loadgen's JS
   taskset -c 0 "$lg" --url http://127.0.0.1:18099 --schedule spec --duration "$(q 40s 200s)" --check \
     --report-interval 20s --json "$out/$name.json" "$@"
   local rc=$?
-  kill -TERM "$tp"; wait "$tp" 2>/dev/null; rm -rf "$d"
+  kill -TERM "$tp"; wait "$tp" 2>/dev/null; discard "$d"
   return $rc
 }
 

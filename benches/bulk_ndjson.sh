@@ -19,7 +19,9 @@ if ! command -v nginx >/dev/null; then bash "$peers/install.sh" >/dev/null; fi
 cargo build --release --workspace --manifest-path "$root/Cargo.toml" >/dev/null 2>&1
 ulimit -l 65536 2>/dev/null || true
 out=$(mktemp -d /tmp/tickcore-bulk.XXXXXX)
-trap 'kill -9 ${tp:-} 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$out"' EXIT
+# shellcheck source=benches/trash.sh
+source "$here/trash.sh"
+trap 'kill -9 ${tp:-} 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$out"; empty_trash' EXIT
 
 load() { # load URL RATE JSON
   taskset -c 0 "$root/target/release/loadgen" --url "$1" --rate "$2" --batch 1000 --connections 8 \
@@ -40,6 +42,7 @@ stop_peer nginx >/dev/null 2>&1
 ceiling=$(field "$out/ceiling.json" 'round(s["achieved_msg_per_s"])')
 echo "ceiling_msg_per_s $ceiling"
 
+settle
 held_rate=0; held_fraction=0
 for f in $fractions; do
   rate=$(python3 -c "print(int($ceiling * $f) // 1000 * 1000)")
@@ -48,7 +51,7 @@ for f in $fractions; do
     --report-interval 0 --durability sync >/dev/null 2>&1 & tp=$!
   until curl -s -o /dev/null "http://127.0.0.1:18096/health"; do sleep 0.1; done
   load "http://127.0.0.1:18096" "$rate" "$out/rung-$f.json"
-  kill -TERM "$tp"; wait "$tp" 2>/dev/null || true; rm -rf "$d"
+  kill -TERM "$tp"; wait "$tp" 2>/dev/null || true; discard "$d"
   read -r acked p99 errors ok < <(field "$out/rung-$f.json" \
     '"%d %.1f %d %s" % (s["achieved_msg_per_s"], s["write"]["p99_ms"], E(s), "yes" if s["acked_msgs"] >= s["scheduled_msgs"] - 1000 and E(s) == 0 and s["write"]["p99_ms"] <= 50 else "no")')
   echo "rung $f $rate $acked $p99 $errors $ok"

@@ -29,6 +29,10 @@ print("%-34s %12.0f rows/s  p50 %7.2f ms  p99 %7.2f ms  errors %d" % (name, r['r
 PY
 }
 
+# shellcheck source=benches/trash.sh
+source "$root/benches/trash.sh"
+trap empty_trash EXIT
+settle
 d=$(mktemp -d /tmp/tickcore-lp.XXXXXX)
 taskset -c 1 "$root/target/release/tickcore" --cpus 1 --listen 127.0.0.1:18095 --data-dir "$d" \
   --report-interval 0 --retention 36500d --shed-lag "${SHED_LAG:-20ms}" > "$d.log" 2>&1 & tp=$!
@@ -42,15 +46,16 @@ row "tickcore /write (sync, shed-lag ${SHED_LAG:-20ms})" "$d.wrk"
 # shellcheck source=/dev/null
 source "$peers/peers.sh"
 start_peer vm
-trap 'stop_peer vm' EXIT
+trap 'stop_peer vm; empty_trash' EXIT
 url=$(peer_url vm)
 taskset -c 0 wrk -t1 -c"$conns" -d5s --timeout 10s -s "$lua" "$url" > /dev/null
 taskset -c 0 wrk -t1 -c"$conns" -d"${secs}s" --timeout 10s --latency -s "$lua" "$url" > "$d.vm.wrk"
 row "VictoriaMetrics /write" "$d.vm.wrk"
 stop_peer vm >/dev/null 2>&1
-trap - EXIT
+trap empty_trash EXIT
 start_nginx >/dev/null 2>&1
 taskset -c 0 wrk -t1 -c"$conns" -d"${secs}s" --timeout 10s --latency -s "$lua" "http://127.0.0.1:$NGINX_PORT/write" > "$d.ng.wrk"
 stop_peer nginx >/dev/null 2>&1
 row "nginx no-op (client ceiling)" "$d.ng.wrk"
-rm -rf "$d" "$d.log" "$d.wrk" "$d.vm.wrk" "$d.ng.wrk"
+discard "$d"
+rm -f "$d.log" "$d.wrk" "$d.vm.wrk" "$d.ng.wrk"

@@ -8,6 +8,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); root=$(dirname "$here")
 cargo build --release --manifest-path "$root/Cargo.toml" --bin tickcore >/dev/null 2>&1
 ulimit -l 65536 2>/dev/null || true
+# shellcheck source=benches/trash.sh
+source "$here/trash.sh"
+trap empty_trash EXIT
+settle
 d=$(mktemp -d /tmp/tickcore-qbench.XXXXXX)
 taskset -c 1 "$root/target/release/tickcore" --cpus 1 --listen 127.0.0.1:18093 --data-dir "$d" --report-interval 0 --reads "${READS:-mmap}" --read-cache-mib "${READ_CACHE_MIB:-64}" >/dev/null & tp=$!
 sleep 1
@@ -29,7 +33,7 @@ for agg in [""] + ["&agg=" + a for a in ("last", "first", "min", "max", "mean", 
     name = agg.replace("&agg=", "agg=") or "as-of (last)"
     print("tickcore /api from tag file, %-28s p50 %.3f ms  p99 %.3f ms  max %.3f ms" % (name, lat[len(lat)//2], lat[int(len(lat)*0.99)], lat[-1]))
 PY
-kill -TERM "$tp"; wait "$tp" 2>/dev/null || true; rm -rf "$d"
+kill -TERM "$tp"; wait "$tp" 2>/dev/null || true; discard "$d"
 if [ "${PEER:-vm}" = vm ]; then
   peers=$root/../shared/peers
   PEERS=vm QUERIES="${QUERIES:-200}" bash "$peers/bench_query.sh" >/dev/null 2>&1 || true

@@ -13,10 +13,13 @@ here=$(cd "$(dirname "$0")" && pwd); root=$(dirname "$here")
 peers=$root/../shared/peers
 cargo build --release --manifest-path "$root/Cargo.toml" --bin tickcore >/dev/null 2>&1
 ulimit -l 65536 2>/dev/null || true
+# shellcheck source=benches/trash.sh
+source "$here/trash.sh"
+settle
 d=$(mktemp -d /tmp/tickcore-qwin.XXXXXX)
 taskset -c 1 "$root/target/release/tickcore" --cpus 1 --listen 127.0.0.1:18095 --data-dir "$d" --report-interval 0 \
   --retention 36500d --checkpoint-interval 1s >/dev/null & tp=$!
-trap 'kill -9 $tp 2>/dev/null || true; rm -rf "$d"' EXIT
+trap 'kill -9 $tp 2>/dev/null || true; discard "$d"; empty_trash' EXIT
 until curl -s -o /dev/null "http://127.0.0.1:18095/health"; do sleep 0.1; done
 taskset -c 0 python3 "$here/query_window.py" --target tickcore --port 18095 --window "$window" --records "$records" \
   --queries "$queries" --settle 3

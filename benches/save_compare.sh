@@ -13,11 +13,15 @@ peers=$root/../shared/peers
 if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then bash "$peers/install.sh" >/dev/null; fi
 cargo build --release --manifest-path "$root/Cargo.toml" --bin tickcore --bin noop-glommio >/dev/null 2>&1
 ulimit -l 65536 2>/dev/null || true
+# shellcheck source=benches/trash.sh
+source "$here/trash.sh"
+trap empty_trash EXIT
+settle
 run_tickcore() { # DURABILITY -> wrk RESULT line
   local d tp r
   d=$(mktemp -d /tmp/tickcore-bench.XXXXXX)
   taskset -c 1 "$root/target/release/tickcore" --cpus 1 --listen 127.0.0.1:18092 --data-dir "$d" --report-interval 0 --durability "$1" >/dev/null & tp=$!; sleep 1
-  r=$(run_wrk "http://127.0.0.1:18092/save"); kill -TERM "$tp"; wait "$tp" 2>/dev/null || true; rm -rf "$d"
+  r=$(run_wrk "http://127.0.0.1:18092/save"); kill -TERM "$tp"; wait "$tp" 2>/dev/null || true; discard "$d"
   echo "$r"
 }
 run_wrk() { # URL [LUA] -> RESULT line

@@ -22,7 +22,10 @@ cargo build --release --manifest-path "$root/Cargo.toml" --workspace >/dev/null 
 bin=$root/target/release
 port=18097
 d=$(mktemp -d /tmp/tickcore-scale.XXXXXX)
-trap 'kill -9 $tp 2>/dev/null || true; rm -rf "$d"' EXIT
+# shellcheck source=benches/trash.sh
+source "$root/benches/trash.sh"
+trap 'kill -9 $tp 2>/dev/null || true; discard "$d"; empty_trash' EXIT
+settle
 
 read -r -a engine_flags <<< "${ENGINE_FLAGS:-}"
 start_engine() { # start_engine LOG

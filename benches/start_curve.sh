@@ -14,7 +14,10 @@ key=$(sha256sum "$root/docs/format.md" | cut -c1-12)
 fixtures=${FIXTURES:-/var/tmp/tickcore-fixtures}/$key
 mkdir -p "$fixtures"
 port=18098
-trap 'kill -9 ${tp:-} 2>/dev/null || true' EXIT
+trap 'kill -9 ${tp:-} 2>/dev/null || true; empty_trash' EXIT
+# shellcheck source=benches/trash.sh
+source "$root/benches/trash.sh"
+settle
 
 start_engine() { # start_engine DIR
   taskset -c 1 "$root/target/release/tickcore" --cpus 1 --listen 127.0.0.1:$port --data-dir "$1" \
