@@ -3,7 +3,9 @@
 //! queue order) and the arrival indexes of committed records that the segment's time search does not cover
 //! (an out-of-order segment's records past its sorted permutation). A lookup hashes the record once
 //! (foldhash, seeded per process: no SipHash, and no collisions an attacker can compute ahead) and compares
-//! the few candidates bit for bit, so its cost does not grow with the records in flight or in memory.
+//! the few candidates bit for bit, so its cost does not grow with the records in flight or in memory. The
+//! hash is computed once per message, at admission ([`content_hash`]), and travels with the record: the
+//! in-flight queue keeps it, so neither the commit's pop nor the committed index hashes again.
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -38,8 +40,9 @@ pub fn content_hash(r: &Record) -> u64 {
 /// dropped (its memory given back).
 #[derive(Default)]
 pub struct Recent {
-    /// Records accepted and not yet committed, oldest first: `inflight[k]` has sequence `popped + k`.
-    inflight: VecDeque<Record>,
+    /// Records accepted and not yet committed, with their content hashes, oldest first: `inflight[k]` has
+    /// sequence `popped + k`.
+    inflight: VecDeque<(Record, u64)>,
     popped: u64,
     /// Sequences of `inflight`, by content hash.
     inflight_seqs: HashTable<u64>,
@@ -54,48 +57,43 @@ impl Recent {
         self.inflight.is_empty() && self.committed.is_empty()
     }
 
-    /// True when a record accepted and not yet committed equals `r`.
-    pub fn holds_inflight(&self, r: &Record) -> bool {
+    /// True when a record accepted and not yet committed equals `r`, whose [`content_hash`] is `hash`.
+    pub fn holds_inflight(&self, r: &Record, hash: u64) -> bool {
         let (inflight, popped) = (&self.inflight, self.popped);
         self.inflight_seqs
-            .find(content_hash(r), |&s| {
-                same(&inflight[(s - popped) as usize], r)
-            })
+            .find(hash, |&s| same(&inflight[(s - popped) as usize].0, r))
             .is_some()
     }
 
-    pub fn inflight_push(&mut self, r: Record) {
+    /// Takes in `r`, whose [`content_hash`] is `hash`, as the newest record in flight.
+    pub fn inflight_push(&mut self, r: Record, hash: u64) {
+        debug_assert_eq!(hash, content_hash(&r), "BUG: a record with another's hash");
         let seq = self.popped + self.inflight.len() as u64;
-        self.inflight.push_back(r);
+        self.inflight.push_back((r, hash));
         let (inflight, popped) = (&self.inflight, self.popped);
         self.inflight_seqs
-            .insert_unique(content_hash(&r), seq, |&s| {
-                content_hash(&inflight[(s - popped) as usize])
-            });
+            .insert_unique(hash, seq, |&s| inflight[(s - popped) as usize].1);
     }
 
-    /// The oldest in-flight record, now committed or failed (commits finish in queue order).
-    pub fn inflight_pop(&mut self) -> Option<Record> {
-        let r = *self.inflight.front()?;
-        self.forget_inflight(&r, self.popped);
+    /// The oldest in-flight record and its hash, now committed or failed (commits finish in queue order).
+    pub fn inflight_pop(&mut self) -> Option<(Record, u64)> {
+        let (r, hash) = *self.inflight.front()?;
+        self.forget_inflight(hash, self.popped);
         self.inflight.pop_front();
         self.popped += 1;
-        Some(r)
+        Some((r, hash))
     }
 
     /// Undoes the newest [`Recent::inflight_push`] (its job was never queued).
     pub fn inflight_unpush(&mut self) {
-        if let Some(&r) = self.inflight.back() {
-            self.forget_inflight(&r, self.popped + self.inflight.len() as u64 - 1);
+        if let Some(&(_, hash)) = self.inflight.back() {
+            self.forget_inflight(hash, self.popped + self.inflight.len() as u64 - 1);
             self.inflight.pop_back();
         }
     }
 
-    fn forget_inflight(&mut self, r: &Record, seq: u64) {
-        match self
-            .inflight_seqs
-            .find_entry(content_hash(r), |&s| s == seq)
-        {
+    fn forget_inflight(&mut self, hash: u64, seq: u64) {
+        match self.inflight_seqs.find_entry(hash, |&s| s == seq) {
             Ok(e) => {
                 e.remove();
             }
@@ -103,10 +101,10 @@ impl Recent {
         }
     }
 
-    /// Takes in committed record `index`, whose content is `r`.
-    pub fn add_committed(&mut self, index: usize, r: &Record) {
+    /// Takes in committed record `index`, whose content's [`content_hash`] is `hash`.
+    pub fn add_committed(&mut self, index: usize, hash: u64) {
         let index = u32::try_from(index).expect("BUG: a segment past u32::MAX records");
-        let h32 = content_hash(r) as u32;
+        let h32 = hash as u32;
         self.committed.insert_unique(
             spread(h32),
             (u64::from(h32) << 32) | u64::from(index),
@@ -114,9 +112,10 @@ impl Recent {
         );
     }
 
-    /// True when an indexed committed record equals `r`; `raw` reads a candidate by its index.
-    pub fn holds_committed(&self, r: &Record, raw: impl Fn(usize) -> Record) -> bool {
-        let h32 = content_hash(r) as u32;
+    /// True when an indexed committed record equals `r`, whose [`content_hash`] is `hash`; `raw` reads a
+    /// candidate by its index.
+    pub fn holds_committed(&self, r: &Record, hash: u64, raw: impl Fn(usize) -> Record) -> bool {
+        let h32 = hash as u32;
         self.committed
             .find(spread(h32), |&e| {
                 (e >> 32) as u32 == h32 && same(&raw(e as u32 as usize), r)
@@ -139,7 +138,7 @@ impl Recent {
     pub fn shrink(&mut self) {
         let (inflight, popped) = (&self.inflight, self.popped);
         self.inflight_seqs
-            .shrink_to_fit(|&s| content_hash(&inflight[(s - popped) as usize]));
+            .shrink_to_fit(|&s| inflight[(s - popped) as usize].1);
         self.inflight.shrink_to_fit();
     }
 }
@@ -150,24 +149,34 @@ mod tests {
 
     use crate::record::filled as rec;
 
+    fn h(r: Record) -> u64 {
+        content_hash(&r)
+    }
+
     #[test]
     fn in_flight_records_are_found_by_content_and_leave_in_queue_order() {
         let mut r = Recent::default();
-        r.inflight_push(rec(5, 1.0));
-        r.inflight_push(rec(2, 2.0));
-        r.inflight_push(rec(5, 1.0));
-        assert!(r.holds_inflight(&rec(2, 2.0)));
-        assert!(!r.holds_inflight(&rec(2, 3.0)), "same time, other values");
-        assert!(!r.holds_inflight(&rec(2, -0.0)) && !r.holds_inflight(&rec(6, 1.0)));
+        r.inflight_push(rec(5, 1.0), h(rec(5, 1.0)));
+        r.inflight_push(rec(2, 2.0), h(rec(2, 2.0)));
+        r.inflight_push(rec(5, 1.0), h(rec(5, 1.0)));
+        assert!(r.holds_inflight(&rec(2, 2.0), h(rec(2, 2.0))));
+        assert!(
+            !r.holds_inflight(&rec(2, 3.0), h(rec(2, 3.0))),
+            "same time, other values"
+        );
+        assert!(
+            !r.holds_inflight(&rec(2, -0.0), h(rec(2, -0.0)))
+                && !r.holds_inflight(&rec(6, 1.0), h(rec(6, 1.0)))
+        );
         r.inflight_unpush();
         assert!(
-            r.holds_inflight(&rec(5, 1.0)),
+            r.holds_inflight(&rec(5, 1.0), h(rec(5, 1.0))),
             "the first copy is still in flight"
         );
-        assert_eq!(r.inflight_pop(), Some(rec(5, 1.0)));
-        assert!(!r.holds_inflight(&rec(5, 1.0)));
-        assert!(r.holds_inflight(&rec(2, 2.0)));
-        assert_eq!(r.inflight_pop(), Some(rec(2, 2.0)));
+        assert_eq!(r.inflight_pop(), Some((rec(5, 1.0), h(rec(5, 1.0)))));
+        assert!(!r.holds_inflight(&rec(5, 1.0), h(rec(5, 1.0))));
+        assert!(r.holds_inflight(&rec(2, 2.0), h(rec(2, 2.0))));
+        assert_eq!(r.inflight_pop(), Some((rec(2, 2.0), h(rec(2, 2.0)))));
         assert_eq!(r.inflight_pop(), None);
         assert!(r.is_empty());
     }
@@ -178,13 +187,16 @@ mod tests {
         let mut r = Recent::default();
         let raw = |i: usize| recs[i];
         for (i, x) in recs.iter().enumerate().skip(100) {
-            r.add_committed(i, x);
+            r.add_committed(i, h(*x));
         }
         assert_eq!(r.committed_len(), 9_900);
-        assert!(r.holds_committed(&recs[5_000], raw));
-        assert!(!r.holds_committed(&recs[99], raw), "not indexed");
-        assert!(!r.holds_committed(&rec(3, 3.5), raw));
+        assert!(r.holds_committed(&recs[5_000], h(recs[5_000]), raw));
+        assert!(
+            !r.holds_committed(&recs[99], h(recs[99]), raw),
+            "not indexed"
+        );
+        assert!(!r.holds_committed(&rec(3, 3.5), h(rec(3, 3.5)), raw));
         r.clear_committed();
-        assert!(!r.holds_committed(&recs[5_000], raw) && r.is_empty());
+        assert!(!r.holds_committed(&recs[5_000], h(recs[5_000]), raw) && r.is_empty());
     }
 }

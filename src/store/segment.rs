@@ -8,7 +8,7 @@ use std::rc::Rc;
 use memmap2::{Mmap, MmapOptions};
 
 use crate::record::{Record, RECORD_BYTES};
-use crate::store::recent::{same, Recent};
+use crate::store::recent::{self, same, Recent};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Order {
@@ -180,6 +180,12 @@ impl Segment {
 
     /// Takes in a committed record; `epoch`: the shard's log epoch now.
     pub fn push(&mut self, r: Record, epoch: u32) {
+        self.push_hashed(r, None, epoch);
+    }
+
+    /// [`Segment::push`] of a record whose [`recent::content_hash`] is known (computed at admission), so
+    /// the duplicate index does not hash it again.
+    pub fn push_hashed(&mut self, r: Record, hash: Option<u64>, epoch: u32) {
         if self.mem.is_empty() {
             self.since = epoch;
         }
@@ -195,7 +201,7 @@ impl Segment {
             let index = self.committed() - 1;
             self.recent
                 .get_or_insert_with(Box::default)
-                .add_committed(index, &r);
+                .add_committed(index, hash.unwrap_or_else(|| recent::content_hash(&r)));
         }
     }
 
@@ -345,10 +351,12 @@ impl Segment {
     /// arrivals past the newest record answer at once; a sorted segment is searched by time; an out-of-order
     /// one through its permutation (merged forward once the records past it pass a quarter of it) and the
     /// duplicate index of the records past it. The file is mapped, and its order learned, on first need.
+    /// `hash`: `r`'s [`recent::content_hash`].
     pub fn holds_committed(
         &mut self,
         path: impl FnOnce() -> std::path::PathBuf,
         r: &Record,
+        hash: u64,
     ) -> std::io::Result<bool> {
         let n = self.committed();
         let newest = match self.order() {
@@ -383,7 +391,7 @@ impl Segment {
             "BUG: the duplicate index misses records past the permutation"
         );
         if let Some(recent) = &self.recent {
-            if recent.holds_committed(r, |i| self.raw(i)) {
+            if recent.holds_committed(r, hash, |i| self.raw(i)) {
                 return Ok(true);
             }
         }
@@ -394,19 +402,23 @@ impl Segment {
             .any(|x| same(&x, r)))
     }
 
-    /// True when a record accepted and not yet committed equals `r`.
-    pub fn holds_inflight(&self, r: &Record) -> bool {
-        self.recent.as_ref().is_some_and(|x| x.holds_inflight(r))
+    /// True when a record accepted and not yet committed equals `r`, whose [`recent::content_hash`] is
+    /// `hash`.
+    pub fn holds_inflight(&self, r: &Record, hash: u64) -> bool {
+        self.recent
+            .as_ref()
+            .is_some_and(|x| x.holds_inflight(r, hash))
     }
 
-    pub fn inflight_push(&mut self, r: Record) {
+    /// Takes in `r`, whose [`recent::content_hash`] is `hash`, as the newest record in flight.
+    pub fn inflight_push(&mut self, r: Record, hash: u64) {
         self.recent
             .get_or_insert_with(Box::default)
-            .inflight_push(r);
+            .inflight_push(r, hash);
     }
 
-    /// The oldest in-flight record, now committed or failed (commits finish in queue order).
-    pub fn inflight_pop(&mut self) -> Option<Record> {
+    /// The oldest in-flight record and its hash, now committed or failed (commits finish in queue order).
+    pub fn inflight_pop(&mut self) -> Option<(Record, u64)> {
         let r = self.recent.as_mut()?.inflight_pop();
         self.tidy();
         r
@@ -458,6 +470,10 @@ mod tests {
     use std::path::PathBuf;
 
     use crate::record::filled as rec;
+
+    fn h(r: Record) -> u64 {
+        recent::content_hash(&r)
+    }
 
     fn no_file() -> PathBuf {
         PathBuf::from("/nonexistent/segment-test.rec")
@@ -542,16 +558,22 @@ mod tests {
     #[test]
     fn in_flight_records_are_found_and_leave_in_queue_order() {
         let mut s = Segment::default();
-        s.inflight_push(rec(5, 1.0));
-        s.inflight_push(rec(2, 2.0));
-        assert!(s.holds_inflight(&rec(2, 2.0)));
-        assert!(!s.holds_inflight(&rec(2, 3.0)), "same time, other values");
-        assert!(!s.holds_inflight(&rec(6, 1.0)), "past the newest in flight");
+        s.inflight_push(rec(5, 1.0), h(rec(5, 1.0)));
+        s.inflight_push(rec(2, 2.0), h(rec(2, 2.0)));
+        assert!(s.holds_inflight(&rec(2, 2.0), h(rec(2, 2.0))));
+        assert!(
+            !s.holds_inflight(&rec(2, 3.0), h(rec(2, 3.0))),
+            "same time, other values"
+        );
+        assert!(
+            !s.holds_inflight(&rec(6, 1.0), h(rec(6, 1.0))),
+            "past the newest in flight"
+        );
         s.inflight_unpush();
-        assert!(!s.holds_inflight(&rec(2, 2.0)));
-        assert_eq!(s.inflight_pop(), Some(rec(5, 1.0)));
+        assert!(!s.holds_inflight(&rec(2, 2.0), h(rec(2, 2.0))));
+        assert_eq!(s.inflight_pop(), Some((rec(5, 1.0), h(rec(5, 1.0)))));
         assert_eq!(s.inflight_pop(), None);
-        assert!(!s.holds_inflight(&rec(5, 1.0)));
+        assert!(!s.holds_inflight(&rec(5, 1.0), h(rec(5, 1.0))));
     }
 
     #[test]
@@ -561,7 +583,7 @@ mod tests {
             s.push(rec(t, t as f64), 0);
         }
         let holds =
-            |s: &mut Segment, r: Record| s.holds_committed(no_file, &r).expect("memory only");
+            |s: &mut Segment, r: Record| s.holds_committed(no_file, &r, h(r)).expect("memory only");
         assert!(holds(&mut s, rec(3, 3.0)));
         assert!(!holds(&mut s, rec(3, 4.0)));
         assert!(
@@ -614,14 +636,18 @@ mod tests {
                     Op::Push(t, v) => {
                         let r = rec(t, f64::from(v));
                         let expected = all.iter().any(|x| same(x, &r));
-                        let got = s.holds_committed(|| path.clone(), &r).expect("file readable");
+                        let got = s.holds_committed(|| path.clone(), &r, h(r)).expect("file readable");
                         proptest::prop_assert_eq!(got, expected, "record {:?}", r);
                         // A negative zero is another record than a zero.
                         let z = rec(t, -0.0);
                         let expected = all.iter().any(|x| same(x, &z));
-                        proptest::prop_assert_eq!(s.holds_committed(|| path.clone(), &z).expect("readable"), expected);
+                        proptest::prop_assert_eq!(s.holds_committed(|| path.clone(), &z, h(z)).expect("readable"), expected);
                         if !got {
-                            s.push(r, 0);
+                            // Both ways in: hashed at admission, or hashed when indexed.
+                            match t % 2 {
+                                0 => s.push(r, 0),
+                                _ => s.push_hashed(r, Some(h(r)), 0),
+                            }
                             s.next_index += 1;
                             all.push(r);
                         }

@@ -11,6 +11,7 @@ use super::commit::{Cmd, Job};
 use super::Shard;
 use crate::config::Durability;
 use crate::message::Message;
+use crate::store::recent::content_hash;
 use crate::store::StoreError;
 
 /// One append waiting for its commit, counted in `Shard::pending_writes` while it lives.
@@ -142,10 +143,12 @@ impl Shard {
         msgs.retain(|m| {
             let key = m.record.time.div_euclid(self.segment_ns);
             let seg = self.segment_mut(&mut tags, &m.tag, m.record.time);
-            let inflight = seg.holds_inflight(&m.record);
+            // Hashed once: the in-flight queue and the committed index keep it.
+            let hash = content_hash(&m.record);
+            let inflight = seg.holds_inflight(&m.record, hash);
             let stored = !inflight
                 && seg
-                    .holds_committed(|| self.layout.tag_file(key, &m.tag), &m.record)
+                    .holds_committed(|| self.layout.tag_file(key, &m.tag), &m.record, hash)
                     .unwrap_or(false);
             if inflight || stored {
                 repeats_inflight |= inflight;
@@ -153,11 +156,11 @@ impl Shard {
                 return false;
             }
             match self.durability {
-                Durability::Sync => seg.inflight_push(m.record),
+                Durability::Sync => seg.inflight_push(m.record, hash),
                 Durability::Async => {
                     indexes.push(seg.next_index);
                     seg.next_index += 1;
-                    seg.push(m.record, self.epoch.get());
+                    seg.push_hashed(m.record, Some(hash), self.epoch.get());
                 }
             }
             true

@@ -172,14 +172,14 @@ impl Shard {
                     let seg = self.segment_mut(&mut tags, &m.tag, m.record.time);
                     let popped = seg.inflight_pop();
                     assert!(
-                        popped.as_ref() == Some(&m.record),
+                        popped.as_ref().map(|(r, _)| r) == Some(&m.record),
                         "BUG: commits finished out of queue order: {} at {} finished, {popped:?} was next",
                         m.tag,
                         m.record.time
                     );
                     match r {
                         Ok(()) => {
-                            seg.push(m.record, self.epoch.get());
+                            seg.push_hashed(m.record, popped.map(|(_, h)| h), self.epoch.get());
                             assert!(
                                 seg.committed() <= seg.next_index,
                                 "BUG: record {} of {} pushed past its index {}",
