@@ -20,6 +20,10 @@ if [ ! -x "$old/target/release/tickcore" ] || [ "$(cat "$old/.rev" 2>/dev/null)"
   git -C "$root" rev-parse "$base" > "$old/.rev"
 fi
 ulimit -l 65536 2>/dev/null || true
+# shellcheck source=benches/trash.sh
+source "$root/benches/trash.sh"
+trap empty_trash EXIT
+settle
 one() { # BINARY SCRIPT LABEL
   local d tp
   d=$(mktemp -d /tmp/tickcore-dedup.XXXXXX)
@@ -30,7 +34,7 @@ one() { # BINARY SCRIPT LABEL
     grep -E '^RESULT' | sed 's/^RESULT //'
   curl -s http://127.0.0.1:18098/metrics | awk '/^tickcore_records_(ingested|deduplicated)_total/ {printf "    %s %s\n", $1, $2}' || true
   kill -TERM "$tp"; wait "$tp" 2>/dev/null || true
-  rm -rf "$d" "$d.log"
+  discard "$d"; rm -f "$d.log"
 }
 for r in $(seq 1 "$rounds"); do
   echo "round $r (wrk -t1 -c40, ${secs}s per column)"

@@ -7,6 +7,10 @@ secs=${1:-20}; rounds=${2:-2}; conns=${3:-40}
 root=$(cd "$(dirname "$0")/.." && pwd)
 command -v wrk >/dev/null || bash "$root/../shared/peers/install.sh" >/dev/null
 cargo build --release --manifest-path "$root/Cargo.toml" --bin tickcore >/dev/null 2>&1
+# shellcheck source=benches/trash.sh
+source "$root/benches/trash.sh"
+trap empty_trash EXIT
+settle
 one() { # SCRAPE(0|1) -> wrk RESULT line, and the scrapes made
   local d tp sp="" r n=0
   d=$(mktemp -d /tmp/tickcore-bench.XXXXXX)
@@ -18,7 +22,7 @@ one() { # SCRAPE(0|1) -> wrk RESULT line, and the scrapes made
   r=$(taskset -c 0 wrk -t1 -c"$conns" -d"${secs}s" --timeout 10s -s "$root/loadgen/wrk/save.lua" http://127.0.0.1:18093/save | sed -n 's/^RESULT //p')
   if [ -n "$sp" ]; then kill "$sp"; wait "$sp" 2>/dev/null || true; n=$(wc -l < "$d.scrapes"); fi
   kill -TERM "$tp"; wait "$tp" 2>/dev/null || true
-  rm -rf "$d" "$d.scrapes"
+  discard "$d"; rm -f "$d.scrapes"
   echo "$r | scrapes $n"
 }
 for r in $(seq "$rounds"); do

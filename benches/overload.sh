@@ -14,6 +14,10 @@ conns=${3:-2000}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cargo build --release --workspace --manifest-path "$root/Cargo.toml" >/dev/null
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# shellcheck source=benches/trash.sh
+source "$root/benches/trash.sh"
+trap empty_trash EXIT
+settle
 for cfg in "20ms honor" "20ms ignore" "0 honor"; do
   read -r lag retry <<< "$cfg"
   d=$(mktemp -d /tmp/tickcore-overload.XXXXXX)
@@ -42,5 +46,5 @@ for cfg in "20ms honor" "20ms ignore" "0 honor"; do
   kill -TERM "$tp"; wait "$tp" || true
   read -r pa pf < "$peak"
   echo "engine peak RssAnon $((pa / 1024)) MiB, RssFile $((pf / 1024)) MiB"
-  rm -rf "$d" "$d.engine.log" "$peak"
+  discard "$d"; rm -f "$d.engine.log" "$peak"
 done

@@ -25,7 +25,10 @@ if ! chrt -f 50 true 2>/dev/null; then
   prio=()
 fi
 d=$(mktemp -d /tmp/tickcore-probe.XXXXXX)
-trap 'kill -TERM "$tp" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$d" "$d".*' EXIT
+# shellcheck source=benches/trash.sh
+source "$root/benches/trash.sh"
+trap 'kill -TERM "$tp" 2>/dev/null || true; if [ -z "${KEEP:-}" ]; then discard "$d"; rm -rf "$d".*; fi; empty_trash' EXIT
+settle
 # shellcheck disable=SC2086 # ENGINE_FLAGS: extra engine flags, split on spaces
 taskset -c 1 "$root/target/release/tickcore" --cpus 1 --listen 127.0.0.1:18098 --data-dir "$d" \
   --report-interval 5s --max-connections 10000 ${ENGINE_FLAGS:-} > "$d.engine.log" 2>&1 &

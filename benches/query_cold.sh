@@ -8,10 +8,13 @@ set -euo pipefail
 rounds=${1:-30}
 here=$(cd "$(dirname "$0")" && pwd); root=$(dirname "$here")
 cargo build --release --manifest-path "$root/Cargo.toml" --bin tickcore >/dev/null 2>&1
+# shellcheck source=benches/trash.sh
+source "$root/benches/trash.sh"
+settle
 d=$(mktemp -d /tmp/tickcore-cold.XXXXXX)
 taskset -c 1 "$root/target/release/tickcore" --cpus 1 --listen 127.0.0.1:18094 --data-dir "$d" --report-interval 0 --reads "${READS:-mmap}" --read-cache-mib "${READ_CACHE_MIB:-64}" \
   --checkpoint-interval 1s >/dev/null & tp=$!
-trap 'kill -TERM $tp 2>/dev/null; wait $tp 2>/dev/null; rm -rf "$d"' EXIT
+trap 'kill -TERM $tp 2>/dev/null; wait $tp 2>/dev/null; discard "$d"; empty_trash' EXIT
 sleep 1
 taskset -c 0 python3 "$here/query_bench.py" --port 18094 --queries 20 >/dev/null
 sleep 3
