@@ -9,7 +9,8 @@
 #     largest size;
 #   - cold start: clean shutdown, page cache dropped (needs root), time until /health answers 200.
 #   benches/scale.sh [SECS] [RATE] [TAGS]        e.g. benches/scale.sh 600 100000 100000
-# ENGINE_FLAGS adds engine flags (e.g. ENGINE_FLAGS="--checkpoint-budget 5s").
+# ENGINE_FLAGS adds engine flags (e.g. ENGINE_FLAGS="--checkpoint-budget 5s"); KEEP=DIR copies the engine's
+# console and loadgen's output there (per-checkpoint lines, loadgen's 30 s reports).
 # Prints one line per figure, `key value`, for benches/all.sh; exits 1 when loadgen reports a failed verdict.
 set -euo pipefail
 secs=${1:-120}
@@ -105,4 +106,7 @@ print("tag_files", files)
 print("cold_start_s", round(t1 - t0, 2))
 print("loadgen_exit", lg)
 PY
+if [ -n "${KEEP:-}" ]; then
+  mkdir -p "$KEEP" && cp "$d/engine.log" "$d/engine2.log" "$d/loadgen.out" "$d/loadgen.json" "$d/samples" "$KEEP/"
+fi
 [ "$lg" = 0 ]

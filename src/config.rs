@@ -63,9 +63,10 @@ pub struct Config {
     /// How long a checkpoint writes tag files (the segments with the most records waiting first, at least
     /// 1024 files) before it carries the records of the rest into the new log generation, for a later
     /// checkpoint: its time stays bounded however many tags were written, at the cost of memory and log
-    /// (docs/operations.md). Unset: every checkpoint writes every dirty file. Shutdown writes everything.
-    #[arg(long, env = "TICKCORE_CHECKPOINT_BUDGET", value_parser = parse_duration)]
-    pub checkpoint_budget: Option<Duration>,
+    /// (docs/operations.md). `auto` (the default): half of --checkpoint-interval; `off`: every checkpoint
+    /// writes every dirty file. Shutdown writes everything.
+    #[arg(long, env = "TICKCORE_CHECKPOINT_BUDGET", default_value = "auto", value_parser = parse_budget)]
+    pub checkpoint_budget: Budget,
     /// Testing aid: tag files a checkpoint takes in one step (pre-images logged in one commit, then
     /// written); the budget is checked between steps. Small values let tests defer with few tags.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536), hide = true)]
@@ -166,6 +167,14 @@ impl Config {
     pub fn retention_ns(&self) -> i64 {
         i64::try_from(self.retention.as_nanos()).unwrap_or(i64::MAX)
     }
+    /// The time a periodic checkpoint may spend writing tag files, `None` for no limit.
+    pub fn checkpoint_budget(&self) -> Option<Duration> {
+        match self.checkpoint_budget {
+            Budget::Auto => Some(self.checkpoint_interval / 2),
+            Budget::Off => None,
+            Budget::Fixed(d) => Some(d),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +211,26 @@ pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
     Ok(CpuList(cpus))
 }
 
+/// `--checkpoint-budget`: see [`Config::checkpoint_budget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Half of the checkpoint interval.
+    Auto,
+    /// No budget: a checkpoint writes every dirty file.
+    Off,
+    Fixed(Duration),
+}
+
+fn parse_budget(s: &str) -> Result<Budget, String> {
+    match s.trim() {
+        "auto" => Ok(Budget::Auto),
+        "off" => Ok(Budget::Off),
+        d => parse_duration(d)
+            .map(Budget::Fixed)
+            .map_err(|e| format!("{e} (or auto, or off)")),
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {
         return Ok(Duration::ZERO);
@@ -228,6 +257,13 @@ mod tests {
             Duration::from_secs(30 * 86400)
         );
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_budget("auto"), Ok(Budget::Auto));
+        assert_eq!(parse_budget("off"), Ok(Budget::Off));
+        assert_eq!(
+            parse_budget("2s"),
+            Ok(Budget::Fixed(Duration::from_secs(2)))
+        );
+        assert!(parse_budget("soon").unwrap_err().contains("auto, or off"));
         let c = Config::parse_from(["tickcore", "--retention", "8s"]);
         assert_eq!(c.segment_ns(), 1_000_000_000);
         assert_eq!(

@@ -110,3 +110,34 @@ fn deferred_records_survive_kill9_and_reach_their_files_later() {
     let (code, out) = verify_dir(d.path());
     assert_eq!(code, 0, "{out}");
 }
+
+/// Without the flag the budget is half of `--checkpoint-interval` (`auto`): one file per step and a 10 ms
+/// budget cannot write 600 new files in one checkpoint, so some wait. `off` writes every dirty file in
+/// every checkpoint, whatever it takes: nothing is ever deferred.
+#[test]
+fn the_default_budget_is_half_the_interval_and_off_defers_nothing() {
+    let base = now_ns() - 3_600_000_000_000;
+    for (budget, defers) in [(None, true), (Some("off"), false)] {
+        let d = tempfile::tempdir().unwrap();
+        let mut flags = vec![
+            "--checkpoint-chunk-files",
+            "1",
+            "--checkpoint-interval",
+            "20ms",
+        ];
+        if let Some(b) = budget {
+            flags.extend(["--checkpoint-budget", b]);
+        }
+        let e = start(d.path(), "0", &flags);
+        write_round(&e, base, 0);
+        wait_for("every tag file", 60, || tag_files(d.path()) == TAGS);
+        let deferred = metric_sum(&e, "tickcore_checkpoint_deferred_total", "");
+        assert_eq!(
+            deferred > 0.0,
+            defers,
+            "budget {budget:?}: {deferred} deferred"
+        );
+        check_all(&e, base, 1);
+        assert_eq!(e.terminate(), 0);
+    }
+}

@@ -194,7 +194,7 @@ fn spawn_tasks(
                         .shard
                         .checkpoint_due(last.elapsed(), core.config.checkpoint_interval)
                     {
-                        let budget = core.config.checkpoint_budget;
+                        let budget = core.config.checkpoint_budget();
                         if let Err(e) = core.shard.checkpoint(budget).await {
                             eprintln!("core {}: checkpoint failed: {e}", core.id);
                         }

@@ -112,7 +112,7 @@ impl Shard {
     /// have waited [`HELD_GENERATIONS`] generations, then the fullest; the others wait in memory and their
     /// generations are held (not retired) until a later checkpoint writes them, so a checkpoint's time no
     /// longer grows with the tags touched, and the log with at most that many generations. Without one
-    /// (the default, and shutdown), every dirty segment is written.
+    /// (`--checkpoint-budget off`, and shutdown), every dirty segment is written.
     pub async fn checkpoint(&self, budget: Option<Duration>) -> Result<usize, StoreError> {
         let began = std::time::Instant::now();
         let files = match self
