@@ -61,8 +61,8 @@ pub struct Config {
     #[arg(long, env = "TICKCORE_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub checkpoint_interval: Duration,
     /// How long a checkpoint writes tag files (the segments with the most records waiting first, at least
-    /// 1024 files) before it carries the records of the rest into the new log generation, for a later
-    /// checkpoint: its time stays bounded however many tags were written, at the cost of memory and log
+    /// 1024 files) before it leaves the rest, their records in memory and their log generations held, for a
+    /// later checkpoint: its time stays bounded however many tags were written, at the cost of memory and log
     /// (docs/operations.md). `auto` (the default): half of --checkpoint-interval; `off`: every checkpoint
     /// writes every dirty file. Shutdown writes everything.
     #[arg(long, env = "TICKCORE_CHECKPOINT_BUDGET", default_value = "auto", value_parser = parse_budget)]
