@@ -60,11 +60,12 @@ pub struct Config {
     /// into the tag files (a checkpoint also starts whenever a core's log reaches 64 MiB).
     #[arg(long, env = "TICKCORE_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub checkpoint_interval: Duration,
-    /// How long a checkpoint writes tag files (the segments with the most records waiting first, at least
-    /// 1024 files) before it leaves the rest, their records in memory and their log generations held, for a
-    /// later checkpoint: its time stays bounded however many tags were written, at the cost of memory and log
-    /// (docs/operations.md). `auto` (the default): half of --checkpoint-interval; `off`: every checkpoint
-    /// writes every dirty file. Shutdown writes everything.
+    /// How long a checkpoint writes tag files (those waiting 4 log generations first, oldest first, then the
+    /// segments with the most records waiting; at least 1024 files) before it leaves the rest, their records
+    /// in memory and their log generations held, for a later checkpoint: its time stays bounded however many
+    /// tags were written, at the cost of memory and log, which --max-log-mib bounds (docs/operations.md).
+    /// `auto` (the default): half of --checkpoint-interval; `off`: every checkpoint writes every dirty
+    /// file. Shutdown writes everything.
     #[arg(long, env = "TICKCORE_CHECKPOINT_BUDGET", default_value = "auto", value_parser = parse_budget)]
     pub checkpoint_budget: Budget,
     /// Testing aid: tag files a checkpoint takes in one step (pre-images logged in one commit, then
@@ -118,10 +119,11 @@ pub struct Config {
     #[arg(long, env = "TICKCORE_MAX_PENDING_WRITES", default_value_t = 64)]
     pub max_pending_writes: usize,
     /// Largest write-ahead log a core keeps, in MiB: every generation whose records are not all in tag files
-    /// yet (the live one and those a running or failing checkpoint still holds). Past it, writes get 503
-    /// with Retry-After until a checkpoint retires a generation. Default: 16x the log's 64 MiB preallocation
-    /// (a checkpoint of 100k dirty tags logs ~250 MB of partial-block pre-images while the generation it
-    /// empties is still held: ~600 MB at 100k msg/s).
+    /// yet (the live one and those a running, deferring or failing checkpoint still holds, each counted at
+    /// its 64 MiB preallocation at least). Past it, writes get 503 with Retry-After until a checkpoint
+    /// retires a generation. Default: 16 generations' preallocation (a checkpoint of 100k dirty tags logs
+    /// ~250 MB of partial-block pre-images while the generation it empties is still held: ~600 MB at 100k
+    /// msg/s). Below 128 any held generation sheds writes.
     #[arg(long, env = "TICKCORE_MAX_LOG_MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_log_mib: u64,
     /// Tokens (one per line) that `POST /save` and `/write` need, as `Authorization: Bearer T` (or

@@ -1,8 +1,9 @@
 //! A checkpoint's budget (`--checkpoint-budget`): past it, the tag files it did not write wait for a later
 //! checkpoint, their records in memory and their log generations held. Nothing acknowledged may be lost
 //! across `kill -9` or a clean stop while tag files wait their turn, the unwritten files are written by later
-//! checkpoints (those waiting four generations first), the log never holds more than those generations, and
-//! it shrinks back once they are written.
+//! checkpoints (those waiting four generations first, oldest first), no checkpoint writes past its budget
+//! however long files have waited, the log sheds writes at `--max-log-mib` instead of growing, and it shrinks
+//! back once the files are written.
 
 mod common;
 
@@ -90,8 +91,8 @@ fn deferred_records_survive_kill9_and_reach_their_files_later() {
     let e = start(d.path(), "0", &flags);
     check_all(&e, base, 2);
     write_round(&e, base, 2);
-    // Later checkpoints write the rest (those waiting four generations whatever the budget), and the log
-    // holds at most four generations besides the live one and the one prepared next.
+    // Later checkpoints write the rest, one chunk each; with no writes coming in they add no generation:
+    // the log holds the generations held before, the live one and the one prepared next.
     wait_for("every tag file", 60, || {
         let n = logs(d.path());
         assert!(n <= 6, "{n} log generations");
@@ -140,4 +141,85 @@ fn the_default_budget_is_half_the_interval_and_off_defers_nothing() {
         check_all(&e, base, 1);
         assert_eq!(e.terminate(), 0);
     }
+}
+
+/// Tag files left waiting while writes keep coming: no checkpoint writes more than its one chunk however
+/// long the files have waited (the old rule wrote every file waiting four generations, whatever that took),
+/// so the held generations grow instead, and at `--max-log-mib` (each held generation counted at its 64 MiB
+/// preallocation at least) writes are shed with 503 and a JSON reason until checkpoints catch up. Every
+/// acknowledged record reaches its file; the log then empties.
+#[test]
+fn no_checkpoint_runs_past_its_budget_and_the_log_sheds_at_its_bound() {
+    let d = tempfile::tempdir().unwrap();
+    let flags = [
+        "--checkpoint-budget",
+        "0s",
+        "--checkpoint-chunk-files",
+        "50",
+        "--checkpoint-interval",
+        "50ms",
+        "--max-log-mib",
+        "512",
+    ];
+    let e = start(d.path(), "0", &flags);
+    let base = now_ns() - 3_600_000_000_000;
+    let mut acked: Vec<Vec<(i64, f64)>> = vec![Vec::new(); TAGS];
+    let (mut shed, mut most_logs) = (0, 0);
+    let began = Instant::now();
+    for r in 0.. {
+        if shed >= 20 || began.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        for chunk in (0..TAGS).collect::<Vec<_>>().chunks(100) {
+            let t = base + r as i64 * 1_000_000;
+            let v = |k: usize| (r * 10_000 + k) as f64;
+            let body: Vec<String> = chunk
+                .iter()
+                .map(|&k| msg(&format!("b{k}"), t, v(k)))
+                .collect();
+            let resp = e.post(&body.join("\n"));
+            match resp.status {
+                204 => chunk.iter().for_each(|&k| acked[k].push((t, v(k)))),
+                503 => {
+                    let why = resp.json()["error"].as_str().unwrap_or("").to_string();
+                    assert!(why.contains("--max-log-mib 512"), "{}", resp.text());
+                    shed += 1;
+                }
+                s => panic!("{s} {}", resp.text()),
+            }
+        }
+        most_logs = most_logs.max(logs(d.path()));
+        let held = metric_sum(&e, "tickcore_log_bytes", "");
+        assert!(
+            held <= (576 << 20) as f64,
+            "the log passed its bound: {held}"
+        );
+    }
+    assert!(shed >= 20, "never shed in 20 s: {shed} requests refused");
+    // Eight held generations reach the bound; with the live one and the one prepared next, ten files.
+    assert!(most_logs <= 10, "{most_logs} log generation files");
+    let most = metric_sum(&e, "tickcore_checkpoint_files_max", "");
+    assert!(
+        most <= 50.0,
+        "a checkpoint with a budget of one chunk of 50 wrote {most} files"
+    );
+    assert!(metric_sum(&e, "tickcore_checkpoint_deferred_total", "") > 0.0);
+    wait_for("every tag file", 60, || tag_files(d.path()) == TAGS);
+    wait_for("the log to empty", 60, || {
+        metric_sum(&e, "tickcore_log_bytes", "") <= 64.0 * 1024.0
+    });
+    // Writes are taken again.
+    assert_eq!(e.post(&msg("b0", base - 1, 0.5)).status, 204);
+    acked[0].insert(0, (base - 1, 0.5));
+    for (k, want) in acked.iter().enumerate() {
+        let got: Vec<(i64, f64)> = e
+            .export(&format!("b{k}"))
+            .iter()
+            .map(|(t, v)| (*t, v[0]))
+            .collect();
+        assert_eq!(&got, want, "tag b{k}");
+    }
+    assert_eq!(e.terminate(), 0);
+    let (code, out) = verify_dir(d.path());
+    assert_eq!(code, 0, "{out}");
 }

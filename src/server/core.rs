@@ -171,6 +171,8 @@ impl Core {
             checkpoints: io.checkpoints_total,
             checkpoint_failures: io.checkpoint_failures_total,
             checkpoint_deferred: io.checkpoint_deferred_total,
+            checkpoint_files: io.checkpoint_files_total,
+            checkpoint_files_max: io.checkpoint_files_max,
             pending_records: c.pending_records,
             shed: self.overload.shed_total.get(),
             pending_refused: c.pending_refused,

@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub checkpoints: u64,
     pub checkpoint_failures: u64,
     pub checkpoint_deferred: u64,
+    pub checkpoint_files: u64,
+    pub checkpoint_files_max: u64,
     pub pending_records: u64,
     pub shed: u64,
     pub pending_refused: u64,
@@ -131,7 +133,7 @@ pub fn render(cores: &[Snapshot]) -> String {
             &s.service,
         );
     }
-    let counters: [(&str, &str, fn(&Snapshot) -> u64); 11] = [
+    let counters: [(&str, &str, fn(&Snapshot) -> u64); 12] = [
         (
             "tickcore_records_deduplicated_total",
             "Records not stored again because they repeat a stored or in-flight one (retries).",
@@ -189,6 +191,11 @@ pub fn render(cores: &[Snapshot]) -> String {
              creates or writes tag files slower than tags are written.",
             |s| s.checkpoint_deferred,
         ),
+        (
+            "tickcore_checkpoint_files_total",
+            "Tag files written by checkpoints.",
+            |s| s.checkpoint_files,
+        ),
     ];
     per_core(&mut out, "counter", &counters, cores);
     family(
@@ -228,7 +235,7 @@ pub fn render(cores: &[Snapshot]) -> String {
             &s.commit,
         );
     }
-    let gauges: [(&str, &str, fn(&Snapshot) -> u64); 5] = [
+    let gauges: [(&str, &str, fn(&Snapshot) -> u64); 6] = [
         (
             "tickcore_pending_records",
             "Records accepted and waiting for their log commit.",
@@ -247,9 +254,16 @@ pub fn render(cores: &[Snapshot]) -> String {
         ),
         (
             "tickcore_log_bytes",
-            "Bytes of write-ahead log whose records are not all in tag files yet (the live generation and any a \
-             running or failed checkpoint still holds); writes are shed with 503 at --max-log-mib.",
+            "Bytes of write-ahead log whose records are not all in tag files yet: the live generation's bytes \
+             and the space of each generation a running, deferring or failed checkpoint still holds (64 MiB, \
+             its preallocation, at least); writes are shed with 503 at --max-log-mib.",
             |s| s.log_bytes,
+        ),
+        (
+            "tickcore_checkpoint_files_max",
+            "The most tag files one checkpoint wrote since start (with --checkpoint-budget, about what the \
+             disk writes within the budget, at least one --checkpoint-chunk-files).",
+            |s| s.checkpoint_files_max,
         ),
     ];
     per_core(&mut out, "gauge", &gauges, cores);

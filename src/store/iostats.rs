@@ -19,6 +19,9 @@ pub struct IoStats {
     pub checkpoint_failures_total: u64,
     /// Dirty segments a checkpoint's budget left for a later one (their generations held meanwhile).
     pub checkpoint_deferred_total: u64,
+    /// Tag files checkpoints wrote, and the most one checkpoint wrote, since start.
+    pub checkpoint_files_total: u64,
+    pub checkpoint_files_max: u64,
 }
 
 impl Default for IoStats {
@@ -35,6 +38,8 @@ impl Default for IoStats {
             checkpoints_total: 0,
             checkpoint_failures_total: 0,
             checkpoint_deferred_total: 0,
+            checkpoint_files_total: 0,
+            checkpoint_files_max: 0,
         }
     }
 }
@@ -59,5 +64,7 @@ impl IoStats {
         self.checkpoints_total += 1;
         self.checkpoint_files += files as u64;
         self.checkpoint_ns_max = self.checkpoint_ns_max.max(ns);
+        self.checkpoint_files_total += files as u64;
+        self.checkpoint_files_max = self.checkpoint_files_max.max(files as u64);
     }
 }

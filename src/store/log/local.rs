@@ -309,7 +309,8 @@ impl DurableLog for LocalLog {
                     generation: old.generation,
                     end: old.acked_end.get(),
                 },
-                bytes,
+                // What it takes on the device: its preallocation at least, however little it holds.
+                bytes: bytes.max(LOG_PREALLOC_BYTES),
             })
         }
         .boxed_local()

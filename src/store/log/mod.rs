@@ -52,7 +52,8 @@ pub struct Retired {
     pub broken: Option<StoreError>,
     /// The end of its last acknowledged batch.
     pub acked: Position,
-    /// Bytes appended to it (what it holds on the device until retired).
+    /// What it holds on the device until retired: the bytes appended to it, or more (the local log counts
+    /// each file's preallocation at least), so a bound on held generations bounds the space they take.
     pub bytes: u64,
     /// True once [`DurableLog::seal`] made batches past `acked` unreplayable (always true when not broken).
     pub sealed: bool,

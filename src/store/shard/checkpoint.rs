@@ -14,7 +14,7 @@ use futures::StreamExt;
 use glommio::io::DmaFile;
 
 use super::commit::Cmd;
-use super::{Shard, CHECKPOINT_FILES_IN_FLIGHT, HELD_GENERATIONS, WAL_CHECKPOINT_BYTES};
+use super::{Shard, CHECKPOINT_FILES_IN_FLIGHT, OVERDUE_GENERATIONS, WAL_CHECKPOINT_BYTES};
 use crate::record::{Record, RECORD_BYTES};
 use crate::store::device::{io_err, offload, Append};
 use crate::store::manifest::{self, Manifest};
@@ -108,10 +108,11 @@ fn stopped() -> StoreError {
 
 impl Shard {
     /// Moves committed records into the tag files and starts a new log generation. With a `budget`, tag
-    /// files are written until it is spent (at least one chunk): first every dirty segment whose records
-    /// have waited [`HELD_GENERATIONS`] generations, then the fullest; the others wait in memory and their
-    /// generations are held (not retired) until a later checkpoint writes them, so a checkpoint's time no
-    /// longer grows with the tags touched, and the log with at most that many generations. Without one
+    /// files are written until it is spent (at least one chunk, whatever it is): first the dirty segments
+    /// whose records have waited [`OVERDUE_GENERATIONS`] generations, oldest first, then the fullest; the
+    /// others wait in memory and their generations are held (not retired) until a later checkpoint writes
+    /// them, so a checkpoint's time does not grow with the tags touched. The log is bounded by
+    /// `--max-log-mib` instead: past it writes are shed until checkpoints catch up. Without a budget
     /// (`--checkpoint-budget off`, and shutdown), every dirty segment is written.
     pub async fn checkpoint(&self, budget: Option<Duration>) -> Result<usize, StoreError> {
         let began = std::time::Instant::now();
@@ -138,12 +139,12 @@ impl Shard {
     ) -> Result<usize, StoreError> {
         self.rotate_and_seal().await?;
         let epoch = self.epoch.get();
-        let (plans, must) = self.plan(deadline.is_some(), epoch);
+        let plans = self.plan(epoch);
         // A chunk of files at a time: memory and open files stay bounded by the chunk, not by the tags.
         let mut written = 0;
         let mut dirs: Vec<PathBuf> = Vec::new();
         for chunk in plans.chunks(self.chunk_files) {
-            if written >= must.max(1) && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            if written > 0 && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 break;
             }
             for d in self.make_dirs(chunk).await? {
@@ -294,11 +295,11 @@ impl Shard {
         Ok(())
     }
 
-    /// Step 2: the dirty segments and how far each goes, and how many at the front must be written: all
-    /// of them without a budget; with one, those whose records came in [`HELD_GENERATIONS`] epochs ago or
-    /// more, then the rest with the most records waiting first (a budget then writes those, and the others'
-    /// records wait for a later checkpoint, more of them per file write).
-    fn plan(&self, budget: bool, epoch: u32) -> (Vec<Plan>, usize) {
+    /// Step 2: the dirty segments and how far each goes, in the order a budget writes them: first those
+    /// whose oldest record came in [`OVERDUE_GENERATIONS`] epochs ago or more, oldest first (they hold the
+    /// oldest generations), then the rest with the most records waiting first (the others' records wait for
+    /// a later checkpoint, more of them per file write).
+    fn plan(&self, epoch: u32) -> Vec<Plan> {
         let tags = self.tags.borrow();
         let mut plans = Vec::new();
         for (tag, t) in tags.iter() {
@@ -307,9 +308,14 @@ impl Shard {
                     !s.needs_check() && s.damage().is_none(),
                     "BUG: records admitted into {tag:?} segment {seg} before its tag file was verified"
                 );
-                let must = !budget || s.since.saturating_add(HELD_GENERATIONS) <= epoch;
+                let overdue = s.since.saturating_add(OVERDUE_GENERATIONS) <= epoch;
                 plans.push((
-                    (!must, std::cmp::Reverse(s.mem.len()), s.since),
+                    (
+                        !overdue,
+                        if overdue { s.since } else { 0 },
+                        std::cmp::Reverse(s.mem.len()),
+                        s.since,
+                    ),
                     Plan {
                         tag: tag.clone(),
                         seg,
@@ -321,8 +327,7 @@ impl Shard {
             }
         }
         plans.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let must = plans.iter().take_while(|(k, _)| !k.0).count();
-        (plans.into_iter().map(|(_, p)| p).collect(), must)
+        plans.into_iter().map(|(_, p)| p).collect()
     }
 
     /// Commits a checkpoint's own payload (pre-images and lengths) into the live generation.

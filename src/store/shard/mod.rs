@@ -55,9 +55,9 @@ pub const WAL_CHECKPOINT_BYTES: u64 = 64 << 20;
 const COMMIT_BYTES_MAX: usize = 8 << 20;
 /// Tag files a checkpoint reads and writes at once.
 const CHECKPOINT_FILES_IN_FLIGHT: usize = 16;
-/// With `--checkpoint-budget`, log generations a dirty segment's records may stay in before a checkpoint
-/// must write it whatever its budget (so the log holds at most this many generations besides the live one).
-const HELD_GENERATIONS: u32 = 4;
+/// With `--checkpoint-budget`, log generations after which a dirty segment's file goes before the fullest
+/// ones (oldest first), so the oldest generations are retired first.
+const OVERDUE_GENERATIONS: u32 = 4;
 /// Log commits on their way to stable storage at once.
 pub const COMMITS_IN_FLIGHT: usize = 4;
 
@@ -263,8 +263,9 @@ impl Shard {
         }
     }
 
-    /// Bytes of the log whose records are not all in tag files: the live generation and every generation a
-    /// running or failed checkpoint still holds.
+    /// Bytes of the log whose records are not all in tag files: the live generation's appended bytes and
+    /// the space of every generation a running, deferring or failed checkpoint still holds (each local
+    /// generation counts its 64 MiB preallocation at least, so `--max-log-mib` bounds the files on disk).
     pub fn log_backlog(&self) -> u64 {
         self.log.bytes()
             + self
