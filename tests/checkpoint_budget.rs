@@ -63,17 +63,24 @@ fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn deferred_records_survive_kill9_and_reach_their_files_later() {
-    let d = tempfile::tempdir().unwrap();
-    let flags = [
+/// Flags for a checkpoint every `interval` that writes one chunk of 50 tag files, whatever is waiting.
+fn one_chunk_a_checkpoint<'a>(interval: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut flags = vec![
         "--checkpoint-budget",
         "0s",
         "--checkpoint-chunk-files",
         "50",
         "--checkpoint-interval",
-        "100ms",
+        interval,
     ];
+    flags.extend_from_slice(more);
+    flags
+}
+
+#[test]
+fn deferred_records_survive_kill9_and_reach_their_files_later() {
+    let d = tempfile::tempdir().unwrap();
+    let flags = one_chunk_a_checkpoint("100ms", &[]);
     let e = start(d.path(), "0", &flags);
     let base = now_ns() - 3_600_000_000_000;
     write_round(&e, base, 0);
@@ -151,16 +158,7 @@ fn the_default_budget_is_half_the_interval_and_off_defers_nothing() {
 #[test]
 fn no_checkpoint_runs_past_its_budget_and_the_log_sheds_at_its_bound() {
     let d = tempfile::tempdir().unwrap();
-    let flags = [
-        "--checkpoint-budget",
-        "0s",
-        "--checkpoint-chunk-files",
-        "50",
-        "--checkpoint-interval",
-        "50ms",
-        "--max-log-mib",
-        "512",
-    ];
+    let flags = one_chunk_a_checkpoint("50ms", &["--max-log-mib", "512"]);
     let e = start(d.path(), "0", &flags);
     let base = now_ns() - 3_600_000_000_000;
     let mut acked: Vec<Vec<(i64, f64)>> = vec![Vec::new(); TAGS];
