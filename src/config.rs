@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+/// Largest size flag in MiB (a PiB): its byte count (`<< 20`) cannot overflow.
+const MIB_MAX: u64 = 1 << 30;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Durability {
     /// A 204 means the records are on stable storage (an O_DSYNC write-ahead log write, group commit).
@@ -93,8 +96,9 @@ pub struct Config {
     #[arg(long, env = "TICKCORE_READS", value_enum, default_value = "mmap")]
     pub reads: Reads,
     /// Per-core cache of tag-file blocks for `--reads dma`, in MiB.
-    #[arg(long, env = "TICKCORE_READ_CACHE_MIB", default_value_t = 64)]
-    pub read_cache_mib: usize,
+    #[arg(long, env = "TICKCORE_READ_CACHE_MIB", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=MIB_MAX))]
+    pub read_cache_mib: u64,
     /// Testing aid: each core writes every change it makes to the data directory to FILE.c<core>, for the
     /// power-loss model (tests/power_loss.rs). Slows every write; not for production.
     #[arg(long, value_name = "FILE")]
@@ -121,10 +125,11 @@ pub struct Config {
     /// Largest write-ahead log a core keeps, in MiB: every generation whose records are not all in tag files
     /// yet (the live one and those a running, deferring or failing checkpoint still holds, each counted at
     /// its 64 MiB preallocation at least). Past it, writes get 503 with Retry-After until a checkpoint
-    /// retires a generation. Default: 32 generations' preallocation (with 100k tags written at 100k msg/s
+    /// (started within a second of the bound, whatever the interval) retires a generation; the files on disk
+    /// can pass it by about two generations (writes in flight, one checkpoint's pre-images). Default: 32 generations' preallocation (with 100k tags written at 100k msg/s
     /// and checkpoints deferring files, the log held up to 1.3 GB: every checkpoint also logs the partial
     /// last block of each file it writes, ~2 KiB a file). Below 128 any held generation sheds writes.
-    #[arg(long, env = "TICKCORE_MAX_LOG_MIB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "TICKCORE_MAX_LOG_MIB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=MIB_MAX))]
     pub max_log_mib: u64,
     /// Tokens (one per line) that `POST /save` and `/write` need, as `Authorization: Bearer T` (or
     /// `Token T`); reloaded on SIGHUP. Without it writes are open.

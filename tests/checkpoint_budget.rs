@@ -221,3 +221,60 @@ fn no_checkpoint_runs_past_its_budget_and_the_log_sheds_at_its_bound() {
     let (code, out) = verify_dir(d.path());
     assert_eq!(code, 0, "{out}");
 }
+
+/// A log at its bound starts a checkpoint within a second whatever `--checkpoint-interval` (once it waited for
+/// the interval, shedding every write meanwhile): with an hour's interval and a 1 MiB bound, writes are shed,
+/// then taken again within seconds, and every acknowledged record is kept.
+#[test]
+fn a_log_at_its_bound_checkpoints_without_waiting_for_the_interval() {
+    let d = tempfile::tempdir().unwrap();
+    let e = start(
+        d.path(),
+        "0",
+        &["--checkpoint-interval", "1h", "--max-log-mib", "1"],
+    );
+    let base = now_ns() - 3_600_000_000_000;
+    let (mut acked, mut t) = (Vec::new(), base);
+    let mut post = |t: &mut i64| {
+        // 500 records a request: about 50 KiB of log each.
+        let times: Vec<i64> = (*t..*t + 500).collect();
+        *t += 500;
+        let body: Vec<String> = times.iter().map(|&x| msg("bound", x, 1.0)).collect();
+        let r = e.post(&body.join("\n"));
+        match r.status {
+            204 => {
+                acked.extend(times);
+                true
+            }
+            503 => {
+                let why = r.json()["error"].as_str().unwrap_or("").to_string();
+                assert!(why.contains("--max-log-mib 1"), "{}", r.text());
+                false
+            }
+            s => panic!("{s} {}", r.text()),
+        }
+    };
+    let mut shed = 0;
+    while post(&mut t) {
+        assert!(
+            t - base < 200_000,
+            "never shed: the log grew past its bound"
+        );
+    }
+    shed += 1;
+    let refused_at = Instant::now();
+    while !post(&mut t) {
+        shed += 1;
+        assert!(
+            refused_at.elapsed() < Duration::from_secs(10),
+            "writes still shed {:?} after the log reached its bound",
+            refused_at.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(shed >= 1);
+    assert!(metric_sum(&e, "tickcore_log_bytes", "") < (1 << 20) as f64);
+    let got: Vec<i64> = e.export("bound").iter().map(|(t, _)| *t).collect();
+    assert_eq!(got, acked);
+    assert_eq!(e.terminate(), 0);
+}

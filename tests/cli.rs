@@ -53,3 +53,25 @@ fn flag_beats_environment_beats_default() {
         "a clear error for a bad CPU list"
     );
 }
+
+/// Size flags given in MiB are refused, with the flag named, where their byte count would overflow (2^44 MiB
+/// once became a log bound of 0 that refused every write) or where they are 0; the largest accepted one starts.
+#[test]
+fn size_flags_past_their_range_are_refused_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    for flag in ["--max-log-mib", "--read-cache-mib"] {
+        for bad in ["0", "17592186044416", "18446744073709551615"] {
+            let err = match try_start(d.path(), "0", &[flag, bad]) {
+                Ok(_) => panic!("{flag} {bad} was accepted"),
+                Err(err) => err,
+            };
+            assert!(
+                err.contains(flag) && err.contains(bad),
+                "{flag} {bad}: {err}"
+            );
+        }
+        let e = start(d.path(), "0", &[flag, "1073741824"]);
+        assert_eq!(e.post(&msg("big-bound", now_ns(), 1.0)).status, 204);
+        assert_eq!(e.terminate(), 0);
+    }
+}

@@ -253,3 +253,43 @@ fn head_requests_get_no_body() {
         (200, "{\"status\":\"ok\"}".to_string())
     );
 }
+
+/// A client that half-closes (`shutdown(SHUT_WR)`) mid-request still gets an answer: 400 with a JSON reason
+/// naming what was cut short, then the close; nothing of the cut request is stored.
+#[test]
+fn a_request_cut_short_by_a_half_close_gets_a_400() {
+    let (_d, e) = engine();
+    let cases: [(&[u8], &str); 3] = [
+        (
+            b"POST /save HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"time\":",
+            "Content-Length",
+        ),
+        (
+            b"POST /save HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{\"time\":",
+            "last chunk",
+        ),
+        (b"POST /save HTTP/1.1\r\nHost: t\r\nContent-Le", "head"),
+    ];
+    for (raw, why) in cases {
+        let mut c = e.connect();
+        c.send(raw);
+        c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let r = c.read_response();
+        assert_eq!(r.status, 400, "{}", r.text());
+        let reason = r.json()["error"].as_str().unwrap_or("").to_string();
+        assert!(reason.contains(why), "{reason}");
+        assert!(c.is_closed());
+    }
+    // A half-close between requests is no error: the answered request stands and the connection closes.
+    let mut c = e.connect();
+    let body = msg("halfclose", now_ns(), 1.0);
+    let raw = format!(
+        "POST /save HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    c.send(raw.as_bytes());
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(c.read_response().status, 204);
+    assert!(c.is_closed());
+    assert_eq!(e.export("halfclose").len(), 1);
+}

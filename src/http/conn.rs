@@ -151,6 +151,15 @@ pub async fn serve<S: Service>(svc: S, stream: TcpStream, stop: Stop) {
         )
         .await
         {
+            // The client half-closed with a request begun: tell it so (it may still be reading).
+            Either::Left((Ok(0), _)) if c.filled > 0 => {
+                let what = match pass.pending {
+                    Phase::Body => "request body ended before its Content-Length or last chunk",
+                    _ => "request head ended before its blank line",
+                };
+                fail(&c.svc, &mut c.out, &HttpError::Bad(what.into()));
+                return c.finish().await;
+            }
             Either::Left((Ok(n), _)) => n,
             Either::Right((Either::Right((Ok(phase), _)), _)) if phase != Phase::Idle => {
                 let what = match phase {

@@ -115,7 +115,7 @@ async fn open(s: &mut Start) -> Result<Rc<Core>, String> {
         retention_ns: s.config.retention_ns(),
         run: s.unique.clone(),
         reads: s.config.reads,
-        read_cache_bytes: s.config.read_cache_mib << 20,
+        read_cache_bytes: usize::try_from(s.config.read_cache_mib << 20).unwrap_or(usize::MAX),
         device: crate::store::device::for_config(s.config.fault_file.clone(), trace),
         max_pending_records: s.config.max_pending_records,
         max_pending_writes: s.config.max_pending_writes,

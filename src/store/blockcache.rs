@@ -15,7 +15,11 @@ use crate::store::BLOCK as BLOCK_BYTES;
 pub type BlockKey = (u64, u64);
 
 pub struct BlockCache {
+    /// Grown as blocks arrive (a bounded `LruCache` allocates its whole capacity up front: a large
+    /// `--read-cache-mib` would take that memory at start, or abort the engine).
     blocks: LruCache<BlockKey, Rc<[u8]>, FxBuildHasher>,
+    /// Blocks held at most.
+    cap: usize,
     pub hits: u64,
     pub misses: u64,
 }
@@ -23,12 +27,9 @@ pub struct BlockCache {
 impl BlockCache {
     /// A cache of at most `bytes_max` bytes of blocks (at least one block).
     pub fn new(bytes_max: usize) -> Self {
-        let n = (bytes_max / BLOCK_BYTES).max(1);
         BlockCache {
-            blocks: LruCache::with_hasher(
-                std::num::NonZeroUsize::new(n).expect("at least one block"),
-                FxBuildHasher,
-            ),
+            blocks: LruCache::unbounded_with_hasher(FxBuildHasher),
+            cap: (bytes_max / BLOCK_BYTES).max(1),
             hits: 0,
             misses: 0,
         }
@@ -50,7 +51,11 @@ impl BlockCache {
             "BUG: cached block of {} bytes",
             block.len()
         );
+        if !self.blocks.contains(&key) && self.blocks.len() >= self.cap {
+            self.blocks.pop_lru();
+        }
         self.blocks.put(key, block);
+        debug_assert!(self.blocks.len() <= self.cap);
     }
 
     pub fn len(&self) -> usize {
@@ -78,5 +83,18 @@ mod tests {
         assert_eq!(c.get((1, 0)).unwrap()[0], 1);
         assert_eq!(c.get((2, 0)).unwrap()[0], 3);
         assert_eq!((c.len(), c.hits, c.misses), (2, 3, 1));
+        // Putting a block already held evicts nothing.
+        c.put((2, 0), block(4));
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get((1, 0)).unwrap()[0], 1);
+        assert_eq!(c.get((2, 0)).unwrap()[0], 4);
+    }
+
+    #[test]
+    fn a_huge_cache_allocates_nothing_up_front() {
+        // A PiB of blocks: a bounded LruCache would try to allocate its map here.
+        let mut c = BlockCache::new(1 << 50);
+        c.put((1, 0), vec![7; BLOCK_BYTES].into());
+        assert_eq!(c.len(), 1);
     }
 }

@@ -565,9 +565,13 @@ impl Shard {
         let bytes = self.log.bytes();
         // A failed checkpoint may leave generations held and the live one empty: still due.
         let held = !self.old_logs.borrow().is_empty();
+        // Writes are shed while the log is at its bound: waiting for the interval (an hour, say) would shed
+        // them that long. Retried at most once a second when a checkpoint cannot retire anything.
+        let at_bound = self.log_backlog() >= self.max_log_bytes;
+        let retry = since_last >= interval.min(Duration::from_secs(1));
         // What the last checkpoint logged into this generation (pre-images) does not make the next one due.
         bytes.saturating_sub(self.log_base.get()) >= WAL_CHECKPOINT_BYTES
             || (since_last >= interval && (bytes > 0 || held))
-            || (self.log.broken() && since_last >= Duration::from_secs(1))
+            || ((self.log.broken() || at_bound) && retry)
     }
 }
