@@ -115,3 +115,19 @@ bad = bytearray(commit(7, p1)); bad[40] ^= 0xFF
 put("wal_log", "bad_checksum", bytes(bad) + commit(8, p2))
 put("wal_log", "zeros", b"\0" * 8192)
 put("wal_log", "gap_in_sequence", commit(1, p1) + commit(3, p2))
+# replicated_batch (docs/cluster.md, src/cluster/batch.rs): valid batches, a bad checksum, a hostile count, a
+# batch of megabytes
+def batch(entries, node=1, core=0, inc=0xfeed, counter=0, clock=1795536000000000000, count=None):
+    body = b"".join(bytes([len(t.encode())]) + t.encode() + struct.pack("<q10d", time, *vals)
+                    for t, time, vals in entries)
+    n = len(entries) if count is None else count
+    h = b"TKR1" + struct.pack("<HHIIQQqI", 1, 0, node, core, inc, counter, clock, n)
+    return h + struct.pack("<I", crc32c(h + body)) + body
+e1 = [("t0", 1795536000000000000, [float(i) for i in range(10)]), ("héllo wörld 🙂", -5, [-0.0] * 10)]
+put("replicated_batch", "two_entries", batch(e1))
+put("replicated_batch", "one_entry_long_tag", batch([("🙂" * 19, 0, [1e308] * 10)]))
+bad = bytearray(batch(e1)); bad[50] ^= 1
+put("replicated_batch", "bad_checksum", bytes(bad))
+put("replicated_batch", "hostile_count", batch(e1, count=0xFFFFFFFF))
+put("replicated_batch", "truncated", batch(e1)[:-3])
+put("replicated_batch", "megabytes", batch([("t%d" % (i % 1000), i, [i * 0.5] * 10) for i in range(11000)]))

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}; shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(http_head chunked_body save_body query_string wal_log line_protocol)
+[ ${#targets[@]} -gt 0 ] || targets=(http_head chunked_body save_body query_string wal_log line_protocol replicated_batch)
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   echo "== $t for ${secs}s"

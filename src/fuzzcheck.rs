@@ -9,14 +9,36 @@ use crate::query::params::{parse_window, SAMPLES_MAX};
 use crate::store::wal;
 
 /// Every target by name, as the fuzz directory names them.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, fn(&[u8])); 7] = [
     ("http_head", http_head),
     ("chunked_body", chunked_body),
     ("save_body", save_body),
     ("query_string", query_string),
     ("wal_log", wal_log),
     ("line_protocol", line_protocol),
+    ("replicated_batch", replicated_batch),
 ];
+
+/// A replicated batch (cluster mode) decodes only when whole and valid, and is canonical: encoding what it
+/// decoded to gives back its bytes.
+pub fn replicated_batch(data: &[u8]) {
+    use crate::cluster::batch::{decode, Batcher};
+    let Ok(b) = decode(data) else {
+        return;
+    };
+    assert!(!b.entries.is_empty());
+    for (tag, record) in &b.entries {
+        assert!(crate::tag::validate(tag).is_ok());
+        assert!(record.all_finite());
+    }
+    let mut again = Batcher::new(b.id.node, b.id.incarnation, b.id.core, usize::MAX)
+        .expect("no size limit")
+        .starting_at(b.id.counter);
+    let re = again.encode(b.clock, b.entries.iter().map(|(t, r)| (t.as_str(), r)));
+    assert_eq!(re.len(), 1);
+    assert_eq!(re[0].0, b.id);
+    assert_eq!(re[0].1, data);
+}
 
 /// A line-protocol body is all-or-nothing (an error leaves nothing decoded and names a line of the body) and
 /// every decoded point is a valid message.

@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzcheck;
