@@ -34,8 +34,9 @@ pub struct Config {
     /// What a 204 promises: `sync` (durable) or `async` (visible, durable moments later).
     #[arg(long, env = "TICKCORE_DURABILITY", value_enum, default_value = "sync")]
     pub durability: Durability,
-    /// Largest request body accepted, in bytes (413 above).
-    #[arg(long, env = "TICKCORE_MAX_BODY", default_value_t = 16 << 20)]
+    /// Largest request body accepted, in bytes (413 above); at most 4 GiB.
+    #[arg(long, env = "TICKCORE_MAX_BODY", default_value_t = 16 << 20,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1 << 32))]
     pub max_body: usize,
     /// Keep records whose time is within this long of now (e.g. `30d`, `12h`); older segments are deleted.
     #[arg(long, env = "TICKCORE_RETENTION", default_value = "30d", value_parser = parse_duration)]
@@ -84,7 +85,8 @@ pub struct Config {
     #[arg(long, env = "TICKCORE_BACKLOG", default_value_t = 4096)]
     pub backlog: i32,
     /// Locked memory for io_uring buffers per executor, in KiB (needs RLIMIT_MEMLOCK to cover all cores).
-    #[arg(long, env = "TICKCORE_IO_MEMORY_KIB", default_value_t = 1024)]
+    #[arg(long, env = "TICKCORE_IO_MEMORY_KIB", default_value_t = 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1 << 24))]
     pub io_memory_kib: usize,
     /// Check the data directory offline (every tag file and log, read only) and exit: 0 when consistent,
     /// 1 when something is not as the format says (each finding names the file and offset).
@@ -126,7 +128,8 @@ pub struct Config {
     /// yet (the live one and those a running, deferring or failing checkpoint still holds, each counted at
     /// its 64 MiB preallocation at least). Past it, writes get 503 with Retry-After until a checkpoint
     /// (started within a second of the bound, whatever the interval) retires a generation; the files on disk
-    /// can pass it by about two generations (writes in flight, one checkpoint's pre-images). Default: 32 generations' preallocation (with 100k tags written at 100k msg/s
+    /// can pass it by the writes in flight when shedding starts and one checkpoint's pre-images (the partial
+    /// last block of every tag file it writes, up to 4 KiB each: about 400 MiB for 100k files). Default: 32 generations' preallocation (with 100k tags written at 100k msg/s
     /// and checkpoints deferring files, the log held up to 1.3 GB: every checkpoint also logs the partial
     /// last block of each file it writes, ~2 KiB a file). Below 128 any held generation sheds writes.
     #[arg(long, env = "TICKCORE_MAX_LOG_MIB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=MIB_MAX))]

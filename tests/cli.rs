@@ -54,13 +54,26 @@ fn flag_beats_environment_beats_default() {
     );
 }
 
-/// Size flags given in MiB are refused, with the flag named, where their byte count would overflow (2^44 MiB
-/// once became a log bound of 0 that refused every write) or where they are 0; the largest accepted one starts.
+/// Size flags are refused, with the flag named, where their byte count would overflow (2^44 MiB once became a
+/// log bound of 0 that refused every write; a 16 EB body limit wrapped the wire limit) or where they are 0; the
+/// largest accepted ones start and take writes.
 #[test]
 fn size_flags_past_their_range_are_refused_by_name() {
     let d = tempfile::tempdir().unwrap();
-    for flag in ["--max-log-mib", "--read-cache-mib"] {
-        for bad in ["0", "17592186044416", "18446744073709551615"] {
+    for (flag, bads) in [
+        (
+            "--max-log-mib",
+            ["0", "17592186044416", "18446744073709551615"],
+        ),
+        (
+            "--read-cache-mib",
+            ["0", "17592186044416", "18446744073709551615"],
+        ),
+        // A body limit past 4 GiB once wrapped the connection's wire limit: every POST got 413.
+        ("--max-body", ["0", "4294967297", "16397105843297364600"]),
+        ("--io-memory-kib", ["0", "16777217", "18446744073709551615"]),
+    ] {
+        for bad in bads {
             let err = match try_start(d.path(), "0", &[flag, bad]) {
                 Ok(_) => panic!("{flag} {bad} was accepted"),
                 Err(err) => err,
@@ -70,7 +83,13 @@ fn size_flags_past_their_range_are_refused_by_name() {
                 "{flag} {bad}: {err}"
             );
         }
-        let e = start(d.path(), "0", &[flag, "1073741824"]);
+    }
+    for (flag, most) in [
+        ("--max-log-mib", "1073741824"),
+        ("--read-cache-mib", "1073741824"),
+        ("--max-body", "4294967296"),
+    ] {
+        let e = start(d.path(), "0", &[flag, most]);
         assert_eq!(e.post(&msg("big-bound", now_ns(), 1.0)).status, 204);
         assert_eq!(e.terminate(), 0);
     }

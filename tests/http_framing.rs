@@ -292,4 +292,16 @@ fn a_request_cut_short_by_a_half_close_gets_a_400() {
     assert_eq!(c.read_response().status, 204);
     assert!(c.is_closed());
     assert_eq!(e.export("halfclose").len(), 1);
+    // Nor are bare line ends after a request (some clients add one after a body), or alone.
+    for extra in ["\r\n", "\r\n\r\n\n"] {
+        let mut c = e.connect();
+        c.send(format!("{raw}{extra}").as_bytes());
+        c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(c.read_response().status, 204);
+        assert!(c.is_closed(), "{extra:?} after a request was answered");
+    }
+    let mut c = e.connect();
+    c.send(b"\r\n");
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(c.is_closed(), "a bare line end was answered");
 }

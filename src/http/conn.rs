@@ -145,20 +145,16 @@ pub async fn serve<S: Service>(svc: S, stream: TcpStream, stop: Stop) {
                 c.request_since.unwrap_or(now) + l.header_timeout,
             ),
         }
+        let mut eof = false;
         let n = match select(
             c.stream.read(&mut c.buf[c.filled..]),
             select(c.stop.clone(), &mut kicked),
         )
         .await
         {
-            // The client half-closed with a request begun: tell it so (it may still be reading).
-            Either::Left((Ok(0), _)) if c.filled > 0 => {
-                let what = match pass.pending {
-                    Phase::Body => "request body ended before its Content-Length or last chunk",
-                    _ => "request head ended before its blank line",
-                };
-                fail(&c.svc, &mut c.out, &HttpError::Bad(what.into()));
-                return c.finish().await;
+            Either::Left((Ok(0), _)) => {
+                eof = true;
+                0
             }
             Either::Left((Ok(n), _)) => n,
             Either::Right((Either::Right((Ok(phase), _)), _)) if phase != Phase::Idle => {
@@ -171,6 +167,20 @@ pub async fn serve<S: Service>(svc: S, stream: TcpStream, stop: Stop) {
             }
             Either::Left((Err(_), _)) | Either::Right(_) => 0,
         };
+        // The client half-closed with a request begun: tell it so (it may still be reading). Bare line ends
+        // between requests (some clients add one after a body) begin nothing.
+        if eof
+            && c.buf[..c.filled]
+                .iter()
+                .any(|b| !matches!(b, b'\r' | b'\n'))
+        {
+            let what = match pass.pending {
+                Phase::Body => "request body ended before its Content-Length or last chunk",
+                _ => "request head ended before its blank line",
+            };
+            fail(&c.svc, &mut c.out, &HttpError::Bad(what.into()));
+            return c.finish().await;
+        }
         // Handling what arrived (a long /export included) is not a wait on the client: no deadline until the
         // next read sets one.
         watch.set(Phase::Idle, now + BUSY);

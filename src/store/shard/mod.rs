@@ -266,7 +266,8 @@ impl Shard {
     /// Bytes of the log whose records are not all in tag files: the live generation's appended bytes and
     /// the space of every generation a running, deferring or failed checkpoint still holds (each local
     /// generation counts its 64 MiB preallocation at least). What `--max-log-mib` bounds; the files on disk
-    /// can pass it by what lands after shedding starts: writes in flight, one checkpoint's pre-images.
+    /// can pass it by what lands after shedding starts: writes in flight, one checkpoint's pre-images (up to
+    /// 4 KiB for every file it writes).
     pub fn log_backlog(&self) -> u64 {
         self.log.bytes()
             + self
