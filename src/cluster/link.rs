@@ -1,0 +1,333 @@
+//! The link to NATS JetStream (docs/cluster.md): one thread of its own running a tokio runtime (the official
+//! client, `async-nats`, needs one), reached from the glommio cores through a channel; each publish answers on
+//! a oneshot the core awaits (a foreign wake, which glommio supports).
+//!
+//! A publish goes to the caller's preferred stream first. Without a PubAck within the failover deadline it is
+//! sent to the next stream, through the other connection, and so on round the streams, until the attempts
+//! run out: an election on one stream (4-9 s in NATS, not configurable) or a paused server does not stop
+//! writes. A batch that timed out may still land, so it can be stored in two streams; its records are
+//! identical, and duplicate admission stores them once on every node. Within one stream the batch id
+//! (`Nats-Msg-Id`) makes a retry a duplicate, which JetStream acknowledges without storing it again.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use bytes::Bytes;
+use futures::channel::oneshot;
+
+/// What the link needs to know.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// NATS servers' URLs; each of the two connections starts at a different one.
+    pub urls: Vec<String>,
+    /// Streams `tickcore-wal-0..streams`.
+    pub streams: usize,
+    /// Replicas of each stream (3 in production: a majority survives one machine).
+    pub replicas: usize,
+    /// How long a stream keeps batches: the catch-up window.
+    pub max_age: Duration,
+    /// How long a publish waits for its PubAck before it goes to the next stream.
+    pub failover: Duration,
+    /// Publish attempts (each on the next stream) before the batch fails.
+    pub attempts: usize,
+    /// How long the start waits for NATS (connections and streams).
+    pub start_timeout: Duration,
+}
+
+/// Where a batch was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    pub stream: usize,
+    pub seq: u64,
+    /// JetStream had this batch id already (an earlier attempt landed): stored once, at `seq`.
+    pub duplicate: bool,
+    /// Streams tried before this one acknowledged.
+    pub failovers: usize,
+}
+
+pub fn stream_name(k: usize) -> String {
+    format!("tickcore-wal-{k}")
+}
+
+pub fn subject(k: usize) -> String {
+    format!("tickcore.wal.{k}")
+}
+
+struct Publish {
+    prefer: usize,
+    id: String,
+    payload: Bytes,
+    reply: oneshot::Sender<Result<Acked, String>>,
+}
+
+/// The cores' handle on the link thread; cheap to clone.
+#[derive(Clone)]
+pub struct Link {
+    tx: tokio::sync::mpsc::UnboundedSender<Publish>,
+    streams: usize,
+}
+
+impl Link {
+    /// Starts the link thread: two connections, and every stream created (or checked, when it exists) before
+    /// this returns; an error says what NATS refused or did not answer.
+    pub fn start(cfg: LinkConfig) -> Result<Link, String> {
+        if cfg.urls.is_empty() || cfg.streams == 0 || cfg.attempts == 0 {
+            return Err("the NATS link needs a server, a stream and an attempt".into());
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let streams = cfg.streams;
+        std::thread::Builder::new()
+            .name("nats-link".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("the NATS link's runtime: {e}")));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let timeout = cfg.start_timeout;
+                    let contexts = match tokio::time::timeout(timeout, connect(&cfg)).await {
+                        Ok(Ok(c)) => c,
+                        Ok(Err(e)) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                        Err(_) => {
+                            let _ = ready_tx.send(Err(format!(
+                                "NATS at {} did not answer within {timeout:?} (connections and streams)",
+                                cfg.urls.join(",")
+                            )));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    serve(cfg, contexts, rx).await;
+                });
+            })
+            .map_err(|e| format!("starting the NATS link thread: {e}"))?;
+        ready_rx
+            .recv()
+            .map_err(|_| "the NATS link thread ended at start".to_string())??;
+        Ok(Link { tx, streams })
+    }
+
+    pub fn streams(&self) -> usize {
+        self.streams
+    }
+
+    /// Publishes one batch (`id` is its `Nats-Msg-Id`), its preferred stream first; resolves once a stream
+    /// acknowledged it, or with why none did.
+    pub fn publish(
+        &self,
+        prefer: usize,
+        id: String,
+        payload: Vec<u8>,
+    ) -> impl Future<Output = Result<Acked, String>> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.tx.send(Publish {
+            prefer: prefer % self.streams,
+            id,
+            payload: Bytes::from(payload),
+            reply,
+        });
+        async move {
+            sent.map_err(|_| "the NATS link has stopped".to_string())?;
+            rx.await
+                .map_err(|_| "the NATS link has stopped".to_string())?
+        }
+    }
+}
+
+/// Two connections (starting at different servers) and the streams, created or checked.
+async fn connect(cfg: &LinkConfig) -> Result<Vec<jetstream::Context>, String> {
+    let mut contexts = Vec::new();
+    let n = cfg.urls.len();
+    for first in 0..2 {
+        let order: Vec<String> = (0..n).map(|i| cfg.urls[(first + i) % n].clone()).collect();
+        let addrs = order
+            .iter()
+            .map(|u| u.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("NATS server URL in {}: {e}", order.join(",")))?;
+        let client = async_nats::ConnectOptions::new()
+            .retain_servers_order()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .ping_interval(Duration::from_secs(2))
+            .max_reconnects(None)
+            .connect(addrs)
+            .await
+            .map_err(|e| format!("connecting to NATS at {}: {e}", order.join(",")))?;
+        contexts.push(jetstream::new(client));
+    }
+    for k in 0..cfg.streams {
+        ensure_stream(&contexts[0], cfg, k).await?;
+    }
+    spread_leaders(&contexts[0], cfg).await;
+    Ok(contexts)
+}
+
+/// How often the link checks that the streams' leaders are still spread (an election after a fault may put
+/// two on one server).
+const SPREAD_EVERY: Duration = Duration::from_secs(10);
+
+/// Spreads the streams' leaders over the servers: a publish fails over only to a stream led by another
+/// server, and elections may put several leaders on one. Steps down a stream whose leader leads more than
+/// its share, until none does or after a bounded number of tries (best effort: writes work either way, with
+/// less room to fail over, which it reports).
+async fn spread_leaders(js: &jetstream::Context, cfg: &LinkConfig) {
+    let servers = cfg.urls.len().min(cfg.replicas).max(1);
+    let share = cfg.streams.div_ceil(servers);
+    for _ in 0..20 {
+        let mut leaders = Vec::with_capacity(cfg.streams);
+        for k in 0..cfg.streams {
+            let leader = match js.get_stream(stream_name(k)).await {
+                Ok(mut s) => s
+                    .info()
+                    .await
+                    .ok()
+                    .and_then(|i| i.cluster.as_ref().and_then(|c| c.leader.clone())),
+                Err(_) => None,
+            };
+            leaders.push(leader);
+        }
+        let over = (0..cfg.streams).find(|&k| {
+            leaders[k].is_some() && leaders.iter().filter(|l| **l == leaders[k]).count() > share
+        });
+        match over {
+            _ if leaders.iter().any(Option::is_none) => {}
+            None => return,
+            Some(k) => {
+                let subject = format!("STREAM.LEADER.STEPDOWN.{}", stream_name(k));
+                let _: Result<serde_json::Value, _> =
+                    js.request(subject, &serde_json::json!({})).await;
+            }
+        }
+        // An election takes a moment.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eprintln!(
+        "nats link: the leaders of streams {} are not spread over the servers yet; a publish fails over \
+         only to a stream led elsewhere",
+        (0..cfg.streams).map(stream_name).collect::<Vec<_>>().join(", ")
+    );
+}
+
+/// Creates stream `k`, or checks that an existing one is configured as the cluster needs.
+async fn ensure_stream(js: &jetstream::Context, cfg: &LinkConfig, k: usize) -> Result<(), String> {
+    let want = stream::Config {
+        name: stream_name(k),
+        subjects: vec![subject(k)],
+        num_replicas: cfg.replicas,
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        max_age: cfg.max_age,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    loop {
+        match js.get_or_create_stream(want.clone()).await {
+            Ok(mut s) => {
+                let info = s
+                    .info()
+                    .await
+                    .map_err(|e| format!("stream {}: {e}", want.name))?;
+                let have = &info.config;
+                let differs = [
+                    ("replicas", have.num_replicas != want.num_replicas),
+                    ("storage", have.storage != want.storage),
+                    ("subjects", have.subjects != want.subjects),
+                    ("retention", have.retention != want.retention),
+                ];
+                if let Some((field, _)) = differs.iter().find(|(_, d)| *d) {
+                    return Err(format!(
+                        "stream {} exists with another {field} than this engine needs (docs/cluster.md)",
+                        want.name
+                    ));
+                }
+                return Ok(());
+            }
+            // The meta leader may still be electing right after the servers start: retry until the
+            // start's timeout.
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+async fn serve(
+    cfg: LinkConfig,
+    contexts: Vec<jetstream::Context>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Publish>,
+) {
+    let spreader = {
+        let (cfg, js) = (cfg.clone(), contexts[0].clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SPREAD_EVERY).await;
+                spread_leaders(&js, &cfg).await;
+            }
+        })
+    };
+    while let Some(p) = rx.recv().await {
+        let (cfg, contexts) = (cfg.clone(), contexts.clone());
+        tokio::spawn(async move {
+            let r = publish(&cfg, &contexts, p.prefer, &p.id, p.payload).await;
+            let _ = p.reply.send(r);
+        });
+    }
+    spreader.abort();
+}
+
+async fn publish(
+    cfg: &LinkConfig,
+    contexts: &[jetstream::Context],
+    prefer: usize,
+    id: &str,
+    payload: Bytes,
+) -> Result<Acked, String> {
+    let mut last = String::new();
+    for attempt in 0..cfg.attempts {
+        let k = (prefer + attempt) % cfg.streams;
+        let js = &contexts[attempt % contexts.len()];
+        let msg = PublishMessage::build()
+            .payload(payload.clone())
+            .message_id(id);
+        let once = async {
+            let ack = js
+                .send_publish(subject(k), msg)
+                .await
+                .map_err(|e| e.to_string())?;
+            ack.await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(cfg.failover, once).await {
+            Ok(Ok(ack)) => {
+                return Ok(Acked {
+                    stream: k,
+                    seq: ack.sequence,
+                    duplicate: ack.duplicate,
+                    failovers: attempt,
+                })
+            }
+            Ok(Err(e)) => last = format!("stream {}: {e}", stream_name(k)),
+            Err(_) => {
+                last = format!(
+                    "stream {}: no acknowledgement within {:?}",
+                    stream_name(k),
+                    cfg.failover
+                )
+            }
+        }
+    }
+    Err(format!(
+        "no stream stored the batch in {} attempts (last: {last})",
+        cfg.attempts
+    ))
+}
