@@ -6,7 +6,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub struct Conn {
-    addr: String,
+    /// The servers, tried in turn: several are a cluster's nodes, any of which answers.
+    addrs: Vec<String>,
+    /// The one in use.
+    at: usize,
+    /// With several servers: how long a request waits for its answer before it goes to the next one.
+    failover: std::time::Duration,
+    /// Requests sent again to another server (no answer in time, or the connection failed).
+    pub failovers: u64,
     stream: Option<TcpStream>,
     buf: Vec<u8>,
     req: Vec<u8>,
@@ -28,9 +35,20 @@ pub fn host_port(url: &str) -> Result<String> {
 }
 
 impl Conn {
-    pub fn new(addr: &str) -> Self {
+    /// A connection to one server; requests wait as long as they take.
+    pub fn to(addr: &str) -> Self {
+        Self::new(&[addr.to_string()], std::time::Duration::MAX)
+    }
+
+    /// A connection to `addrs[0]`, moving on to the next after `failover` without an answer (with one
+    /// address, requests wait as long as they take).
+    pub fn new(addrs: &[String], failover: std::time::Duration) -> Self {
+        assert!(!addrs.is_empty(), "a connection needs a server");
         Conn {
-            addr: addr.to_string(),
+            addrs: addrs.to_vec(),
+            at: 0,
+            failover,
+            failovers: 0,
             stream: None,
             buf: Vec::with_capacity(64 << 10),
             req: Vec::with_capacity(64 << 10),
@@ -46,11 +64,34 @@ impl Conn {
         target: &str,
         body: &[u8],
     ) -> Result<(u16, Vec<u8>)> {
-        let r = self.try_request(method, target, body).await;
-        if r.is_err() {
-            self.stream = None;
+        if self.addrs.len() == 1 {
+            let r = self.try_request(method, target, body).await;
+            if r.is_err() {
+                self.stream = None;
+            }
+            return r;
         }
-        r
+        // Round the servers twice at most; a request cut off mid-way is sent again whole (the cluster's
+        // duplicate admission stores a repeated write once).
+        let mut last = anyhow!("no server tried");
+        for _ in 0..2 * self.addrs.len() {
+            match tokio::time::timeout(self.failover, self.try_request(method, target, body)).await
+            {
+                Ok(Ok(r)) => return Ok(r),
+                Ok(Err(e)) => last = e,
+                Err(_) => {
+                    last = anyhow!(
+                        "no answer from {} within {:?}",
+                        self.addrs[self.at],
+                        self.failover
+                    )
+                }
+            }
+            self.stream = None;
+            self.at = (self.at + 1) % self.addrs.len();
+            self.failovers += 1;
+        }
+        Err(last)
     }
 
     async fn try_request(
@@ -60,9 +101,10 @@ impl Conn {
         body: &[u8],
     ) -> Result<(u16, Vec<u8>)> {
         if self.stream.is_none() {
-            let s = TcpStream::connect(&self.addr)
+            let addr = &self.addrs[self.at];
+            let s = TcpStream::connect(addr)
                 .await
-                .with_context(|| format!("connect {}", self.addr))?;
+                .with_context(|| format!("connect {addr}"))?;
             s.set_nodelay(true)?;
             self.stream = Some(s);
             self.buf.clear();

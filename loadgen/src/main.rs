@@ -16,9 +16,13 @@ fn dur(s: &str) -> Result<Duration, String> {
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Engine base URL.
+    /// Engine base URL; several comma-separated (a cluster's nodes): each connection sends to the first and
+    /// moves on to the next after --failover without an answer.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// With several --url: how long a request waits for its answer before it is sent to the next engine.
+    #[arg(long, default_value = "250ms", value_parser = dur)]
+    failover: Duration,
     /// Keep-alive connections for writes (requests beyond them wait, and that wait counts as latency).
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -133,6 +137,7 @@ fn main() {
     };
     let o = loadgen::run::Options {
         url: a.url,
+        failover: a.failover,
         plan,
         duration: a.duration,
         connections: a.connections.max(1),

@@ -19,7 +19,10 @@ use crate::schedule::{Plan, Planner};
 use crate::stats::{self, Slos, Stats};
 
 pub struct Options {
+    /// One engine's base URL, or several comma-separated (a cluster's nodes).
     pub url: String,
+    /// With several URLs: how long a request waits for its answer before it goes to the next engine.
+    pub failover: Duration,
     pub plan: Plan,
     pub duration: Duration,
     pub connections: usize,
@@ -75,7 +78,8 @@ type Acked = Rc<RefCell<HashMap<usize, Vec<(i64, [f64; 10])>>>>;
 
 /// Runs the whole load; returns true when every SLO holds (and `--check` found no difference).
 pub async fn run(o: Options) -> Result<bool> {
-    let addr = host_port(&o.url)?;
+    let addr: Vec<String> = o.url.split(',').map(host_port).collect::<Result<_>>()?;
+    let failover = o.failover;
     let stats = Rc::new(RefCell::new(Stats::default()));
     let acked: Acked = Rc::default();
     let start = Instant::now();
@@ -112,7 +116,7 @@ pub async fn run(o: Options) -> Result<bool> {
                 let on_shed = o.on_shed;
                 let resend_until = start + o.duration + RESEND_GRACE;
                 senders.push(tokio::task::spawn_local(async move {
-                    let mut conn = Conn::new(&addr);
+                    let mut conn = Conn::new(&addr, failover);
                     loop {
                         let t = { rx.lock().await.recv().await };
                         let Some(t) = t else { break };
@@ -171,7 +175,7 @@ pub async fn run(o: Options) -> Result<bool> {
                 let queried = o.tags.queried();
                 let every = Duration::from_secs_f64(1.0 / o.query_rate.max(1e-3));
                 side.push(tokio::task::spawn_local(async move {
-                    let mut conn = Conn::new(&addr);
+                    let mut conn = Conn::new(&addr, failover);
                     let mut rng = SmallRng::seed_from_u64(1000 + q as u64);
                     // Spread the clients over the period so their queries do not all coincide.
                     let mut planned = Instant::now() + every.mul_f64(q as f64 / 10.0);
@@ -197,8 +201,8 @@ pub async fn run(o: Options) -> Result<bool> {
                 let (stats, stop, addr, every) = (Rc::clone(&stats), Rc::clone(&stop), addr.clone(), o.probe_interval);
                 let resend = o.on_shed == OnShed::Resend;
                 side.push(tokio::task::spawn_local(async move {
-                    let mut w = Conn::new(&addr);
-                    let mut r = Conn::new(&addr);
+                    let mut w = Conn::new(&addr, failover);
+                    let mut r = Conn::new(&addr, failover);
                     let mut seq = 0u64;
                     while !stop.get() {
                         tokio::time::sleep(every).await;
@@ -352,7 +356,7 @@ pub async fn run(o: Options) -> Result<bool> {
             let mut summary = stats::summary_json(f, secs, &verdicts);
             drop(s);
             if o.check {
-                let diffs = check(&addr, &acked.borrow(), start_ns).await;
+                let diffs = check(&addr, failover, &acked.borrow(), start_ns).await;
                 println!("check: {}", if diffs.is_empty() { "every acknowledged record of the followed tags reads back exactly".to_string() } else { format!("{} differences", diffs.len()) });
                 for d in diffs.iter().take(20) {
                     println!("  {d}");
@@ -373,12 +377,13 @@ pub async fn run(o: Options) -> Result<bool> {
 
 /// Reads back the followed tags over the run's time range and compares with what was acknowledged.
 async fn check(
-    addr: &str,
+    addr: &[String],
+    failover: std::time::Duration,
     acked: &HashMap<usize, Vec<(i64, [f64; 10])>>,
     start_ns: i64,
 ) -> Vec<String> {
     let mut diffs = Vec::new();
-    let mut conn = Conn::new(addr);
+    let mut conn = Conn::new(addr, failover);
     let mut tags: Vec<_> = acked.keys().copied().collect();
     tags.sort_unstable();
     for tag in tags {

@@ -252,3 +252,43 @@ fn crash_loop_finds_every_acknowledged_record_after_kill_9() {
         .collect();
     assert_eq!(addrs.len(), 1, "{text}");
 }
+
+/// With several `--url`s, a connection whose engine stops answering sends its request to the next one after
+/// `--failover`: with the first of two engines killed a second into the run, every write is still
+/// acknowledged (by the second), none counted as an error.
+#[test]
+fn several_urls_fail_over_when_an_engine_dies() {
+    let (a, b) = (engine(), engine());
+    let json = tempfile::NamedTempFile::new().unwrap();
+    let pid = a.child.id().to_string();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        Command::new("kill").args(["-9", &pid]).status().unwrap();
+    });
+    let urls = format!("{},{}", a.url, b.url);
+    let (code, out) = loadgen(
+        &urls,
+        &[
+            "--failover",
+            "250ms",
+            "--slo-query-p99-ms",
+            "5000",
+            "--slo-lag-ms",
+            "5000",
+            "--json",
+            json.path().to_str().unwrap(),
+        ],
+    );
+    killer.join().unwrap();
+    assert_eq!(code, 0, "{out}");
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(json.path()).unwrap()).unwrap();
+    let (acked, dispatched) = (
+        j["acked_msgs"].as_u64().unwrap(),
+        j["dispatched_msgs"].as_u64().unwrap(),
+    );
+    assert_eq!(acked, dispatched, "{out}");
+    assert!(acked >= 5_000, "{acked} acknowledged");
+    assert_eq!(j["errors"], serde_json::json!({}), "{out}");
+    assert!(tag_total(&b.url) > 0, "the second engine took writes");
+}

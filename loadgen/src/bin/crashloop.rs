@@ -159,7 +159,7 @@ async fn writer(
     stop: Rc<std::cell::Cell<bool>>,
 ) -> (Vec<Sent>, Vec<Sent>) {
     let mut rng = SmallRng::seed_from_u64(seed);
-    let mut conn = Conn::new(&addr);
+    let mut conn = Conn::to(&addr);
     let (mut acked, mut body) = (Vec::new(), Vec::new());
     let now = loadgen::message::now_ns();
     while !stop.get() {
@@ -216,7 +216,7 @@ async fn export_all(
     tags: u32,
     sent: &HashMap<u64, Sent>,
 ) -> Result<(HashMap<u64, u32>, usize)> {
-    let mut conn = Conn::new(addr);
+    let mut conn = Conn::to(addr);
     let (mut seen, mut corrupt) = (HashMap::new(), 0);
     for tag in 0..tags {
         let target = format!(
