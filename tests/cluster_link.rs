@@ -13,18 +13,6 @@ use tickcore::cluster::batch::Batcher;
 use tickcore::cluster::link::{stream_name, Link, LinkConfig};
 use tickcore::record::Record;
 
-fn config(urls: &str) -> LinkConfig {
-    LinkConfig {
-        urls: urls.split(',').map(String::from).collect(),
-        streams: 3,
-        replicas: 3,
-        max_age: Duration::from_secs(3600),
-        failover: Duration::from_millis(250),
-        attempts: 6,
-        start_timeout: Duration::from_secs(60),
-    }
-}
-
 /// (name of the server leading each stream, replicas, messages), from a server's monitoring endpoint.
 fn streams(c: &NatsCluster) -> Vec<(String, String, u64, u64)> {
     let s = c.servers.iter().find(|s| s.running()).unwrap();
@@ -57,7 +45,7 @@ fn batch(b: &mut Batcher, t: i64) -> (String, Vec<u8>) {
 #[test]
 fn batches_land_once_and_fail_over_past_a_paused_stream_leader() {
     let mut c = NatsCluster::start(3);
-    let link = Link::start(config(&c.urls())).expect("the link starts");
+    let link = Link::start(LinkConfig::new(&c.urls())).expect("the link starts");
     let st = streams(&c);
     assert_eq!(st.len(), 3, "{st:?}");
     for (k, (name, _, replicas, _)) in st.iter().enumerate() {

@@ -29,16 +29,7 @@ fn num(i: usize, name: &str) -> u64 {
 fn main() {
     let urls = arg(1, "URLS");
     let (batch, inflight, secs) = (num(2, "BATCH"), num(3, "INFLIGHT"), num(4, "SECS"));
-    let link = Link::start(LinkConfig {
-        urls: urls.split(',').map(String::from).collect(),
-        streams: 3,
-        replicas: 3,
-        max_age: Duration::from_secs(3600),
-        failover: Duration::from_millis(250),
-        attempts: 6,
-        start_timeout: Duration::from_secs(60),
-    })
-    .unwrap_or_else(|e| {
+    let link = Link::start(LinkConfig::new(&urls)).unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(1)
     });

@@ -35,6 +35,22 @@ pub struct LinkConfig {
     pub start_timeout: Duration,
 }
 
+impl LinkConfig {
+    /// The defaults of docs/cluster.md for the servers in `urls` (comma-separated): 3 streams, R3, a 7-day
+    /// catch-up window, a 250 ms failover deadline, 6 attempts (twice round the streams), 60 s to start.
+    pub fn new(urls: &str) -> LinkConfig {
+        LinkConfig {
+            urls: urls.split(',').map(|u| u.trim().to_string()).collect(),
+            streams: 3,
+            replicas: 3,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            failover: Duration::from_millis(250),
+            attempts: 6,
+            start_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Where a batch was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Acked {
