@@ -159,6 +159,35 @@ pub struct Config {
     /// `src/store/device/faulty.rs`.
     #[arg(long, value_name = "FILE")]
     pub fault_file: Option<PathBuf>,
+    /// Cluster mode (docs/cluster.md): the NATS JetStream servers, comma-separated (`nats://a:4222,...`; name
+    /// at least two). A write is answered 204 once JetStream stored it on a majority of its servers and this
+    /// node stored it; every node applies every node's writes. Without it the engine is a single node.
+    #[arg(long, env = "TICKCORE_NATS", value_name = "URLS")]
+    pub nats: Option<String>,
+    /// Cluster mode: this node's number, carried in its batch ids and shown in reports.
+    #[arg(long, env = "TICKCORE_NODE_ID", default_value_t = 0)]
+    pub node_id: u32,
+    /// Cluster mode: JetStream streams the writes are spread over (`tickcore-wal-0..K-1`); a publish that
+    /// gets no acknowledgement within --cluster-failover goes to the next one. Every node must use the same.
+    #[arg(long, env = "TICKCORE_CLUSTER_STREAMS", default_value_t = 3,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub cluster_streams: u16,
+    /// Cluster mode: replicas of each stream (3: a majority survives the loss of any one machine).
+    #[arg(long, env = "TICKCORE_CLUSTER_REPLICAS", default_value_t = 3,
+          value_parser = clap::value_parser!(u16).range(1..=5))]
+    pub cluster_replicas: u16,
+    /// Cluster mode: how long a publish waits for JetStream's acknowledgement before it is sent to the
+    /// next stream.
+    #[arg(long, env = "TICKCORE_CLUSTER_FAILOVER", default_value = "250ms", value_parser = parse_duration)]
+    pub cluster_failover: Duration,
+    /// Cluster mode: how long the streams keep batches (their max_age): how long a node may be away and
+    /// still catch up from the streams alone.
+    #[arg(long, env = "TICKCORE_CLUSTER_CATCH_UP", default_value = "7d", value_parser = parse_duration)]
+    pub cluster_catch_up: Duration,
+    /// Cluster mode: how long a read carrying `X-Tickcore-Position` (or `position=`) waits for this node
+    /// to apply it before answering 504.
+    #[arg(long, env = "TICKCORE_POSITION_WAIT", default_value = "5s", value_parser = parse_duration)]
+    pub position_wait: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -45,7 +45,7 @@ fn batch(b: &mut Batcher, t: i64) -> (String, Vec<u8>) {
 #[test]
 fn batches_land_once_and_fail_over_past_a_paused_stream_leader() {
     let mut c = NatsCluster::start(3);
-    let link = Link::start(LinkConfig::new(&c.urls())).expect("the link starts");
+    let link = Link::start(LinkConfig::new(&c.urls()), None).expect("the link starts");
     let st = streams(&c);
     assert_eq!(st.len(), 3, "{st:?}");
     for (k, (name, _, replicas, _)) in st.iter().enumerate() {

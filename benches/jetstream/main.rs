@@ -29,7 +29,7 @@ fn num(i: usize, name: &str) -> u64 {
 fn main() {
     let urls = arg(1, "URLS");
     let (batch, inflight, secs) = (num(2, "BATCH"), num(3, "INFLIGHT"), num(4, "SECS"));
-    let link = Link::start(LinkConfig::new(&urls)).unwrap_or_else(|e| {
+    let link = Link::start(LinkConfig::new(&urls), None).unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(1)
     });

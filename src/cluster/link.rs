@@ -16,6 +16,8 @@ use async_nats::jetstream::{self, message::PublishMessage, stream};
 use bytes::Bytes;
 use futures::channel::oneshot;
 
+use super::follow::Follow;
+
 /// What the link needs to know.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
@@ -82,12 +84,22 @@ struct Publish {
 pub struct Link {
     tx: tokio::sync::mpsc::UnboundedSender<Publish>,
     streams: usize,
+    /// The largest message the servers take (`max_payload`, the smallest the two connections saw), less room
+    /// for the headers: what a batch may hold.
+    max_batch: usize,
 }
+
+/// NATS's default `max_payload`, assumed while no connection has told its own.
+const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+
+/// Bytes of a message's `max_payload` left for its headers (`Nats-Msg-Id` and the protocol's own).
+const HEADER_ROOM: usize = 1024;
 
 impl Link {
     /// Starts the link thread: two connections, and every stream created (or checked, when it exists) before
-    /// this returns; an error says what NATS refused or did not answer.
-    pub fn start(cfg: LinkConfig) -> Result<Link, String> {
+    /// this returns; an error says what NATS refused or did not answer. With `follow`, the thread also
+    /// consumes every stream and applies it on this node's cores (`cluster/follow.rs`).
+    pub fn start(cfg: LinkConfig, follow: Option<Follow>) -> Result<Link, String> {
         if cfg.urls.is_empty() || cfg.streams == 0 || cfg.attempts == 0 {
             return Err("the NATS link needs a server, a stream and an attempt".into());
         }
@@ -109,7 +121,7 @@ impl Link {
                 };
                 rt.block_on(async move {
                     let timeout = cfg.start_timeout;
-                    let contexts = match tokio::time::timeout(timeout, connect(&cfg)).await {
+                    let (contexts, max_payload) = match tokio::time::timeout(timeout, connect(&cfg)).await {
                         Ok(Ok(c)) => c,
                         Ok(Err(e)) => {
                             let _ = ready_tx.send(Err(e));
@@ -123,19 +135,31 @@ impl Link {
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok(()));
+                    let _ = ready_tx.send(Ok(max_payload));
+                    if let Some(follow) = follow {
+                        tokio::spawn(super::follow::run(follow, contexts.clone()));
+                    }
                     serve(cfg, contexts, rx).await;
                 });
             })
             .map_err(|e| format!("starting the NATS link thread: {e}"))?;
-        ready_rx
+        let max_payload = ready_rx
             .recv()
             .map_err(|_| "the NATS link thread ended at start".to_string())??;
-        Ok(Link { tx, streams })
+        Ok(Link {
+            tx,
+            streams,
+            max_batch: max_payload.saturating_sub(HEADER_ROOM),
+        })
     }
 
     pub fn streams(&self) -> usize {
         self.streams
+    }
+
+    /// The largest batch a message may carry on these servers.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
     }
 
     /// Publishes one batch (`id` is its `Nats-Msg-Id`), its preferred stream first; resolves once a stream
@@ -161,9 +185,11 @@ impl Link {
     }
 }
 
-/// Two connections (starting at different servers) and the streams, created or checked.
-async fn connect(cfg: &LinkConfig) -> Result<Vec<jetstream::Context>, String> {
+/// Two connections (starting at different servers) and the streams, created or checked; with the smallest
+/// `max_payload` the connections were told.
+async fn connect(cfg: &LinkConfig) -> Result<(Vec<jetstream::Context>, usize), String> {
     let mut contexts = Vec::new();
+    let mut clients = Vec::new();
     let n = cfg.urls.len();
     for first in 0..2 {
         let order: Vec<String> = (0..n).map(|i| cfg.urls[(first + i) % n].clone()).collect();
@@ -181,13 +207,21 @@ async fn connect(cfg: &LinkConfig) -> Result<Vec<jetstream::Context>, String> {
             .connect(addrs)
             .await
             .map_err(|e| format!("connecting to NATS at {}: {e}", order.join(",")))?;
+        clients.push(client.clone());
         contexts.push(jetstream::new(client));
     }
     for k in 0..cfg.streams {
         ensure_stream(&contexts[0], cfg, k).await?;
     }
     spread_leaders(&contexts[0], cfg).await;
-    Ok(contexts)
+    // Known once a connection has its server's INFO (the streams' requests above went through one).
+    let max_payload = clients
+        .iter()
+        .map(|c| c.server_info().max_payload)
+        .filter(|&m| m > 0)
+        .min()
+        .unwrap_or(DEFAULT_MAX_PAYLOAD);
+    Ok((contexts, max_payload))
 }
 
 /// How often the link checks that the streams' leaders are still spread (an election after a fault may put

@@ -297,12 +297,14 @@ impl<S: Service> Conn<S> {
         let at = &buf[start..];
         let query = std::str::from_utf8(&at[head.query.clone()]).unwrap_or("\u{fffd}");
         let auth = head.auth.clone().map(|r| &at[r]);
+        let position = head.position.clone().map(|r| &at[r]);
         let keep = head.keep_alive;
         let req = Request {
             head,
             query,
             body: req_body,
             auth,
+            position,
         };
         let (next, status, records, console, shed) = match svc.handle(req).await {
             Reply::Answer(a) => {

@@ -61,6 +61,8 @@ pub struct Head {
     pub query: Range<usize>,
     /// The `Authorization` header's value, as a range of the buffer (`server/tokens.rs` reads it).
     pub auth: Option<Range<usize>>,
+    /// The `X-Tickcore-Position` header's value (cluster mode: a read waits until this node applied it).
+    pub position: Option<Range<usize>>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
     pub body: Body,
@@ -156,6 +158,7 @@ pub fn parse_head(buf: &[u8], head_max: usize, body_max: usize) -> Result<Option
         path,
         query,
         auth: f.auth,
+        position: f.position,
         minor,
         body,
         expect_continue: f.expect_continue,
@@ -238,6 +241,7 @@ struct Fields {
     expect_continue: bool,
     gzip: bool,
     auth: Option<Range<usize>>,
+    position: Option<Range<usize>>,
     keep_alive: bool,
     hosts: usize,
 }
@@ -250,6 +254,7 @@ impl Fields {
             expect_continue: false,
             gzip: false,
             auth: None,
+            position: None,
             keep_alive: minor == 1,
             hosts: 0,
         };
@@ -294,6 +299,14 @@ impl Fields {
             }
             let at = v.as_ptr() as usize - buf.as_ptr() as usize;
             self.auth = Some(at..at + v.len());
+        } else if is("x-tickcore-position") {
+            if self.position.is_some() {
+                return Err(HttpError::Bad(
+                    "more than one X-Tickcore-Position header".into(),
+                ));
+            }
+            let at = v.as_ptr() as usize - buf.as_ptr() as usize;
+            self.position = Some(at..at + v.len());
         } else if is("content-encoding") {
             match v.trim_ascii().to_ascii_lowercase().as_slice() {
                 b"gzip" | b"x-gzip" => self.gzip = true,

@@ -19,6 +19,7 @@ pub fn reason(status: u16) -> &'static str {
         500 => "Internal Server Error",
         501 => "Not Implemented",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         507 => "Insufficient Storage",
         _ => "Unknown",
@@ -33,13 +34,14 @@ fn status_line(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// A `204 No Content` (the answer to a stored write).
-pub fn no_content(out: &mut Vec<u8>, close: bool) {
+/// A `204 No Content` (the answer to a stored write); `extra` is inserted verbatim among the headers.
+pub fn no_content(out: &mut Vec<u8>, close: bool, extra: &str) {
+    out.extend_from_slice(b"HTTP/1.1 204 No Content\r\n");
+    out.extend_from_slice(extra.as_bytes());
     if close {
-        out.extend_from_slice(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
-    } else {
-        out.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
+        out.extend_from_slice(b"Connection: close\r\n");
     }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A complete response with a JSON body. `extra` is inserted verbatim among the headers.

@@ -21,6 +21,8 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     /// The `Authorization` header's value.
     pub auth: Option<&'a [u8]>,
+    /// The `X-Tickcore-Position` header's value.
+    pub position: Option<&'a [u8]>,
 }
 
 /// A complete answer.
@@ -80,7 +82,7 @@ impl Answer {
     /// Writes the answer into `out`, with `Connection: close` when `close`.
     pub fn write(&self, out: &mut Vec<u8>, close: bool) {
         if self.status == 204 {
-            return response::no_content(out, close);
+            return response::no_content(out, close, &self.headers);
         }
         let headers: Cow<str> = if self.shed {
             Cow::Owned(format!("{}Retry-After: 1\r\n", self.headers))

@@ -40,6 +40,8 @@ pub struct Core {
     /// This core's copy of the access tokens.
     pub(super) tokens: RefCell<crate::server::tokens::Tokens>,
     pub(super) senders: Option<Senders<Forward>>,
+    /// Cluster mode: this core's publishing and applied positions (`cluster/member.rs`).
+    pub(super) member: Option<crate::cluster::member::Member>,
 }
 
 fn unavailable(k: usize) -> StoreError {

@@ -225,6 +225,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let mut config = config;
     config.listen = addr;
 
+    let cluster = cluster_start(&config, n)?;
     let mesh = (n > 1).then(|| MeshBuilder::full(n, mesh::MESH_CAPACITY));
     let drained = Arc::new(AtomicUsize::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -237,12 +238,13 @@ pub fn run(config: Config) -> Result<(), String> {
         let (reload_tx, token_reloads) = std::sync::mpsc::channel();
         reload_txs.push(reload_tx);
         let tokens = tokens.clone();
-        let (config, mesh, ready, drained, unique) = (
+        let (config, mesh, ready, drained, unique, cluster) = (
             config.clone(),
             mesh.clone(),
             ready_tx.clone(),
             Arc::clone(&drained),
             unique.clone(),
+            cluster.clone(),
         );
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("tickcore-{cpu}"))
@@ -262,6 +264,7 @@ pub fn run(config: Config) -> Result<(), String> {
                     drained,
                     tokens,
                     token_reloads,
+                    cluster,
                 };
                 start::run(start).await
             })
@@ -301,8 +304,17 @@ pub fn run(config: Config) -> Result<(), String> {
         signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| format!("installing signal handlers: {e}"))?;
+    let mode = match &cluster {
+        Some(c) => format!(
+            ", cluster node {} on NATS {} (applied positions {:?})",
+            config.node_id,
+            config.nats.as_deref().unwrap_or_default(),
+            c.applied.all()
+        ),
+        None => String::new(),
+    };
     println!(
-        "ready: listening on http://{addr} with {n} cores, data in {}, durability {:?}",
+        "ready: listening on http://{addr} with {n} cores, data in {}, durability {:?}{mode}",
         config.data_dir.display(),
         config.durability
     );
@@ -341,6 +353,58 @@ pub fn run(config: Config) -> Result<(), String> {
         println!("stopped cleanly");
     }
     result
+}
+
+/// Cluster mode's start (docs/cluster.md): the link to NATS up, the streams there, and the consumers
+/// started from this node's applied positions; `None` for a single node.
+fn cluster_start(config: &Config, cores: usize) -> Result<Option<start::Cluster>, String> {
+    use crate::cluster::{follow, link, positions};
+    use std::hash::{BuildHasher, Hasher};
+
+    let Some(urls) = &config.nats else {
+        return Ok(None);
+    };
+    if config.durability != crate::config::Durability::Sync {
+        return Err(
+            "cluster mode (--nats) needs --durability sync: a node's applied positions must never \
+                    pass what it holds durably"
+                .into(),
+        );
+    }
+    let streams = usize::from(config.cluster_streams);
+    let file = positions::file(&config.data_dir);
+    let from = positions::load(&file, streams)?;
+    let applied = Arc::new(positions::Applied::new(&from));
+    // Drawn at every start: this process's batch ids never repeat an earlier one's (JetStream would take a
+    // repeat within its duplicate window for a retry and not store it).
+    let incarnation = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let mut senders = Vec::with_capacity(cores);
+    let mut receivers = Vec::with_capacity(cores);
+    for _ in 0..cores {
+        let (tx, rx) = futures::channel::mpsc::channel(follow::WINDOW);
+        senders.push(tx);
+        receivers.push(Some(rx));
+    }
+    let mut cfg = link::LinkConfig::new(urls);
+    cfg.streams = streams;
+    cfg.replicas = usize::from(config.cluster_replicas);
+    cfg.failover = config.cluster_failover;
+    cfg.max_age = config.cluster_catch_up;
+    let follow = follow::Follow {
+        cores: senders,
+        applied: Arc::clone(&applied),
+        positions_file: file,
+        me: (config.node_id, incarnation),
+    };
+    let link = link::Link::start(cfg, Some(follow)).map_err(|e| format!("cluster mode: {e}"))?;
+    Ok(Some(start::Cluster {
+        link,
+        incarnation,
+        applied,
+        jobs: Arc::new(std::sync::Mutex::new(receivers)),
+    }))
 }
 
 /// How line-protocol points map to messages (`--lp-tag-key`, `--lp-fields`).

@@ -54,6 +54,11 @@ impl Service for Rc<Core> {
         if !self.tokens.borrow().allows(need, req.auth) {
             return Reply::Answer(unauthorized(need));
         }
+        if let (Some(p), Method::Get | Method::Head) = (req.position, req.head.method) {
+            if let Err(a) = wait_position(self, p).await {
+                return Reply::Answer(a);
+            }
+        }
         if (req.head.path, req.head.method) == (Path::Export, Method::Get) {
             return export(self, req.query).await;
         }
@@ -186,9 +191,52 @@ async fn save(core: &Core, req: &Request<'_>) -> Answer {
         return Answer::error(400, &reason, pos);
     }
     let n = msgs.len() as u64;
+    // Cluster mode: stored on a majority of the NATS servers first, then here (docs/cluster.md).
+    let mut replicated = None;
+    if let Some(member) = &core.member {
+        match member.publish(&msgs).await {
+            Ok(at) => replicated = Some(at),
+            Err(e) => {
+                let reason = format!("not stored: the replicated log did not take the write ({e})");
+                return Answer::error(503, &reason, None).shed();
+            }
+        }
+    }
     match core.save(msgs).await {
-        Ok(()) => Answer::stored(n),
+        Ok(()) => match replicated {
+            Some(at) => {
+                Answer::stored(n).with_headers(format!("X-Tickcore-Position: {}\r\n", at.render()))
+            }
+            None => Answer::stored(n),
+        },
+        // Replicated but not stored here: every node (this one included, through its consumer) applies it
+        // anyway; the client may retry, and duplicate admission stores it once.
         Err(e) => store_failure(&e),
+    }
+}
+
+/// A read carrying `X-Tickcore-Position` waits until this node has applied it (read-your-writes across a
+/// cluster's nodes); a single node has applied every write it acknowledged.
+async fn wait_position(core: &Core, value: &[u8]) -> Result<(), Answer> {
+    use crate::cluster::member::Positions;
+    let text = std::str::from_utf8(value).unwrap_or("\u{fffd}");
+    let at = Positions::parse(text).map_err(|e| Answer::error(400, &e, None))?;
+    let Some(member) = &core.member else {
+        return Ok(());
+    };
+    if at.0.iter().any(|&(k, _)| k >= member.applied.streams()) {
+        let reason = format!("position {text:?} names a stream this cluster does not have");
+        return Err(Answer::error(400, &reason, None));
+    }
+    if member.wait_applied(&at, core.config.position_wait).await {
+        Ok(())
+    } else {
+        let reason = format!(
+            "this node has not applied position {text:?} within {:?} (applied: {:?})",
+            core.config.position_wait,
+            member.applied.all()
+        );
+        Err(Answer::error(504, &reason, None))
     }
 }
 

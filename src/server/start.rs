@@ -14,6 +14,7 @@ use futures::FutureExt;
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::net::TcpListener;
 
+use crate::cluster::follow::ApplyJob;
 use crate::config::Config;
 use crate::http::conn::Stop;
 use crate::server::accept::AcceptFailures;
@@ -38,6 +39,17 @@ pub struct Start {
     /// Access tokens as loaded at start, and later sets after each SIGHUP (`tokens.rs`).
     pub(super) tokens: crate::server::tokens::Tokens,
     pub token_reloads: std::sync::mpsc::Receiver<crate::server::tokens::Tokens>,
+    pub cluster: Option<Cluster>,
+}
+
+/// Cluster mode's shared parts, one copy per core.
+#[derive(Clone)]
+pub struct Cluster {
+    pub link: crate::cluster::link::Link,
+    pub incarnation: u64,
+    pub applied: Arc<crate::cluster::positions::Applied>,
+    /// Each core's apply jobs, taken by the core whose mesh id is the index.
+    pub jobs: Arc<std::sync::Mutex<Vec<Option<futures::channel::mpsc::Receiver<ApplyJob>>>>>,
 }
 
 pub async fn run(s: Start) -> Result<(), String> {
@@ -131,7 +143,32 @@ async fn open(s: &mut Start) -> Result<Rc<Core>, String> {
             return Err(e);
         }
     };
+    let member = match &s.cluster {
+        Some(c) => {
+            let batcher = crate::cluster::batch::Batcher::new(
+                s.config.node_id,
+                c.incarnation,
+                id as u32,
+                c.link.max_batch(),
+            )?;
+            let jobs = c
+                .jobs
+                .lock()
+                .ok()
+                .and_then(|mut j| j.get_mut(id).and_then(Option::take))
+                .ok_or_else(|| format!("core {id}: no apply queue"))?;
+            glommio::spawn_local(crate::cluster::apply::run(Rc::clone(&shard), jobs)).detach();
+            Some(crate::cluster::member::Member::new(
+                c.link.clone(),
+                batcher,
+                id,
+                Arc::clone(&c.applied),
+            ))
+        }
+        None => None,
+    };
     let core = Rc::new(Core {
+        member,
         id,
         shards: s.shards,
         shard,

@@ -1,0 +1,132 @@
+//! One core's part in the cluster: publishing the writes it accepts (each request's records as replicated
+//! batches, `cluster/batch.rs`, through the link) before they are stored here, and waiting for this node's
+//! applied positions for reads that name one (read-your-writes across nodes).
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::batch::Batcher;
+use super::link::Link;
+use super::positions::Applied;
+use crate::message::Message;
+
+pub struct Member {
+    link: Link,
+    batcher: RefCell<Batcher>,
+    /// The stream this core publishes to first (core index mod streams: the cores spread over the streams).
+    prefer: usize,
+    pub applied: Arc<Applied>,
+}
+
+/// Where a write's batches were stored: the greatest sequence per stream, as `k:seq,k:seq`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Positions(pub Vec<(usize, u64)>);
+
+impl Positions {
+    fn add(&mut self, stream: usize, seq: u64) {
+        match self.0.iter_mut().find(|(k, _)| *k == stream) {
+            Some((_, s)) => *s = (*s).max(seq),
+            None => self.0.push((stream, seq)),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for (i, (k, seq)) in self.0.iter().enumerate() {
+            let _ = write!(s, "{}{k}:{seq}", if i > 0 { "," } else { "" });
+        }
+        s
+    }
+
+    /// Parses `k:seq[,k:seq...]` (what a write's answer carried).
+    pub fn parse(s: &str) -> Result<Positions, String> {
+        let mut p = Positions::default();
+        for part in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            let bad = || {
+                format!(
+                    "bad position {part:?}: expected STREAM:SEQ, as a write's X-Tickcore-Position"
+                )
+            };
+            let (k, seq) = part.split_once(':').ok_or_else(bad)?;
+            let k: usize = k.parse().map_err(|_| bad())?;
+            let seq: u64 = seq.parse().map_err(|_| bad())?;
+            if k >= 1 << 16 {
+                return Err(bad());
+            }
+            p.add(k, seq);
+        }
+        if p.0.is_empty() {
+            return Err("empty position".into());
+        }
+        Ok(p)
+    }
+}
+
+impl Member {
+    pub fn new(link: Link, batcher: Batcher, core: usize, applied: Arc<Applied>) -> Member {
+        let prefer = core % link.streams();
+        Member {
+            link,
+            batcher: RefCell::new(batcher),
+            prefer,
+            applied,
+        }
+    }
+
+    /// Publishes `msgs` (already validated) and resolves once every batch holding them is acknowledged by
+    /// JetStream (stored on a majority of its servers), with where; the error says why not.
+    pub async fn publish(&self, msgs: &[Message]) -> Result<Positions, String> {
+        let batches = self.batcher.borrow_mut().encode(
+            crate::clock::now_ns(),
+            msgs.iter().map(|m| (m.tag.as_str(), &m.record)),
+        );
+        let acks = futures::future::join_all(
+            batches
+                .into_iter()
+                .map(|(id, bytes)| self.link.publish(self.prefer, id.msg_id(), bytes)),
+        )
+        .await;
+        let mut at = Positions::default();
+        for ack in acks {
+            let ack = ack?;
+            at.add(ack.stream, ack.seq);
+        }
+        Ok(at)
+    }
+
+    /// Waits until this node has applied every stream of `at` through its sequence, for at most `limit`;
+    /// false when it has not by then.
+    pub async fn wait_applied(&self, at: &Positions, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if at.0.iter().all(|&(k, seq)| self.applied.get(k) >= seq) {
+                return true;
+            }
+            if at.0.iter().any(|&(k, _)| k >= self.applied.streams()) || Instant::now() >= deadline
+            {
+                return false;
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_render_and_parse() {
+        let mut p = Positions::default();
+        p.add(2, 7);
+        p.add(0, 15);
+        p.add(2, 9);
+        assert_eq!(p.render(), "2:9,0:15");
+        assert_eq!(Positions::parse("2:9, 0:15").unwrap(), p);
+        for bad in ["", "x", "1:", ":3", "1:2:3", "70000:1", "-1:2"] {
+            assert!(Positions::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

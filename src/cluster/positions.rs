@@ -1,0 +1,174 @@
+//! Applied positions: for each stream, the sequence up to which every batch is durable on this node (in its
+//! local log or its tag files). Shared between the link thread, which advances them, and the cores, which
+//! wait on them for read-your-writes; persisted in `CLUSTER-POSITIONS` in the data directory so a restart
+//! consumes each stream again from where it stood, not from its first message.
+//!
+//! Invariant: a persisted position never passes what is durable here. The link thread advances a position
+//! only after every core answered that its part of the batch was appended, and appends are durable when they
+//! answer (cluster mode runs `--durability sync` only); the file is written from those positions afterwards.
+//! A persisted position may lag: the batches past it are consumed again after a restart and duplicate
+//! admission stores nothing twice.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+const MAGIC: &str = "tickcore-positions 1";
+
+/// The applied sequence of each stream (0: nothing applied), with the follower lag seen while applying.
+pub struct Applied {
+    seqs: Vec<AtomicU64>,
+    /// Microseconds from a batch's acceptance (its node's clock) to its apply here, for batches accepted by
+    /// other nodes: the replication lag.
+    lag_us: Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+impl Applied {
+    pub fn new(from: &[u64]) -> Applied {
+        Applied {
+            seqs: from.iter().map(|&s| AtomicU64::new(s)).collect(),
+            // 1 us .. 1 hour, 3 significant digits; the bounds are constants, so this cannot fail.
+            lag_us: Mutex::new(
+                hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                    .expect("constant histogram bounds"),
+            ),
+        }
+    }
+
+    pub fn streams(&self) -> usize {
+        self.seqs.len()
+    }
+
+    pub fn get(&self, stream: usize) -> u64 {
+        self.seqs
+            .get(stream)
+            .map_or(0, |s| s.load(Ordering::Acquire))
+    }
+
+    pub fn all(&self) -> Vec<u64> {
+        self.seqs
+            .iter()
+            .map(|s| s.load(Ordering::Acquire))
+            .collect()
+    }
+
+    /// Stream `stream` is applied through `seq` (positions only grow).
+    pub fn advance(&self, stream: usize, seq: u64) {
+        if let Some(s) = self.seqs.get(stream) {
+            s.fetch_max(seq, Ordering::AcqRel);
+        }
+    }
+
+    pub fn record_lag(&self, lag_ns: i64) {
+        let us = u64::try_from(lag_ns / 1000)
+            .unwrap_or(0)
+            .clamp(1, 3_600_000_000);
+        if let Ok(mut h) = self.lag_us.lock() {
+            let _ = h.record(us);
+        }
+    }
+
+    /// (count, p50, p99, max) of the replication lag in microseconds.
+    pub fn lag(&self) -> (u64, u64, u64, u64) {
+        match self.lag_us.lock() {
+            Ok(h) => (
+                h.len(),
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.max(),
+            ),
+            Err(_) => (0, 0, 0, 0),
+        }
+    }
+}
+
+/// The positions file of a data directory.
+pub fn file(data_dir: &Path) -> PathBuf {
+    data_dir.join("CLUSTER-POSITIONS")
+}
+
+/// The applied position of each of `streams` streams as persisted (0 for a stream the file does not name, or
+/// with no file: a new node consumes every stream from its start). A damaged file is an error, not zeros:
+/// consuming everything again is safe but may take long, so the operator decides (delete the file).
+pub fn load(path: &Path, streams: usize) -> Result<Vec<u64>, String> {
+    let mut seqs = vec![0; streams];
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(seqs),
+        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+    };
+    let bad = |why: &str| {
+        format!(
+            "{} is damaged ({why}); delete it to consume every stream again from its first message",
+            path.display()
+        )
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some(MAGIC) {
+        return Err(bad("first line"));
+    }
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let (k, seq) = line.split_once(' ').ok_or_else(|| bad(line))?;
+        let k: usize = k.parse().map_err(|_| bad(line))?;
+        let seq: u64 = seq.trim().parse().map_err(|_| bad(line))?;
+        if let Some(s) = seqs.get_mut(k) {
+            *s = seq;
+        }
+    }
+    Ok(seqs)
+}
+
+/// Writes `seqs` to `path` durably: a temporary file, synced, renamed over the old one, the directory synced.
+pub fn store(path: &Path, seqs: &[u64]) -> io::Result<()> {
+    let mut text = format!("{MAGIC}\n");
+    for (k, s) in seqs.iter().enumerate() {
+        text.push_str(&format!("{k} {s}\n"));
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip_and_a_damaged_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = file(dir.path());
+        assert_eq!(
+            load(&p, 3).unwrap(),
+            vec![0, 0, 0],
+            "no file: from the start"
+        );
+        store(&p, &[5, 0, 17]).unwrap();
+        assert_eq!(load(&p, 3).unwrap(), vec![5, 0, 17]);
+        assert_eq!(
+            load(&p, 4).unwrap(),
+            vec![5, 0, 17, 0],
+            "a stream added later"
+        );
+        fs::write(&p, "tickcore-positions 1\n0 x\n").unwrap();
+        assert!(load(&p, 3).unwrap_err().contains("damaged"));
+        fs::write(&p, "junk").unwrap();
+        assert!(load(&p, 3).unwrap_err().contains("first line"));
+    }
+
+    #[test]
+    fn positions_only_grow() {
+        let a = Applied::new(&[3, 0]);
+        a.advance(0, 2);
+        a.advance(1, 9);
+        a.advance(7, 1);
+        assert_eq!(a.all(), vec![3, 9]);
+    }
+}
