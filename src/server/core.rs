@@ -222,6 +222,10 @@ impl Core {
         let mut all = vec![self.snapshot()];
         all.extend(self.from_peers(Forward::Metrics).await);
         all.sort_by_key(|s| s.core);
-        crate::server::metrics::render(&all)
+        let mut text = crate::server::metrics::render(&all);
+        if let Some(m) = &self.member {
+            crate::server::metrics::render_cluster(&mut text, &m.applied);
+        }
+        text
     }
 }

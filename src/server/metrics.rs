@@ -301,3 +301,31 @@ mod tests {
         );
     }
 }
+
+/// Cluster mode's lines: each stream's applied sequence and the replication lag (a batch's acceptance on its
+/// node to its apply here, batches of other nodes only).
+pub fn render_cluster(out: &mut String, applied: &crate::cluster::positions::Applied) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "# HELP tickcore_cluster_applied_sequence Stream sequence this node has applied through.\n\
+         # TYPE tickcore_cluster_applied_sequence gauge"
+    );
+    for (k, seq) in applied.all().iter().enumerate() {
+        let _ = writeln!(out, "tickcore_cluster_applied_sequence{{stream=\"{k}\"}} {seq}");
+    }
+    let (n, p50, p99, max) = applied.lag();
+    let _ = writeln!(
+        out,
+        "# HELP tickcore_cluster_apply_lag_seconds Replication lag: a batch accepted by another node to its \
+         apply here.\n# TYPE tickcore_cluster_apply_lag_seconds summary"
+    );
+    for (q, us) in [("0.5", p50), ("0.99", p99), ("1", max)] {
+        let _ = writeln!(
+            out,
+            "tickcore_cluster_apply_lag_seconds{{quantile=\"{q}\"}} {}",
+            us as f64 / 1e6
+        );
+    }
+    let _ = writeln!(out, "tickcore_cluster_apply_lag_seconds_count {n}");
+}

@@ -2,6 +2,7 @@
 //! speaks raw HTTP/1.1 to it over std sockets (so framing edge cases are exactly what a test writes).
 #![allow(dead_code)]
 
+pub mod machines;
 pub mod nats;
 
 use std::io::{BufRead, BufReader, Read, Write};
