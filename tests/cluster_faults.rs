@@ -62,6 +62,8 @@ struct Log {
     /// When each write was acknowledged.
     ack_times: Vec<Instant>,
     query_times: Vec<Instant>,
+    /// The greatest acknowledged position per stream (`X-Tickcore-Position`).
+    positions: HashMap<usize, u64>,
 }
 
 /// The longest time without an event of `times` within [from, to].
@@ -78,7 +80,13 @@ fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
 fn writer(w: usize, addrs: Vec<String>, t0: i64, log: Arc<Mutex<Log>>, stop: Arc<AtomicBool>) {
     let mut n = 0u64;
     let mut target = w % addrs.len();
+    let every = Duration::from_secs_f64(1.0 / env_or("TICKCORE_FAULT_BODIES_PER_S", 50.0));
+    let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        next += every;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
         let mut body = String::new();
         let mut recs = Vec::new();
         for j in 0..PER_BODY {
@@ -103,10 +111,19 @@ fn writer(w: usize, addrs: Vec<String>, t0: i64, log: Arc<Mutex<Log>>, stop: Arc
                 return;
             }
             match exchange(&addrs[target], req.as_bytes(), FAILOVER) {
-                Some((204, _, _)) => {
+                Some((204, head, _)) => {
                     let mut l = log.lock().unwrap();
                     l.ack_times.push(Instant::now());
                     l.acked.extend(recs);
+                    let pos = head
+                        .lines()
+                        .find_map(|h| h.strip_prefix("X-Tickcore-Position: "))
+                        .unwrap_or_else(|| panic!("a 204 without a position: {head}"));
+                    for p in pos.trim().split(',') {
+                        let (k, seq) = p.split_once(':').unwrap();
+                        let e = l.positions.entry(k.parse().unwrap()).or_default();
+                        *e = (*e).max(seq.parse().unwrap());
+                    }
                     break;
                 }
                 Some((503, _, _)) | Some(_) | None => target = (target + 1) % addrs.len(),
@@ -133,10 +150,9 @@ fn reader(addrs: Vec<String>, t0: i64, log: Arc<Mutex<Log>>, stop: Arc<AtomicBoo
 }
 
 /// Every record of `tag` on the engine at `addr`: time -> the values of each copy.
-fn export(addr: &str, tag: &str) -> Option<HashMap<i64, Vec<[f64; 10]>>> {
+fn export(addr: &str, tag: &str, from: i64) -> Option<HashMap<i64, Vec<[f64; 10]>>> {
     let req = format!(
-        "GET /export?tag={tag}&start={}&end={} HTTP/1.0\r\nHost: t\r\n\r\n",
-        i64::MIN,
+        "GET /export?tag={tag}&start={from}&end={} HTTP/1.0\r\nHost: t\r\n\r\n",
         i64::MAX
     );
     let (status, _, body) = exchange(addr, req.as_bytes(), Duration::from_secs(30))?;
@@ -149,32 +165,95 @@ fn export(addr: &str, tag: &str) -> Option<HashMap<i64, Vec<[f64; 10]>>> {
     }
     for line in body.lines().filter(|l| !l.is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        let vals: Vec<f64> = v["values"].as_array()?.iter().filter_map(|x| x.as_f64()).collect();
+        let vals: Vec<f64> = v["values"]
+            .as_array()?
+            .iter()
+            .filter_map(|x| x.as_f64())
+            .collect();
         let vals: [f64; 10] = vals.try_into().ok()?;
         out.entry(v["time"].as_i64()?).or_default().push(vals);
     }
     Some(out)
 }
 
-/// (lost, duplicated) on the engine at `addr` against the acknowledged records.
-fn check(addr: &str, acked: &HashMap<(String, i64), [f64; 10]>) -> Option<(usize, usize)> {
+/// (lost, duplicated) on the engine at `addr` against the acknowledged records of writer `w` of times from
+/// `from[w]` on.
+fn check(
+    addr: &str,
+    acked: &HashMap<(String, i64), [f64; 10]>,
+    from: &[i64],
+) -> Option<(usize, usize)> {
     let mut lost = 0;
     let mut dup = 0;
-    for w in 0..WRITERS {
+    for (w, &from) in from.iter().enumerate() {
         for j in 0..TAGS_PER_WRITER {
             let tag = format!("f{w}-{j}");
-            let have = export(addr, &tag)?;
+            let have = export(addr, &tag, from)?;
             dup += have.values().filter(|c| c.len() > 1).count();
-            for ((t, time), v) in acked.iter().filter(|((t, _), _)| *t == tag) {
-                let _ = t;
+            let mine = acked
+                .iter()
+                .filter(|((t, time), _)| *t == tag && *time >= from);
+            for ((_, time), v) in mine {
                 match have.get(time) {
-                    Some(copies) if copies.iter().any(|c| c.map(f64::to_bits) == v.map(f64::to_bits)) => {}
+                    Some(copies)
+                        if copies
+                            .iter()
+                            .any(|c| c.map(f64::to_bits) == v.map(f64::to_bits)) => {}
                     _ => lost += 1,
                 }
             }
         }
     }
     Some((lost, dup))
+}
+
+/// The engine's applied sequence of each stream, from `/metrics`.
+fn applied(addr: &str) -> Option<HashMap<usize, u64>> {
+    let req = "GET /metrics HTTP/1.0\r\nHost: t\r\n\r\n";
+    let (status, _, body) = exchange(addr, req.as_bytes(), Duration::from_secs(5))?;
+    (status == 200).then(|| {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("tickcore_cluster_applied_sequence{stream=\""))
+            .filter_map(|l| {
+                let (k, rest) = l.split_once('"')?;
+                Some((
+                    k.parse().ok()?,
+                    rest.trim_start_matches('}').trim().parse().ok()?,
+                ))
+            })
+            .collect()
+    })
+}
+
+/// How long until the engine at `addr` applied every stream through `want` (60 s at most).
+fn wait_applied(addr: &str, want: &HashMap<usize, u64>) -> Duration {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(60) {
+        if let Some(have) = applied(addr) {
+            if want
+                .iter()
+                .all(|(k, s)| have.get(k).is_some_and(|h| h >= s))
+            {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    t0.elapsed()
+}
+
+/// The engine's replication lag p99 (`/metrics`), as written there.
+fn lag_p99(addr: &str) -> String {
+    let req = "GET /metrics HTTP/1.0\r\nHost: t\r\n\r\n";
+    exchange(addr, req.as_bytes(), Duration::from_secs(5))
+        .and_then(|(_, _, body)| {
+            body.lines()
+                .find_map(|l| {
+                    l.strip_prefix("tickcore_cluster_apply_lag_seconds{quantile=\"0.99\"} ")
+                })
+                .map(|v| format!("{v}s"))
+        })
+        .unwrap_or_else(|| "?".into())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -197,7 +276,10 @@ const KINDS: [Fault; 6] = [
 ];
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]
@@ -210,7 +292,8 @@ fn no_acknowledged_record_is_lost_or_duplicated_across_faults() {
     let mut m = Machines::start(3).unwrap_or_else(|e| panic!("machines: {e}"));
     for i in 0..3 {
         let cpus = (i % 2).to_string();
-        m.start_engine(i, &cpus, &[]).unwrap_or_else(|e| panic!("engine {i}: {e}"));
+        m.start_engine(i, &cpus, &[])
+            .unwrap_or_else(|e| panic!("engine {i}: {e}"));
     }
     let addrs = m.engine_addrs();
     let t0 = common::now_ns() - 3_600_000_000_000;
@@ -219,7 +302,9 @@ fn no_acknowledged_record_is_lost_or_duplicated_across_faults() {
     let mut threads = Vec::new();
     for w in 0..WRITERS {
         let (a, l, s) = (addrs.clone(), Arc::clone(&log), Arc::clone(&stop));
-        threads.push(std::thread::spawn(move || writer(w, a, t0 + (w as i64) * 1_000_000_000_000, l, s)));
+        threads.push(std::thread::spawn(move || {
+            writer(w, a, t0 + (w as i64) * 1_000_000_000_000, l, s)
+        }));
     }
     {
         let (a, l, s) = (addrs.clone(), Arc::clone(&log), Arc::clone(&stop));
@@ -228,6 +313,7 @@ fn no_acknowledged_record_is_lost_or_duplicated_across_faults() {
     std::thread::sleep(Duration::from_secs(2));
     let mut failures = Vec::new();
     let mut worst_write = Duration::ZERO;
+    let mut checked_from = vec![i64::MIN; WRITERS];
     for f in 0..faults {
         let kind = KINDS[f % KINDS.len()];
         let i = (f / KINDS.len() + f) % 3;
@@ -246,24 +332,37 @@ fn no_acknowledged_record_is_lost_or_duplicated_across_faults() {
         std::thread::sleep(hold);
         match kind {
             Fault::KillNats => m.machines[i].start_nats(),
-            Fault::KillEngine => {
-                m.start_engine(i, &(i % 2).to_string(), &[]).unwrap_or_else(|e| panic!("{e}"))
-            }
+            Fault::KillEngine => m
+                .start_engine(i, &(i % 2).to_string(), &[])
+                .unwrap_or_else(|e| panic!("{e}")),
             Fault::KillBoth => {
                 m.machines[i].start_nats();
-                m.start_engine(i, &(i % 2).to_string(), &[]).unwrap_or_else(|e| panic!("{e}"))
+                m.start_engine(i, &(i % 2).to_string(), &[])
+                    .unwrap_or_else(|e| panic!("{e}"))
             }
             Fault::StopNats => m.machines[i].signal_nats(libc::SIGCONT),
             Fault::StopEngine => m.machines[i].signal_engine(libc::SIGCONT),
             Fault::Partition => m.machines[i].link(true),
         }
         let healed = Instant::now();
-        m.wait_nats_healthy(Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
-        // Every node converges on what was acknowledged up to now.
-        let acked = log.lock().unwrap().acked.clone();
+        m.wait_nats_healthy(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Every node applies every stream up to what was acknowledged by now, then holds every record
+        // acknowledged since the last check exactly once.
+        let (acked, positions) = {
+            let l = log.lock().unwrap();
+            (l.acked.clone(), l.positions.clone())
+        };
+        let caught_up = addrs
+            .iter()
+            .map(|a| wait_applied(a, &positions))
+            .collect::<Vec<_>>();
         let mut result = None;
         while healed.elapsed() < Duration::from_secs(60) {
-            let r: Vec<Option<(usize, usize)>> = addrs.iter().map(|a| check(a, &acked)).collect();
+            let r: Vec<Option<(usize, usize)>> = addrs
+                .iter()
+                .map(|a| check(a, &acked, &checked_from))
+                .collect();
             let done = r.iter().all(|x| matches!(x, Some((0, _))));
             result = Some(r);
             if done {
@@ -271,7 +370,11 @@ fn no_acknowledged_record_is_lost_or_duplicated_across_faults() {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let converged = healed.elapsed();
+        // The next check starts past what this one saw acknowledged (each writer's times only grow).
+        for ((tag, time), _) in &acked {
+            let w: usize = tag[1..].split('-').next().unwrap().parse().unwrap();
+            checked_from[w] = checked_from[w].max(time + 1);
+        }
         let end = Instant::now();
         let (write_gap, query_gap) = {
             let l = log.lock().unwrap();
@@ -282,23 +385,45 @@ fn no_acknowledged_record_is_lost_or_duplicated_across_faults() {
         };
         worst_write = worst_write.max(write_gap);
         let r = result.unwrap_or_default();
-        let lost: usize = r.iter().map(|x| x.map_or(usize::MAX / 4, |v| v.0)).max().unwrap_or(0);
+        let lost: usize = r
+            .iter()
+            .map(|x| x.map_or(usize::MAX / 4, |v| v.0))
+            .max()
+            .unwrap_or(0);
         let dup: usize = r.iter().map(|x| x.map_or(0, |v| v.1)).max().unwrap_or(0);
+        let lags: Vec<String> = addrs.iter().map(|a| lag_p99(a)).collect();
         println!(
             "fault {f:3} {kind:?} on machine {i}: acknowledged {}, lost {lost}, duplicated {dup}, longest \
-             without a write ack {write_gap:?}, without a query answer {query_gap:?}, converged {converged:?} \
-             after healing",
+             without a write ack {write_gap:?}, without a query answer {query_gap:?}; after healing each \
+             node applied every acknowledged position in {caught_up:?}; replication lag p99 per node {lags:?}",
             acked.len()
         );
         if lost > 0 || dup > 0 {
-            failures.push(format!("fault {f} {kind:?} on machine {i}: lost {lost}, duplicated {dup}"));
+            failures.push(format!(
+                "fault {f} {kind:?} on machine {i}: lost {lost}, duplicated {dup}"
+            ));
         }
     }
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
     }
+    // The full check: every acknowledged record, from the first, exactly once on every node.
+    let acked = log.lock().unwrap().acked.clone();
+    for a in &addrs {
+        let r = check(a, &acked, &[i64::MIN; WRITERS]);
+        println!(
+            "full check on {a}: (lost, duplicated) {r:?} of {} acknowledged",
+            acked.len()
+        );
+        if r != Some((0, 0)) {
+            failures.push(format!("full check on {a}: {r:?}"));
+        }
+    }
     println!("worst write gap over {faults} faults: {worst_write:?}");
     assert!(failures.is_empty(), "{failures:#?}");
-    assert!(log.lock().unwrap().acked.len() > 1000, "the writers got few acknowledgements");
+    assert!(
+        log.lock().unwrap().acked.len() > 1000,
+        "the writers got few acknowledgements"
+    );
 }

@@ -35,7 +35,10 @@ pub async fn run(shard: Rc<Shard>, mut jobs: mpsc::Receiver<ApplyJob>) {
             let r = if msgs.is_empty() {
                 Ok(())
             } else {
-                shard.append(msgs).await.map_err(|e| e.to_string())
+                shard
+                    .append_replicated(msgs)
+                    .await
+                    .map_err(|e| e.to_string())
             };
             let _ = job.done.send(r);
         })

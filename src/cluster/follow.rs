@@ -12,7 +12,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use async_nats::jetstream::{
+    self,
+    consumer::{pull, AckPolicy, DeliverPolicy},
+};
 use futures::channel::{mpsc, oneshot};
 use futures::stream::FuturesOrdered;
 use futures::{SinkExt, StreamExt};
@@ -70,31 +73,37 @@ pub async fn run(follow: Follow, contexts: Vec<jetstream::Context>) {
     }
 }
 
-/// Consumes stream `k` for good: an ordered consumer from the applied position, created again (through the
-/// other connection) whenever it fails.
+/// Consumes stream `k` for good: an ephemeral pull consumer from the next sequence to apply, fetched in
+/// short batches as the window has room, and created again (through the other connection) whenever it
+/// fails, skips a sequence the stream still holds, or stays empty while the stream holds more. Each fetch
+/// is one request with its own expiry, so a consumer lost with its server (consumers of this kind live on
+/// one server) costs at most one expiry and a question to the stream, not the client's heartbeat timeouts.
 async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
     let mut next = f.applied.get(k) + 1;
     let mut inflight = FuturesOrdered::new();
     for attempt in 0usize.. {
         let js = &contexts[attempt % contexts.len()];
-        let messages = async {
+        let other = &contexts[(attempt + 1) % contexts.len()];
+        let created = async {
             let stream = js
                 .get_stream(stream_name(k))
                 .await
                 .map_err(|e| e.to_string())?;
-            let consumer = stream
-                .create_consumer(OrderedConfig {
+            stream
+                .create_consumer(pull::Config {
                     deliver_policy: DeliverPolicy::ByStartSequence {
                         start_sequence: next,
                     },
+                    ack_policy: AckPolicy::None,
+                    inactive_threshold: Duration::from_secs(30),
+                    memory_storage: true,
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| e.to_string())?;
-            consumer.messages().await.map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())
         };
-        let mut messages = match tokio::time::timeout(Duration::from_secs(5), messages).await {
-            Ok(Ok(m)) => m,
+        let consumer = match tokio::time::timeout(Duration::from_secs(2), created).await {
+            Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 eprintln!("cluster: following {}: {e} (retrying)", stream_name(k));
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -102,47 +111,125 @@ async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
             }
             Err(_) => continue,
         };
-        loop {
-            tokio::select! {
-                Some(done) = inflight.next(), if !inflight.is_empty() => {
+        'fetching: loop {
+            while inflight.len() >= WINDOW {
+                if let Some(done) = inflight.next().await {
                     f.applied.advance(k, done);
                 }
-                got = messages.next(), if inflight.len() < WINDOW => {
-                    let msg = match got {
-                        Some(Ok(msg)) => msg,
-                        Some(Err(e)) => {
-                            eprintln!("cluster: following {}: {e} (consuming again from {next})", stream_name(k));
-                            break;
-                        }
-                        None => break,
-                    };
-                    let seq = match msg.info() {
-                        Ok(info) => info.stream_sequence,
-                        Err(e) => {
-                            eprintln!("cluster: a message of {} without its sequence: {e}", stream_name(k));
-                            break;
-                        }
-                    };
-                    if seq < next {
-                        continue;
-                    }
-                    if seq > next {
-                        // Retention removed what this node had not applied: it is behind the catch-up window.
+            }
+            let fetch = consumer
+                .batch()
+                .max_messages(WINDOW - inflight.len())
+                .expires(FETCH_EXPIRES)
+                .messages();
+            let mut batch = match tokio::time::timeout(Duration::from_secs(2), fetch).await {
+                Ok(Ok(b)) => b,
+                _ => break 'fetching,
+            };
+            let mut got = 0;
+            // A fetch whose server went away may never end by itself.
+            let deadline = tokio::time::sleep(FETCH_EXPIRES * 2);
+            tokio::pin!(deadline);
+            // Polls the fetch again now and then: the client's batch stream can return Pending without a
+            // wake-up registered (it does so for a heartbeat), and nothing else would poll it.
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    Some(done) = inflight.next(), if !inflight.is_empty() => f.applied.advance(k, done),
+                    () = &mut deadline => {
                         eprintln!(
-                            "cluster: {} resumes at {seq}, but this node had applied only up to {}: batches \
-                             {next}..{} are past the stream's retention and missing here (docs/cluster.md, \
-                             Catch-up: start this node from a peer's data directory)",
-                            stream_name(k), next - 1, seq - 1
+                            "cluster: following {}: a fetch did not end within {:?}; consuming again from {next}",
+                            stream_name(k),
+                            FETCH_EXPIRES * 2
                         );
+                        break 'fetching;
                     }
-                    next = seq + 1;
-                    let f = Arc::clone(&f);
-                    let payload = msg.payload.clone();
-                    inflight.push_back(async move { apply(&f, k, seq, &payload).await });
+                    m = batch.next() => {
+                        let msg = match m {
+                            None => break,
+                            Some(Ok(msg)) => msg,
+                            Some(Err(e)) => {
+                                eprintln!("cluster: following {}: {e} (consuming again from {next})", stream_name(k));
+                                break 'fetching;
+                            }
+                        };
+                        let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
+                            break 'fetching;
+                        };
+                        if seq < next {
+                            continue;
+                        }
+                        if seq > next && !past_retention(other, k, next).await {
+                            eprintln!(
+                                "cluster: following {}: got {seq} while {next} is next; consuming again from {next}",
+                                stream_name(k)
+                            );
+                            break 'fetching;
+                        }
+                        next = seq + 1;
+                        got += 1;
+                        let f = Arc::clone(&f);
+                        let payload = msg.payload.clone();
+                        inflight.push_back(async move { apply(&f, k, seq, &payload).await });
+                    }
                 }
+            }
+            // An empty fetch: the stream is idle, or the consumer is gone with its server.
+            if got == 0
+                && last_sequence(other, k)
+                    .await
+                    .is_some_and(|last| last >= next)
+            {
+                eprintln!(
+                    "cluster: following {}: a fetch got nothing while the stream holds {next}; consuming again \
+                     through the other connection",
+                    stream_name(k)
+                );
+                break 'fetching;
             }
         }
     }
+}
+
+/// How long one fetch waits for messages.
+const FETCH_EXPIRES: Duration = Duration::from_millis(500);
+
+/// True when stream `k` no longer holds sequence `next` (retention removed it before this node applied it:
+/// it is behind the catch-up window), which is reported; false when it does or the stream does not answer.
+async fn past_retention(js: &jetstream::Context, k: usize, next: u64) -> bool {
+    let ask = async {
+        let mut s = js.get_stream(stream_name(k)).await.ok()?;
+        s.info().await.ok().map(|i| i.state.first_sequence)
+    };
+    let first = tokio::time::timeout(Duration::from_secs(1), ask)
+        .await
+        .ok()
+        .flatten();
+    let gone = first.is_some_and(|first| first > next);
+    if gone {
+        eprintln!(
+            "cluster: {} starts at {} but this node had applied only up to {}: the batches between are past \
+             the stream's retention and missing here (docs/cluster.md, Catch-up: start this node from a peer's \
+             data directory)",
+            stream_name(k),
+            first.unwrap_or(0),
+            next - 1
+        );
+    }
+    gone
+}
+
+/// The last sequence stream `k` holds, when its leader answers within a second.
+async fn last_sequence(js: &jetstream::Context, k: usize) -> Option<u64> {
+    let ask = async {
+        let mut s = js.get_stream(stream_name(k)).await.ok()?;
+        s.info().await.ok().map(|i| i.state.last_sequence)
+    };
+    tokio::time::timeout(Duration::from_secs(1), ask)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Applies one batch on every core it touches, retrying until each has it; resolves to its sequence.

@@ -10,6 +10,8 @@
 //! (`Nats-Msg-Id`) makes a retry a duplicate, which JetStream acknowledges without storing it again.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
@@ -326,27 +328,79 @@ async fn serve(
             }
         })
     };
+    let suspects = Arc::new(Suspects::new(cfg.streams, contexts.len()));
     while let Some(p) = rx.recv().await {
-        let (cfg, contexts) = (cfg.clone(), contexts.clone());
+        let (cfg, contexts, suspects) = (cfg.clone(), contexts.clone(), Arc::clone(&suspects));
         tokio::spawn(async move {
-            let r = publish(&cfg, &contexts, p.prefer, &p.id, p.payload).await;
+            let r = publish(&cfg, &contexts, &suspects, p.prefer, &p.id, p.payload).await;
             let _ = p.reply.send(r);
         });
     }
     spreader.abort();
 }
 
+/// How long a stream or connection that missed a deadline is tried only after the others: long enough that
+/// publishes stop paying the failover deadline during an election (4-9 s), short enough to come back soon.
+const SUSPECT_FOR: Duration = Duration::from_secs(3);
+
+/// Streams and connections that recently missed the failover deadline or failed, until when (milliseconds
+/// since the link started; 0: not suspect). A timeout cannot tell a stream without a leader from a paused
+/// server behind the connection, so both are suspected; a success clears both.
+struct Suspects {
+    epoch: std::time::Instant,
+    streams: Vec<AtomicU64>,
+    connections: Vec<AtomicU64>,
+}
+
+impl Suspects {
+    fn new(streams: usize, connections: usize) -> Suspects {
+        Suspects {
+            epoch: std::time::Instant::now(),
+            streams: (0..streams).map(|_| AtomicU64::new(0)).collect(),
+            connections: (0..connections).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn suspect(&self, stream: usize, connection: usize) {
+        let until = self.now() + SUSPECT_FOR.as_millis() as u64;
+        self.streams[stream].store(until, Ordering::Relaxed);
+        self.connections[connection].store(until, Ordering::Relaxed);
+    }
+
+    fn clear(&self, stream: usize, connection: usize) {
+        self.streams[stream].store(0, Ordering::Relaxed);
+        self.connections[connection].store(0, Ordering::Relaxed);
+    }
+
+    /// `0..n` starting at `first`, the ones not suspect first (each group in that order).
+    fn order(&self, list: &[AtomicU64], first: usize) -> Vec<usize> {
+        let now = self.now();
+        let n = list.len();
+        let mut v: Vec<usize> = (0..n).map(|i| (first + i) % n).collect();
+        v.sort_by_key(|&i| list[i].load(Ordering::Relaxed) > now);
+        v
+    }
+}
+
 async fn publish(
     cfg: &LinkConfig,
     contexts: &[jetstream::Context],
+    suspects: &Suspects,
     prefer: usize,
     id: &str,
     payload: Bytes,
 ) -> Result<Acked, String> {
+    let streams = suspects.order(&suspects.streams, prefer);
+    let connections = suspects.order(&suspects.connections, 0);
     let mut last = String::new();
     for attempt in 0..cfg.attempts {
-        let k = (prefer + attempt) % cfg.streams;
-        let js = &contexts[attempt % contexts.len()];
+        let k = streams[attempt % streams.len()];
+        let c = connections[attempt % connections.len()];
+        let js = &contexts[c];
         let msg = PublishMessage::build()
             .payload(payload.clone())
             .message_id(id);
@@ -359,12 +413,13 @@ async fn publish(
         };
         match tokio::time::timeout(cfg.failover, once).await {
             Ok(Ok(ack)) => {
+                suspects.clear(k, c);
                 return Ok(Acked {
                     stream: k,
                     seq: ack.sequence,
                     duplicate: ack.duplicate,
                     failovers: attempt,
-                })
+                });
             }
             Ok(Err(e)) => last = format!("stream {}: {e}", stream_name(k)),
             Err(_) => {
@@ -375,6 +430,7 @@ async fn publish(
                 )
             }
         }
+        suspects.suspect(k, c);
     }
     Err(format!(
         "no stream stored the batch in {} attempts (last: {last})",

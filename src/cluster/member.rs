@@ -15,7 +15,8 @@ use crate::message::Message;
 pub struct Member {
     link: Link,
     batcher: RefCell<Batcher>,
-    /// The stream this core publishes to first (core index mod streams: the cores spread over the streams).
+    /// The stream this core publishes to first ((node + core) mod streams: the cores of the nodes spread over
+    /// the streams).
     prefer: usize,
     pub applied: Arc<Applied>,
 }
@@ -65,8 +66,14 @@ impl Positions {
 }
 
 impl Member {
-    pub fn new(link: Link, batcher: Batcher, core: usize, applied: Arc<Applied>) -> Member {
-        let prefer = core % link.streams();
+    pub fn new(
+        link: Link,
+        batcher: Batcher,
+        node: u32,
+        core: usize,
+        applied: Arc<Applied>,
+    ) -> Member {
+        let prefer = (node as usize + core) % link.streams();
         Member {
             link,
             batcher: RefCell::new(batcher),

@@ -312,7 +312,10 @@ pub fn render_cluster(out: &mut String, applied: &crate::cluster::positions::App
          # TYPE tickcore_cluster_applied_sequence gauge"
     );
     for (k, seq) in applied.all().iter().enumerate() {
-        let _ = writeln!(out, "tickcore_cluster_applied_sequence{{stream=\"{k}\"}} {seq}");
+        let _ = writeln!(
+            out,
+            "tickcore_cluster_applied_sequence{{stream=\"{k}\"}} {seq}"
+        );
     }
     let (n, p50, p99, max) = applied.lag();
     let _ = writeln!(

@@ -161,6 +161,7 @@ async fn open(s: &mut Start) -> Result<Rc<Core>, String> {
             Some(crate::cluster::member::Member::new(
                 c.link.clone(),
                 batcher,
+                s.config.node_id,
                 id,
                 Arc::clone(&c.applied),
             ))

@@ -61,17 +61,28 @@ impl Machines {
             dir,
         };
         sh(&["ip", "link", "add", "name", &bridge, "type", "bridge"])?;
-        sh(&["ip", "addr", "add", &format!("{subnet}.1/24"), "dev", &bridge])?;
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{subnet}.1/24"),
+            "dev",
+            &bridge,
+        ])?;
         sh(&["ip", "link", "set", &bridge, "up"])?;
         // Docker sets the FORWARD policy to DROP and has bridged frames pass iptables: let ours through.
-        let _ = sh(&["iptables", "-I", "FORWARD", "-i", &bridge, "-o", &bridge, "-j", "ACCEPT"]);
+        let _ = sh(&[
+            "iptables", "-I", "FORWARD", "-i", &bridge, "-o", &bridge, "-j", "ACCEPT",
+        ]);
         for i in 0..n {
             let ns = format!("tk{id}m{i}");
             let veth = format!("tk{id}v{i}");
             let peer = format!("tk{id}p{i}");
             let ip = format!("{subnet}.{}", 10 + i);
             sh(&["ip", "netns", "add", &ns])?;
-            sh(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer])?;
+            sh(&[
+                "ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer,
+            ])?;
             sh(&["ip", "link", "set", &peer, "netns", &ns])?;
             sh(&["ip", "link", "set", &veth, "master", &bridge])?;
             sh(&["ip", "link", "set", &veth, "up"])?;
@@ -129,15 +140,35 @@ impl Machines {
         assert!(m.engine.is_none(), "engine {i} is running");
         let listen = format!("{}:{ENGINE_PORT}", m.ip);
         let node = i.to_string();
-        let mut flags = vec!["--nats", urls.as_str(), "--node-id", node.as_str(), "--io-memory-kib", "512"];
+        let mut flags = vec![
+            "--nats",
+            urls.as_str(),
+            "--node-id",
+            node.as_str(),
+            "--io-memory-kib",
+            "512",
+        ];
         flags.extend_from_slice(extra);
-        let mut e =
-            super::try_start_at(&["ip", "netns", "exec", &m.ns], &listen, &m.data, cpus, &flags)?;
+        let mut e = super::try_start_at(
+            &["ip", "netns", "exec", &m.ns],
+            &listen,
+            &m.data,
+            cpus,
+            &flags,
+        )?;
         // Kept in a file beside the data (and drained, so the engine never blocks on a full pipe).
         if let Some(mut err) = e.child.stderr.take() {
-            let path = self.dir.path().join(format!("engine{i}.stderr"));
+            // TICKCORE_FAULT_LOGS names a directory that outlives the test.
+            let logs = std::env::var_os("TICKCORE_FAULT_LOGS")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| self.dir.path().to_path_buf());
+            let path = logs.join(format!("engine{i}.stderr"));
             std::thread::spawn(move || {
-                if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
                     let _ = std::io::copy(&mut err, &mut f);
                 }
             });
@@ -192,7 +223,10 @@ impl Machine {
     }
 
     pub fn nats_healthy(&self) -> bool {
-        matches!(monitor_at(&self.ip, MONITOR_PORT, "/healthz"), Some((200, _)))
+        matches!(
+            monitor_at(&self.ip, MONITOR_PORT, "/healthz"),
+            Some((200, _))
+        )
     }
 
     pub fn kill9_engine(&mut self) {
@@ -209,8 +243,14 @@ impl Machine {
 
     /// Cuts the machine off the network (`up = false`) or joins it again.
     pub fn link(&self, up: bool) {
-        sh(&["ip", "link", "set", &self.veth, if up { "up" } else { "down" }])
-            .unwrap_or_else(|e| panic!("{e}"));
+        sh(&[
+            "ip",
+            "link",
+            "set",
+            &self.veth,
+            if up { "up" } else { "down" },
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -239,7 +279,17 @@ impl Drop for Machines {
             let _ = sh(&["ip", "netns", "del", &m.ns]);
             let _ = sh(&["ip", "link", "del", &m.veth]);
         }
-        let _ = sh(&["iptables", "-D", "FORWARD", "-i", &self.bridge, "-o", &self.bridge, "-j", "ACCEPT"]);
+        let _ = sh(&[
+            "iptables",
+            "-D",
+            "FORWARD",
+            "-i",
+            &self.bridge,
+            "-o",
+            &self.bridge,
+            "-j",
+            "ACCEPT",
+        ]);
         let _ = sh(&["ip", "link", "del", &self.bridge]);
     }
 }

@@ -44,10 +44,22 @@ impl Shard {
     /// message equal to a stored or in-flight record (same tag, time and value bits: a retried request)
     /// is not stored again; its answer still waits for the commit of the record it repeats.
     pub async fn append(&self, msgs: Vec<Message>) -> Result<(), StoreError> {
-        self.shed(msgs.len())?;
+        self.append_from(msgs, true).await
+    }
+
+    /// [`Shard::append`] for records another node accepted (cluster mode's apply path): not held to
+    /// `--max-pending-writes`, which bounds client requests; the apply window bounds these
+    /// (`cluster/follow.rs`), and the other bounds (records pending, log size) hold as for any write.
+    pub async fn append_replicated(&self, msgs: Vec<Message>) -> Result<(), StoreError> {
+        self.append_from(msgs, false).await
+    }
+
+    async fn append_from(&self, msgs: Vec<Message>, client: bool) -> Result<(), StoreError> {
+        self.shed(msgs.len(), client)?;
         self.check_targets(&msgs).await?;
-        // Counted until this append ends, however it ends (a dropped connection included).
-        let _waiting = Waiting::enter(&self.pending_writes);
+        // Counted until this append ends, however it ends (a dropped connection included); replicated
+        // appends are bounded by the apply window instead.
+        let _waiting = client.then(|| Waiting::enter(&self.pending_writes));
         let a = self.admit_new(msgs);
         let n = a.msgs.len();
         if n == 0 && !a.repeats_inflight {
@@ -91,7 +103,7 @@ impl Shard {
     /// `Err(Overloaded)` when `n` more records, or one more waiting write, would pass a bound, or the log
     /// reached its bound;
     /// `Err(Unavailable)` for an async write while the log is failing.
-    fn shed(&self, n: usize) -> Result<(), StoreError> {
+    fn shed(&self, n: usize, client: bool) -> Result<(), StoreError> {
         let pending = self.pending.get();
         if pending > 0 && pending + n > self.max_pending {
             self.pending_refused.set(self.pending_refused.get() + 1);
@@ -120,7 +132,7 @@ impl Shard {
             )));
         }
         let (bound, waiting) = (self.max_pending_writes, self.pending_writes.get());
-        if self.durability == Durability::Sync && bound > 0 && waiting >= bound {
+        if client && self.durability == Durability::Sync && bound > 0 && waiting >= bound {
             self.writes_refused.set(self.writes_refused.get() + 1);
             return Err(StoreError::Overloaded(format!(
                 "core {} has {waiting} writes waiting for the disk (--max-pending-writes {bound})",
