@@ -69,9 +69,14 @@ fn query(c: &mut Criterion) {
     g.bench_function("asof_1000_of_360k", |b| {
         b.iter(|| {
             let mut n = 0;
-            asof::sample(&runs, start, start + hour, 1000, |_, r| {
-                n += r.is_some() as usize
-            });
+            asof::sample(
+                &runs,
+                start,
+                start + hour,
+                1000,
+                asof::Ties::LastReceived,
+                |_, r| n += r.is_some() as usize,
+            );
             n
         })
     });
@@ -81,10 +86,17 @@ fn query(c: &mut Criterion) {
             out.clear();
             render::api_head(&mut out, "t0", start, start + hour);
             let mut first = true;
-            asof::sample(&runs, start, start + hour, 1000, |t, r| {
-                render::api_sample(&mut out, first, t, r.as_ref());
-                first = false;
-            });
+            asof::sample(
+                &runs,
+                start,
+                start + hour,
+                1000,
+                asof::Ties::LastReceived,
+                |t, r| {
+                    render::api_sample(&mut out, first, t, r.as_ref());
+                    first = false;
+                },
+            );
             render::api_tail(&mut out);
             out.len()
         })

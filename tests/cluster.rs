@@ -56,7 +56,7 @@ fn assert_all_hold(
             records.sort_by_key(|r| r.0);
             loop {
                 let mut got = e.export(tag);
-                got.sort_by(|a, b| a.0.cmp(&b.0));
+                got.sort_by_key(|r| r.0);
                 if got == records {
                     break;
                 }
@@ -130,4 +130,47 @@ fn a_write_on_one_node_is_readable_on_every_node_exactly_once_across_a_kill() {
     let all: Vec<&Engine> = nodes.iter().collect();
     assert_all_hold(&all, &want, Duration::from_secs(30));
     drop(nats);
+}
+
+#[test]
+fn equal_times_from_two_nodes_answer_the_same_on_every_node() {
+    let nats = NatsCluster::start(3);
+    let urls = nats.urls();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<Engine> = (0..3).map(|i| engine(dirs[i].path(), &urls, i)).collect();
+    let t = common::now_ns() - 60_000_000_000;
+    // Two corrections of one (tag, time), accepted by different nodes in either order; -2.0 carries the
+    // sign bit, so its bit pattern is the greatest.
+    let mut positions = Vec::new();
+    for (node, v) in [(0, 1.0), (1, -2.0), (2, 0.5)] {
+        let r = nodes[node].post(&msg("tie", t, v));
+        assert_eq!(r.status, 204, "{}", r.text());
+        positions.push(r.header("x-tickcore-position").unwrap().to_string());
+    }
+    let header = format!("X-Tickcore-Position: {}", positions.join(","));
+    let q = format!("/api?tag=tie&start={}&end={}&samples=1", t - 1, t + 1);
+    for (i, n) in nodes.iter().enumerate() {
+        let r = n.connect().request("GET", &q, &[header.as_str()], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        let first = &v["samples"][0]["values"][0];
+        assert_eq!(first.as_f64(), Some(-2.0), "node {i}: {v}");
+        assert_eq!(n.export("tie").len(), 3, "node {i}: every record is kept");
+    }
+    drop(nats);
+}
+
+#[test]
+fn cluster_mode_refuses_what_it_cannot_promise() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "nats://127.0.0.1:1";
+    for (flags, says) in [
+        (&["--durability", "async"][..], "--durability sync"),
+        (&["--reads", "dma"][..], "--reads mmap"),
+    ] {
+        let mut all = vec!["--nats", url];
+        all.extend_from_slice(flags);
+        let e = common::try_start(dir.path(), "0", &all).err().expect("refused");
+        assert!(e.contains(says), "{flags:?}: {e}");
+    }
 }

@@ -10,18 +10,20 @@ use crate::query::render;
 pub struct Api<'a> {
     pub w: &'a Window,
     pub out: &'a mut Vec<u8>,
+    /// How records of equal time are chosen (`asof::Ties`).
+    pub ties: asof::Ties,
 }
 
 impl WithRuns for Api<'_> {
     type Out = ();
     fn with<R: Run + ?Sized>(self, runs: &[&R]) {
-        let (w, out) = (self.w, self.out);
+        let (w, out, ties) = (self.w, self.out, self.ties);
         if !w.aggs.is_empty() {
-            return aggregates(out, w, runs);
+            return aggregates(out, w, runs, ties);
         }
         render::api_head(out, &w.tag, w.start, w.end);
         let mut first = true;
-        asof::sample(runs, w.start, w.end, w.samples, |time, r| {
+        asof::sample(runs, w.start, w.end, w.samples, ties, |time, r| {
             render::api_sample(out, first, time, r.as_ref());
             first = false;
         });
@@ -30,12 +32,12 @@ impl WithRuns for Api<'_> {
 }
 
 /// An answer with `agg=` (and `smooth=`): every sample is computed first, then smoothed.
-fn aggregates<R: Run + ?Sized>(out: &mut Vec<u8>, w: &Window, runs: &[&R]) {
+fn aggregates<R: Run + ?Sized>(out: &mut Vec<u8>, w: &Window, runs: &[&R], ties: asof::Ties) {
     let mut times = Vec::with_capacity(w.samples);
     let mut answers: Vec<Vec<Slot>> = Vec::with_capacity(w.samples);
     if w.aggs == [Agg::Last] {
         // `last` alone is the as-of answer: the sampler's searches, not a scan of every record.
-        asof::sample(runs, w.start, w.end, w.samples, |t, r| {
+        asof::sample(runs, w.start, w.end, w.samples, ties, |t, r| {
             times.push(t);
             answers.push(vec![r.map(|r| r.values)]);
         });

@@ -116,12 +116,40 @@ pub fn lower_bound<R: Run + ?Sized>(run: &R, t: i64) -> usize {
     lo
 }
 
+/// Which of several records with the same time a sample answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ties {
+    /// The one received last (a single node: a correction sent later wins).
+    #[default]
+    LastReceived,
+    /// The one whose values are greatest as bit patterns, value 0 first (cluster mode: nodes receive the
+    /// streams in different orders, and this answer is the same on all of them).
+    GreatestBits,
+}
+
+/// Of the records of `run` before `end` with the time of `end - 1`, the one `ties` picks.
+fn pick<R: Run + ?Sized>(run: &R, end: usize, ties: Ties) -> Record {
+    let mut best = run.record(end - 1);
+    if ties == Ties::GreatestBits {
+        let mut j = end - 1;
+        while j > 0 && run.time(j - 1) == best.time {
+            j -= 1;
+            let r = run.record(j);
+            if r.values.map(f64::to_bits) > best.values.map(f64::to_bits) {
+                best = r;
+            }
+        }
+    }
+    best
+}
+
 /// Calls `emit(t_i, record)` for each of the `n` samples of `(start, end]`.
 pub fn sample<R: Run + ?Sized>(
     runs: &[&R],
     start: i64,
     end: i64,
     n: usize,
+    ties: Ties,
     mut emit: impl FnMut(i64, Option<Record>),
 ) {
     let runs: Vec<&R> = runs.iter().copied().filter(|r| !r.is_empty()).collect();
@@ -150,7 +178,7 @@ pub fn sample<R: Run + ?Sized>(
             advance = found - pos;
             pos = found;
             debug_assert!(pos > 0);
-            runs[c].record(pos - 1)
+            pick(runs[c], pos, ties)
         });
         emit(t, found);
     }
@@ -208,7 +236,7 @@ mod tests {
         let runs = runs_of(&arr, 100);
         let refs: Vec<&[Record]> = runs.iter().map(|r| r.as_slice()).collect();
         let mut got = Vec::new();
-        sample(&refs, 0, 20, 4, |t, r| {
+        sample(&refs, 0, 20, 4, Ties::LastReceived, |t, r| {
             got.push((t, r.map(|r| r.values[0])))
         });
         assert_eq!(
@@ -221,8 +249,24 @@ mod tests {
             ]
         );
         let mut got = Vec::new();
-        sample(&refs, -10, 0, 2, |t, r| got.push((t, r)));
+        sample(&refs, -10, 0, 2, Ties::LastReceived, |t, r| {
+            got.push((t, r))
+        });
         assert_eq!(got, vec![(-5, None), (0, None)]);
+        // Cluster mode: the greatest value bits, whatever the arrival order.
+        for arr in [
+            [rec(10, 1.0), rec(10, 2.0), rec(10, -3.0)],
+            [rec(10, -3.0), rec(10, 2.0), rec(10, 1.0)],
+        ] {
+            let runs = runs_of(&arr, 100);
+            let refs: Vec<&[Record]> = runs.iter().map(|r| r.as_slice()).collect();
+            let mut got = Vec::new();
+            sample(&refs, 0, 20, 2, Ties::GreatestBits, |_, r| {
+                got.push(r.map(|r| r.values[0]))
+            });
+            // -3.0 has the sign bit: the greatest bit pattern.
+            assert_eq!(got, vec![Some(-3.0), Some(-3.0)]);
+        }
     }
 
     proptest! {
@@ -239,11 +283,30 @@ mod tests {
             let refs: Vec<&[Record]> = runs.iter().map(|r| r.as_slice()).collect();
             let end = start + len;
             let mut got = Vec::new();
-            sample(&refs, start, end, n, |t, r| got.push((t, r)));
+            sample(&refs, start, end, n, Ties::LastReceived, |t, r| got.push((t, r)));
             prop_assert_eq!(got.len(), n);
             for (i, (t, r)) in got.into_iter().enumerate() {
                 prop_assert_eq!(t, sample_time(start, end, i, n));
                 prop_assert_eq!(r, model(&arr, t), "t = {}", t);
+            }
+            // Greatest bits: the answer does not depend on the arrival order.
+            let mut reversed = arr.clone();
+            reversed.reverse();
+            let mut answers = Vec::new();
+            for a in [&arr, &reversed] {
+                let runs = runs_of(a, seg);
+                let refs: Vec<&[Record]> = runs.iter().map(|r| r.as_slice()).collect();
+                let mut got = Vec::new();
+                sample(&refs, start, end, n, Ties::GreatestBits, |t, r| got.push((t, r)));
+                answers.push(got);
+            }
+            prop_assert_eq!(&answers[0], &answers[1]);
+            for (t, r) in &answers[0] {
+                let best = arr
+                    .iter()
+                    .filter(|x| Some(x.time) == model(&arr, *t).map(|m| m.time))
+                    .max_by_key(|x| x.values.map(f64::to_bits));
+                prop_assert_eq!(r.as_ref(), best);
             }
         }
     }

@@ -130,7 +130,21 @@ impl Core {
     /// The rendered `/api` answer of this core's shard.
     async fn answer(&self, w: &Window) -> Result<Option<Vec<u8>>, StoreError> {
         let mut out = Vec::with_capacity(w.samples * 200 + 128);
-        let found = self.shard.read(w, Api { w, out: &mut out }).await?;
+        let ties = match self.member {
+            Some(_) => crate::query::asof::Ties::GreatestBits,
+            None => crate::query::asof::Ties::LastReceived,
+        };
+        let found = self
+            .shard
+            .read(
+                w,
+                Api {
+                    w,
+                    out: &mut out,
+                    ties,
+                },
+            )
+            .await?;
         Ok(found.map(|()| out))
     }
 

@@ -371,6 +371,11 @@ fn cluster_start(config: &Config, cores: usize) -> Result<Option<start::Cluster>
                 .into(),
         );
     }
+    if config.reads == crate::config::Reads::Dma {
+        // The DMA path answers each sample from one record per segment; the cluster's equal-time rule
+        // (greatest value bits, `query/asof.rs`) needs every record of that time.
+        return Err("cluster mode (--nats) reads through --reads mmap".into());
+    }
     let streams = usize::from(config.cluster_streams);
     let file = positions::file(&config.data_dir);
     let from = positions::load(&file, streams)?;

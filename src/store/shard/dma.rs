@@ -67,13 +67,20 @@ impl Shard {
                     return Ok(DmaRuns::Unsorted);
                 }
                 let mut from_mem: Vec<Record> = Vec::new();
-                asof::sample(&[&seg.mem[..]], w.start, w.end, w.samples, |_, r| {
-                    if let Some(r) = r {
-                        if from_mem.last() != Some(&r) {
-                            from_mem.push(r);
+                asof::sample(
+                    &[&seg.mem[..]],
+                    w.start,
+                    w.end,
+                    w.samples,
+                    asof::Ties::LastReceived,
+                    |_, r| {
+                        if let Some(r) = r {
+                            if from_mem.last() != Some(&r) {
+                                from_mem.push(r);
+                            }
                         }
-                    }
-                });
+                    },
+                );
                 parts.push(Part {
                     key,
                     id: seg.id,
