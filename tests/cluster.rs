@@ -170,7 +170,9 @@ fn cluster_mode_refuses_what_it_cannot_promise() {
     ] {
         let mut all = vec!["--nats", url];
         all.extend_from_slice(flags);
-        let e = common::try_start(dir.path(), "0", &all).err().expect("refused");
+        let e = common::try_start(dir.path(), "0", &all)
+            .err()
+            .expect("refused");
         assert!(e.contains(says), "{flags:?}: {e}");
     }
 }

@@ -22,6 +22,7 @@ use futures::{SinkExt, StreamExt};
 
 use super::batch::{self, Batch};
 use super::link::stream_name;
+use super::own::Own;
 use super::positions::{self, Applied};
 use crate::message::Message;
 
@@ -42,6 +43,8 @@ pub struct Follow {
     /// One sender per core, in core order (the owner of a tag is `tag::owner(hash, cores.len())`).
     pub cores: Vec<mpsc::Sender<ApplyJob>>,
     pub applied: Arc<Applied>,
+    /// This process's batches its cores stored themselves.
+    pub own: Arc<Own>,
     pub positions_file: PathBuf,
     /// This process's batch ids (node, incarnation): its own batches count for no replication lag.
     pub me: (u32, u64),
@@ -245,6 +248,10 @@ async fn apply(f: &Follow, k: usize, seq: u64, payload: &[u8]) -> u64 {
         }
     };
     let Batch { id, clock, entries } = batch;
+    let mine = (id.node, id.incarnation) == f.me;
+    if mine && f.own.skip((id.core, id.counter)) {
+        return seq;
+    }
     let cores = f.cores.len();
     let mut parts: Vec<Vec<Message>> = vec![Vec::new(); cores];
     for (tag, record) in entries {

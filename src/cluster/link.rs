@@ -350,7 +350,16 @@ struct Suspects {
     epoch: std::time::Instant,
     streams: Vec<AtomicU64>,
     connections: Vec<AtomicU64>,
+    /// Recent acknowledgement latency, microseconds (an exponentially weighted mean of successes).
+    ack_us: AtomicU64,
 }
+
+/// How many times the recent acknowledgement latency a publish waits before it fails over, when that is
+/// more than the configured deadline: under saturation every stream answers slowly, and sending a batch
+/// again elsewhere would only add work; a stream without a leader stands out against the others.
+const SLOW_FACTOR: u64 = 4;
+/// The deadline never grows past this many times the configured one.
+const SLOW_CAP: u32 = 8;
 
 impl Suspects {
     fn new(streams: usize, connections: usize) -> Suspects {
@@ -358,7 +367,21 @@ impl Suspects {
             epoch: std::time::Instant::now(),
             streams: (0..streams).map(|_| AtomicU64::new(0)).collect(),
             connections: (0..connections).map(|_| AtomicU64::new(0)).collect(),
+            ack_us: AtomicU64::new(0),
         }
+    }
+
+    fn acked_in(&self, took: Duration) {
+        let us = took.as_micros() as u64;
+        let old = self.ack_us.load(Ordering::Relaxed);
+        self.ack_us
+            .store(old - old / 16 + us / 16, Ordering::Relaxed);
+    }
+
+    /// The failover deadline now: the configured one, or more while every stream is slow.
+    fn deadline(&self, failover: Duration) -> Duration {
+        let slow = Duration::from_micros(self.ack_us.load(Ordering::Relaxed) * SLOW_FACTOR);
+        slow.clamp(failover, failover * SLOW_CAP)
     }
 
     fn now(&self) -> u64 {
@@ -411,9 +434,12 @@ async fn publish(
                 .map_err(|e| e.to_string())?;
             ack.await.map_err(|e| e.to_string())
         };
-        match tokio::time::timeout(cfg.failover, once).await {
+        let deadline = suspects.deadline(cfg.failover);
+        let sent = std::time::Instant::now();
+        match tokio::time::timeout(deadline, once).await {
             Ok(Ok(ack)) => {
                 suspects.clear(k, c);
+                suspects.acked_in(sent.elapsed());
                 return Ok(Acked {
                     stream: k,
                     seq: ack.sequence,
@@ -424,9 +450,8 @@ async fn publish(
             Ok(Err(e)) => last = format!("stream {}: {e}", stream_name(k)),
             Err(_) => {
                 last = format!(
-                    "stream {}: no acknowledgement within {:?}",
-                    stream_name(k),
-                    cfg.failover
+                    "stream {}: no acknowledgement within {deadline:?}",
+                    stream_name(k)
                 )
             }
         }

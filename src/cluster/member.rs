@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::batch::Batcher;
 use super::link::Link;
+use super::own::{Own, OwnId};
 use super::positions::Applied;
 use crate::message::Message;
 
@@ -19,6 +20,13 @@ pub struct Member {
     /// the streams).
     prefer: usize,
     pub applied: Arc<Applied>,
+    own: Arc<Own>,
+}
+
+/// A write's batches, acknowledged: where they are, and their ids for [`Member::stored`].
+pub struct Published {
+    pub at: Positions,
+    ids: Vec<OwnId>,
 }
 
 /// Where a write's batches were stored: the greatest sequence per stream, as `k:seq,k:seq`.
@@ -69,9 +77,9 @@ impl Member {
     pub fn new(
         link: Link,
         batcher: Batcher,
-        node: u32,
-        core: usize,
+        (node, core): (u32, usize),
         applied: Arc<Applied>,
+        own: Arc<Own>,
     ) -> Member {
         let prefer = (node as usize + core) % link.streams();
         Member {
@@ -79,16 +87,28 @@ impl Member {
             batcher: RefCell::new(batcher),
             prefer,
             applied,
+            own,
+        }
+    }
+
+    /// The write `p` published is stored here: the follower need not apply its batches.
+    pub fn stored(&self, p: &Published) {
+        for &id in &p.ids {
+            self.own.stored(id);
         }
     }
 
     /// Publishes `msgs` (already validated) and resolves once every batch holding them is acknowledged by
     /// JetStream (stored on a majority of its servers), with where; the error says why not.
-    pub async fn publish(&self, msgs: &[Message]) -> Result<Positions, String> {
+    pub async fn publish(&self, msgs: &[Message]) -> Result<Published, String> {
         let batches = self.batcher.borrow_mut().encode(
             crate::clock::now_ns(),
             msgs.iter().map(|m| (m.tag.as_str(), &m.record)),
         );
+        let ids = batches
+            .iter()
+            .map(|(id, _)| (id.core, id.counter))
+            .collect();
         let acks = futures::future::join_all(
             batches
                 .into_iter()
@@ -100,7 +120,7 @@ impl Member {
             let ack = ack?;
             at.add(ack.stream, ack.seq);
         }
-        Ok(at)
+        Ok(Published { at, ids })
     }
 
     /// Waits until this node has applied every stream of `at` through its sequence, for at most `limit`;

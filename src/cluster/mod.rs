@@ -7,11 +7,13 @@
 //! - [`follow`]: consuming every stream on that thread and routing the batches to their cores;
 //! - [`apply`]: a core appending its part of a batch (duplicate admission, log commit);
 //! - [`member`]: a core publishing what it accepts, and reads waiting for an applied position;
-//! - [`positions`]: the applied positions, shared and persisted.
+//! - [`positions`]: the applied positions, shared and persisted;
+//! - [`own`]: this process's batches the follower need not apply again.
 
 pub mod apply;
 pub mod batch;
 pub mod follow;
 pub mod link;
 pub mod member;
+pub mod own;
 pub mod positions;

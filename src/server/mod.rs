@@ -397,9 +397,11 @@ fn cluster_start(config: &Config, cores: usize) -> Result<Option<start::Cluster>
     cfg.replicas = usize::from(config.cluster_replicas);
     cfg.failover = config.cluster_failover;
     cfg.max_age = config.cluster_catch_up;
+    let own = Arc::new(crate::cluster::own::Own::default());
     let follow = follow::Follow {
         cores: senders,
         applied: Arc::clone(&applied),
+        own: Arc::clone(&own),
         positions_file: file,
         me: (config.node_id, incarnation),
     };
@@ -408,6 +410,7 @@ fn cluster_start(config: &Config, cores: usize) -> Result<Option<start::Cluster>
         link,
         incarnation,
         applied,
+        own,
         jobs: Arc::new(std::sync::Mutex::new(receivers)),
     }))
 }

@@ -203,11 +203,13 @@ async fn save(core: &Core, req: &Request<'_>) -> Answer {
         }
     }
     match core.save(msgs).await {
-        Ok(()) => match replicated {
-            Some(at) => {
-                Answer::stored(n).with_headers(format!("X-Tickcore-Position: {}\r\n", at.render()))
+        Ok(()) => match (replicated, &core.member) {
+            (Some(p), Some(member)) => {
+                member.stored(&p);
+                Answer::stored(n)
+                    .with_headers(format!("X-Tickcore-Position: {}\r\n", p.at.render()))
             }
-            None => Answer::stored(n),
+            _ => Answer::stored(n),
         },
         // Replicated but not stored here: every node (this one included, through its consumer) applies it
         // anyway; the client may retry, and duplicate admission stores it once.

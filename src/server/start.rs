@@ -48,6 +48,7 @@ pub struct Cluster {
     pub link: crate::cluster::link::Link,
     pub incarnation: u64,
     pub applied: Arc<crate::cluster::positions::Applied>,
+    pub own: Arc<crate::cluster::own::Own>,
     /// Each core's apply jobs, taken by the core whose mesh id is the index.
     pub jobs: Arc<std::sync::Mutex<Vec<Option<futures::channel::mpsc::Receiver<ApplyJob>>>>>,
 }
@@ -161,9 +162,9 @@ async fn open(s: &mut Start) -> Result<Rc<Core>, String> {
             Some(crate::cluster::member::Member::new(
                 c.link.clone(),
                 batcher,
-                s.config.node_id,
-                id,
+                (s.config.node_id, id),
                 Arc::clone(&c.applied),
+                Arc::clone(&c.own),
             ))
         }
         None => None,
