@@ -23,9 +23,10 @@ HEALTHCHECK --interval=5s --timeout=2s --start-period=30s --retries=3 \
   CMD ["bash", "-c", "h=$(printf %s \"${TICKCORE_LISTEN%:*}\" | tr -d '[]') && exec 3<>\"/dev/tcp/$h/${TICKCORE_LISTEN##*:}\" && printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["tickcore"]
 
-# Binaries built on the host (docker/build.sh): the build context is a folder holding just these two files.
+# Binaries built on the host (docker/build.sh): the build context is a folder holding just these files
+# (nats-server for docker-compose.yml's cluster profile).
 FROM runtime AS prebuilt
-COPY tickcore loadgen /usr/local/bin/
+COPY tickcore loadgen nats-server /usr/local/bin/
 
 # Built from source, for users who can pull rust: (the default target: the last stage).
 FROM rust:1.95-bookworm AS build

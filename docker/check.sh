@@ -14,15 +14,18 @@ if [ -z "$hadolint" ]; then
   hadolint=$(command -v hadolint || echo "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint")
 fi
 docker-compose -f docker-compose.yml config -q
-# What `up` starts: the engine alone by default; the producer and the query clients with --profile load. The
+# What `up` starts: the engine alone by default; the producer and the query clients with --profile load; three
+# nats-server, three engines in cluster mode and their load with --profile cluster. The
 # defaults are checked, whatever the caller's environment lowers (TICKCORE_MEMLOCK, TICKCORE_NOFILE).
 env -u TICKCORE_MEMLOCK -u TICKCORE_NOFILE docker-compose -f docker-compose.yml config | /usr/bin/python3 -c '
 import sys, yaml
 c = yaml.safe_load(sys.stdin)["services"]
 default = sorted(n for n, s in c.items() if not s.get("profiles"))
 load = sorted(n for n, s in c.items() if "load" in s.get("profiles", []))
+cluster = sorted(n for n, s in c.items() if "cluster" in s.get("profiles", []))
 assert default == ["engine"], default
 assert load == ["producer", "queries"], load
+assert cluster == ["cluster-producer", "cluster-queries", "nats-1", "nats-2", "nats-3", "node-1", "node-2", "node-3"], cluster
 for n, s in c.items():
     assert s.get("network_mode") == "host", (n, "host network")
     assert any(o.startswith("seccomp") for o in s.get("security_opt", [])), (n, "seccomp profile")

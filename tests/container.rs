@@ -42,6 +42,8 @@ struct Project {
     name: String,
     env: Vec<(String, String)>,
     port: u16,
+    /// The profile `down` names, so that its services are taken down too.
+    profile: &'static str,
 }
 
 impl Project {
@@ -66,6 +68,7 @@ impl Project {
             name: format!("tickcore-test-{}", std::process::id()),
             env,
             port,
+            profile: "load",
         }
     }
 
@@ -140,9 +143,11 @@ impl Project {
 impl Drop for Project {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("engine log:\n{}", self.logs("engine"));
+            for service in ["engine", "node-1", "node-2", "node-3"] {
+                eprintln!("{service} log:\n{}", self.logs(service));
+            }
         }
-        let _ = self.run(&["--profile", "load", "down", "-v", "--timeout", "30"]);
+        let _ = self.run(&["--profile", self.profile, "down", "-v", "--timeout", "30"]);
     }
 }
 
@@ -280,4 +285,116 @@ fn the_image_runs_under_compose_keeps_data_and_passes_a_short_load() {
     // The producer's records are in the engine that served them.
     let tags = p.get("/tags?limit=1").json();
     assert!(tags["total"].as_i64().unwrap() > 100, "{tags}");
+}
+
+/// Waits until the engine at `addr` answers `GET /health` with 200.
+fn wait_answering(addr: &str, p: &Project, service: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(mut c) = connect_to(addr) {
+            if c.request("GET", "/health", &[], b"").status == 200 {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{service} never answered /health at {addr}; its log:\n{}",
+            p.logs(service)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// POSTs `body` to `addr` until it is acknowledged (a 503 while the cluster elects is retried); the position.
+fn post_acked(addr: &str, body: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut c) = connect_to(addr) {
+            let r = c.request("POST", "/save", &[], body.as_bytes());
+            if r.status == 204 {
+                return r
+                    .header("x-tickcore-position")
+                    .expect("a position")
+                    .to_string();
+            }
+            assert!(r.status == 503, "{addr}: {} {}", r.status, r.text());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} never acknowledged the write"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_cluster_profile_keeps_every_write_when_an_engine_and_a_nats_container_are_killed() {
+    run_ok(Command::new("bash").arg(Path::new(ROOT).join("docker/build.sh")));
+    let mut p = Project::new(free_port());
+    p.name = format!("tickcore-cluster-{}", std::process::id());
+    p.profile = "cluster";
+    let _ = p.run(&["--profile", "cluster", "down", "-v"]);
+    let services = ["nats-1", "nats-2", "nats-3", "node-1", "node-2", "node-3"];
+    let mut up = vec!["--profile", "cluster", "up", "-d"];
+    up.extend_from_slice(&services);
+    p.ok(&up);
+    let node = |i: u16| format!("{HOST}:{}", 8080 + i);
+    for i in 1..=3 {
+        wait_answering(&node(i), &p, &format!("node-{i}"));
+    }
+    let t0 = now_ns() - 60_000_000_000;
+    let body = |from: i64| -> String {
+        (0..100)
+            .map(|i| msg(&format!("c{}", i % 4), from + i, (from + i) as f64))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // A write on node 1, read on node 2 with its position.
+    let pos = post_acked(&node(1), &body(t0));
+    let header = format!("X-Tickcore-Position: {pos}");
+    let q = format!("/api?tag=c0&start={}&end={}", t0 - 1, t0 + 1000);
+    let r = connect_to(&node(2))
+        .unwrap()
+        .request("GET", &q, &[header.as_str()], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // kill -9 of node 1's engine and of NATS server 2: writes go on through node 2 and are read on node 3.
+    run_ok(Command::new("docker").args(["kill", "-s", "KILL", &p.container("node-1")]));
+    run_ok(Command::new("docker").args(["kill", "-s", "KILL", &p.container("nats-2")]));
+    let pos = post_acked(&node(2), &body(t0 + 1000));
+    let header = format!("X-Tickcore-Position: {pos}");
+    let r = connect_to(&node(3))
+        .unwrap()
+        .request("GET", &q, &[header.as_str()], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // Both back: node 1 catches up from the streams and holds every record once.
+    p.ok(&["--profile", "cluster", "start", "nats-2", "node-1"]);
+    wait_answering(&node(1), &p, "node-1");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 1..=3u16 {
+        for tag in ["c0", "c1", "c2", "c3"] {
+            loop {
+                let r = connect_to(&node(i)).unwrap().request(
+                    "GET",
+                    &format!("/export?tag={tag}&start={}&end={}", t0 - 1, t0 + 3000),
+                    &[],
+                    b"",
+                );
+                let lines = if r.status == 200 {
+                    r.text().lines().count()
+                } else {
+                    0
+                };
+                if lines == 50 {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {i} holds {lines} of the 50 records of {tag}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
 }

@@ -56,6 +56,13 @@ impl Conn {
         }
     }
 
+    /// The same connection starting at `addrs[i mod n]`: a producer's connections spread over a cluster's
+    /// nodes.
+    pub fn starting_at(mut self, i: usize) -> Self {
+        self.at = i % self.addrs.len();
+        self
+    }
+
     /// Sends one request and returns (status, body). On any error the connection is dropped and the next
     /// call reconnects.
     pub async fn request(

@@ -16,8 +16,9 @@ fn dur(s: &str) -> Result<Duration, String> {
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Engine base URL; several comma-separated (a cluster's nodes): each connection sends to the first and
-    /// moves on to the next after --failover without an answer.
+    /// Engine base URL; several comma-separated (a cluster's nodes): connection i sends to the i-th (mod
+    /// their number), so the connections spread over the nodes, and moves on to the next after --failover
+    /// without an answer.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// With several --url: how long a request waits for its answer before it is sent to the next engine.

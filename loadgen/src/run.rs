@@ -111,12 +111,12 @@ pub async fn run(o: Options) -> Result<bool> {
             let (tx, rx) = mpsc::channel::<Ticket>(o.connections * 4);
             let rx = Rc::new(Mutex::new(rx));
             let mut senders = Vec::new();
-            for _ in 0..o.connections {
+            for c in 0..o.connections {
                 let (rx, stats, acked, addr) = (Rc::clone(&rx), Rc::clone(&stats), Rc::clone(&acked), addr.clone());
                 let on_shed = o.on_shed;
                 let resend_until = start + o.duration + RESEND_GRACE;
                 senders.push(tokio::task::spawn_local(async move {
-                    let mut conn = Conn::new(&addr, failover);
+                    let mut conn = Conn::new(&addr, failover).starting_at(c);
                     loop {
                         let t = { rx.lock().await.recv().await };
                         let Some(t) = t else { break };
@@ -175,7 +175,7 @@ pub async fn run(o: Options) -> Result<bool> {
                 let queried = o.tags.queried();
                 let every = Duration::from_secs_f64(1.0 / o.query_rate.max(1e-3));
                 side.push(tokio::task::spawn_local(async move {
-                    let mut conn = Conn::new(&addr, failover);
+                    let mut conn = Conn::new(&addr, failover).starting_at(q);
                     let mut rng = SmallRng::seed_from_u64(1000 + q as u64);
                     // Spread the clients over the period so their queries do not all coincide.
                     let mut planned = Instant::now() + every.mul_f64(q as f64 / 10.0);

@@ -157,7 +157,11 @@ async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
                                 break 'fetching;
                             }
                         };
-                        let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
+                        // The sequence, and when the stream stored the batch (its leader's clock, ns).
+                        let Ok((seq, stored)) = msg
+                            .info()
+                            .map(|i| (i.stream_sequence, i.published.unix_timestamp_nanos() as i64))
+                        else {
                             break 'fetching;
                         };
                         if seq < next {
@@ -174,7 +178,7 @@ async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
                         got += 1;
                         let f = Arc::clone(&f);
                         let payload = msg.payload.clone();
-                        inflight.push_back(async move { apply(&f, k, seq, &payload).await });
+                        inflight.push_back(async move { apply(&f, k, (seq, stored), &payload).await });
                     }
                 }
             }
@@ -235,8 +239,9 @@ async fn last_sequence(js: &jetstream::Context, k: usize) -> Option<u64> {
         .flatten()
 }
 
-/// Applies one batch on every core it touches, retrying until each has it; resolves to its sequence.
-async fn apply(f: &Follow, k: usize, seq: u64, payload: &[u8]) -> u64 {
+/// Applies one batch (`seq`, stored by the stream at `stored`) on every core it touches, retrying until each
+/// has it; resolves to its sequence.
+async fn apply(f: &Follow, k: usize, (seq, stored): (u64, i64), payload: &[u8]) -> u64 {
     let batch = match batch::decode(payload) {
         Ok(b) => b,
         Err(e) => {
@@ -247,7 +252,7 @@ async fn apply(f: &Follow, k: usize, seq: u64, payload: &[u8]) -> u64 {
             return seq;
         }
     };
-    let Batch { id, clock, entries } = batch;
+    let Batch { id, entries, .. } = batch;
     let mine = (id.node, id.incarnation) == f.me;
     if mine && f.own.skip((id.core, id.counter)) {
         return seq;
@@ -297,7 +302,7 @@ async fn apply(f: &Follow, k: usize, seq: u64, payload: &[u8]) -> u64 {
     }
     if (id.node, id.incarnation) != f.me {
         f.applied
-            .record_lag(crate::clock::now_ns().saturating_sub(clock));
+            .record_lag(crate::clock::now_ns().saturating_sub(stored));
     }
     seq
 }

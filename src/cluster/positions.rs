@@ -20,8 +20,9 @@ const MAGIC: &str = "tickcore-positions 1";
 /// The applied sequence of each stream (0: nothing applied), with the follower lag seen while applying.
 pub struct Applied {
     seqs: Vec<AtomicU64>,
-    /// Microseconds from a batch's acceptance (its node's clock) to its apply here, for batches accepted by
-    /// other nodes: the replication lag.
+    /// Microseconds from a batch's storage in its stream (the stream leader's clock: the earliest its write
+    /// can have been acknowledged) to its apply here, for batches accepted by other nodes: how far this node
+    /// trails the one that answered the write.
     lag_us: Mutex<hdrhistogram::Histogram<u64>>,
 }
 

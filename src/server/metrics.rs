@@ -302,8 +302,8 @@ mod tests {
     }
 }
 
-/// Cluster mode's lines: each stream's applied sequence and the replication lag (a batch's acceptance on its
-/// node to its apply here, batches of other nodes only).
+/// Cluster mode's lines: each stream's applied sequence and the replication lag (a batch's storage in its
+/// stream to its apply here, batches of other nodes only).
 pub fn render_cluster(out: &mut String, applied: &crate::cluster::positions::Applied) {
     use std::fmt::Write as _;
     let _ = writeln!(
@@ -320,8 +320,8 @@ pub fn render_cluster(out: &mut String, applied: &crate::cluster::positions::App
     let (n, p50, p99, max) = applied.lag();
     let _ = writeln!(
         out,
-        "# HELP tickcore_cluster_apply_lag_seconds Replication lag: a batch accepted by another node to its \
-         apply here.\n# TYPE tickcore_cluster_apply_lag_seconds summary"
+        "# HELP tickcore_cluster_apply_lag_seconds Replication lag: a batch of another node stored in its \
+         stream to its apply here.\n# TYPE tickcore_cluster_apply_lag_seconds summary"
     );
     for (q, us) in [("0.5", p50), ("0.99", p99), ("1", max)] {
         let _ = writeln!(
