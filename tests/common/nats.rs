@@ -10,10 +10,14 @@ use super::free_port;
 
 pub struct NatsServer {
     pub name: String,
+    /// The address it listens on.
+    pub host: String,
     pub client_port: u16,
     pub monitor_port: u16,
     cluster_port: u16,
     conf: PathBuf,
+    /// A command the server is run by (e.g. `ip netns exec NS`), or none.
+    launcher: Vec<String>,
     child: Option<Child>,
 }
 
@@ -26,10 +30,16 @@ fn binary() -> String {
     std::env::var("TICKCORE_NATS_SERVER").unwrap_or_else(|_| "nats-server".into())
 }
 
-/// A GET on a server's monitoring port: (status, body), or None when nothing answers.
+/// A GET on a loopback server's monitoring port: (status, body), or None when nothing answers.
 pub fn monitor(port: u16, path: &str) -> Option<(u16, String)> {
+    monitor_at("127.0.0.1", port, path)
+}
+
+/// A GET on the monitoring port of the server at `host`.
+pub fn monitor_at(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let addr: std::net::SocketAddr = format!("{host}:{port}").parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: n\r\n\r\n").ok()?;
     let mut out = String::new();
@@ -40,13 +50,39 @@ pub fn monitor(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 impl NatsServer {
+    /// A server of `name` at `host` with its configuration file `conf`, run by `launcher` (may be empty).
+    pub fn new(name: &str, host: &str, ports: (u16, u16, u16), conf: &Path, launcher: &[&str]) -> NatsServer {
+        NatsServer {
+            name: name.to_string(),
+            host: host.to_string(),
+            client_port: ports.0,
+            cluster_port: ports.1,
+            monitor_port: ports.2,
+            conf: conf.to_path_buf(),
+            launcher: launcher.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        }
+    }
+
+    pub fn conf_path(&self) -> PathBuf {
+        self.conf.clone()
+    }
+
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.client_port)
+        format!("nats://{}:{}", self.host, self.client_port)
     }
 
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} is running", self.name);
-        let child = Command::new(binary())
+        let mut cmd = match self.launcher.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let child = cmd
             .arg("-c")
             .arg(&self.conf)
             .stdout(Stdio::null())
@@ -81,7 +117,7 @@ impl NatsServer {
 
     /// True once this server's JetStream answers healthy (it knows a meta leader and its streams are current).
     pub fn healthy(&self) -> bool {
-        matches!(monitor(self.monitor_port, "/healthz"), Some((200, _)))
+        matches!(monitor_at(&self.host, self.monitor_port, "/healthz"), Some((200, _)))
     }
 }
 
@@ -100,18 +136,10 @@ impl NatsCluster {
             .collect();
         let servers = (0..n)
             .map(|i| {
-                let (client_port, cluster_port, monitor_port) = ports[i];
                 let name = format!("n{i}");
                 let conf = dir.path().join(format!("{name}.conf"));
                 write_conf(&conf, &name, &dir.path().join(&name), ports[i], &ports);
-                NatsServer {
-                    name,
-                    client_port,
-                    monitor_port,
-                    cluster_port,
-                    conf,
-                    child: None,
-                }
+                NatsServer::new(&name, "127.0.0.1", ports[i], &conf, &[])
             })
             .collect();
         let mut c = NatsCluster { servers, _dir: dir };
