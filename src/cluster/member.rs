@@ -2,8 +2,9 @@
 //! batches, `cluster/batch.rs`, through the link) before they are stored here, and waiting for this node's
 //! applied positions for reads that name one (read-your-writes across nodes).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ pub struct Member {
     prefer: usize,
     pub applied: Arc<Applied>,
     own: Arc<Own>,
+    /// Reads waiting for a position now.
+    waiting: Rc<Cell<usize>>,
 }
 
 /// A write's batches, acknowledged: where they are, and their ids for [`Member::stored`].
@@ -28,6 +31,13 @@ pub struct Published {
     pub at: Positions,
     ids: Vec<OwnId>,
 }
+
+/// The most streams a cluster has (`--cluster-streams`).
+const MAX_STREAMS: usize = 256;
+
+/// Reads a core lets wait for a position at once; past it they are refused (503), so that waiting reads
+/// cannot hold a core's memory and timers without bound.
+const MAX_WAITING: usize = 1024;
 
 /// Where a write's batches were stored: the greatest sequence per stream, as `k:seq,k:seq`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -52,7 +62,15 @@ impl Positions {
     /// Parses `k:seq[,k:seq...]` (what a write's answer carried).
     pub fn parse(s: &str) -> Result<Positions, String> {
         let mut p = Positions::default();
-        for part in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        for (i, part) in s
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .enumerate()
+        {
+            if i >= MAX_STREAMS {
+                return Err(format!("a position names at most {MAX_STREAMS} streams"));
+            }
             let bad = || {
                 format!(
                     "bad position {part:?}: expected STREAM:SEQ, as a write's X-Tickcore-Position"
@@ -61,7 +79,7 @@ impl Positions {
             let (k, seq) = part.split_once(':').ok_or_else(bad)?;
             let k: usize = k.parse().map_err(|_| bad())?;
             let seq: u64 = seq.parse().map_err(|_| bad())?;
-            if k >= 1 << 16 {
+            if k >= MAX_STREAMS {
                 return Err(bad());
             }
             p.add(k, seq);
@@ -88,6 +106,7 @@ impl Member {
             prefer,
             applied,
             own,
+            waiting: Rc::default(),
         }
     }
 
@@ -125,18 +144,48 @@ impl Member {
 
     /// Waits until this node has applied every stream of `at` through its sequence, for at most `limit`;
     /// false when it has not by then.
-    pub async fn wait_applied(&self, at: &Positions, limit: Duration) -> bool {
+    /// `Err` when too many reads wait already.
+    pub async fn wait_applied(&self, at: &Positions, limit: Duration) -> Result<bool, String> {
+        let applied = |m: &Member| at.0.iter().all(|&(k, seq)| m.applied.get(k) >= seq);
+        if applied(self) {
+            return Ok(true);
+        }
+        if self.waiting.get() >= MAX_WAITING {
+            return Err(format!(
+                "{MAX_WAITING} reads already wait on this core for a position to be applied"
+            ));
+        }
+        let _waiting = Waiting::enter(&self.waiting);
         let deadline = Instant::now() + limit;
+        // Looked at again after 1 ms, then less and less often (at most every 32 ms).
+        let mut every = Duration::from_millis(1);
         loop {
-            if at.0.iter().all(|&(k, seq)| self.applied.get(k) >= seq) {
-                return true;
+            if applied(self) {
+                return Ok(true);
             }
             if at.0.iter().any(|&(k, _)| k >= self.applied.streams()) || Instant::now() >= deadline
             {
-                return false;
+                return Ok(false);
             }
-            glommio::timer::sleep(Duration::from_millis(1)).await;
+            glommio::timer::sleep(every).await;
+            every = (every * 2).min(Duration::from_millis(32));
         }
+    }
+}
+
+/// One read waiting for a position, counted until it ends however it ends (its connection gone included).
+struct Waiting(Rc<Cell<usize>>);
+
+impl Waiting {
+    fn enter(count: &Rc<Cell<usize>>) -> Waiting {
+        count.set(count.get() + 1);
+        Waiting(Rc::clone(count))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }
 
@@ -152,7 +201,18 @@ mod tests {
         p.add(2, 9);
         assert_eq!(p.render(), "2:9,0:15");
         assert_eq!(Positions::parse("2:9, 0:15").unwrap(), p);
-        for bad in ["", "x", "1:", ":3", "1:2:3", "70000:1", "-1:2"] {
+        let many = vec!["0:1"; 257].join(",");
+        for bad in [
+            "",
+            "x",
+            "1:",
+            ":3",
+            "1:2:3",
+            "70000:1",
+            "256:1",
+            "-1:2",
+            many.as_str(),
+        ] {
             assert!(Positions::parse(bad).is_err(), "{bad:?}");
         }
     }

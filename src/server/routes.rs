@@ -230,7 +230,11 @@ async fn wait_position(core: &Core, value: &[u8]) -> Result<(), Answer> {
         let reason = format!("position {text:?} names a stream this cluster does not have");
         return Err(Answer::error(400, &reason, None));
     }
-    if member.wait_applied(&at, core.config.position_wait).await {
+    let waited = member
+        .wait_applied(&at, core.config.position_wait)
+        .await
+        .map_err(|e| Answer::error(503, &e, None).shed())?;
+    if waited {
         Ok(())
     } else {
         let reason = format!(

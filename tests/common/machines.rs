@@ -228,18 +228,32 @@ impl Machine {
 /// Removes what an earlier test process, killed before its drop ran (a time-out), left: namespaces,
 /// links and the FORWARD rule of a process id that no longer runs.
 fn remove_stale() {
-    let out = Command::new("ip").args(["-o", "link"]).output().map(|o| o.stdout).unwrap_or_default();
+    let out = Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
     let links = String::from_utf8_lossy(&out).into_owned();
-    let out = Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
     let spaces = String::from_utf8_lossy(&out).into_owned();
     let names = links
         .lines()
         .filter_map(|l| l.split(": ").nth(1))
         .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .chain(spaces.lines().filter_map(|l| l.split_whitespace().next().map(str::to_string)));
+        .chain(
+            spaces
+                .lines()
+                .filter_map(|l| l.split_whitespace().next().map(str::to_string)),
+        );
     for name in names.filter(|n| n.starts_with("tk")) {
         let digits: String = name[2..].chars().take_while(char::is_ascii_digit).collect();
-        let Ok(pid) = digits.parse::<i32>() else { continue };
+        let Ok(pid) = digits.parse::<i32>() else {
+            continue;
+        };
         // SAFETY: kill with signal 0 only asks whether the process exists.
         if pid as u32 == std::process::id() || unsafe { libc::kill(pid, 0) } == 0 {
             continue;
@@ -248,7 +262,9 @@ fn remove_stale() {
             let _ = sh(&["ip", "netns", "del", &name]);
         } else {
             if name.ends_with('b') {
-                let _ = sh(&["iptables", "-D", "FORWARD", "-i", &name, "-o", &name, "-j", "ACCEPT"]);
+                let _ = sh(&[
+                    "iptables", "-D", "FORWARD", "-i", &name, "-o", &name, "-j", "ACCEPT",
+                ]);
             }
             let _ = sh(&["ip", "link", "del", &name]);
         }

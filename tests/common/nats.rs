@@ -51,7 +51,13 @@ pub fn monitor_at(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
 
 impl NatsServer {
     /// A server of `name` at `host` with its configuration file `conf`, run by `launcher` (may be empty).
-    pub fn new(name: &str, host: &str, ports: (u16, u16, u16), conf: &Path, launcher: &[&str]) -> NatsServer {
+    pub fn new(
+        name: &str,
+        host: &str,
+        ports: (u16, u16, u16),
+        conf: &Path,
+        launcher: &[&str],
+    ) -> NatsServer {
         NatsServer {
             name: name.to_string(),
             host: host.to_string(),
@@ -117,7 +123,10 @@ impl NatsServer {
 
     /// True once this server's JetStream answers healthy (it knows a meta leader and its streams are current).
     pub fn healthy(&self) -> bool {
-        matches!(monitor_at(&self.host, self.monitor_port, "/healthz"), Some((200, _)))
+        matches!(
+            monitor_at(&self.host, self.monitor_port, "/healthz"),
+            Some((200, _))
+        )
     }
 }
 
