@@ -177,15 +177,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u16).range(1..=5))]
     pub cluster_replicas: u16,
     /// Cluster mode: how long a publish waits for JetStream's acknowledgement before it is sent to the
-    /// next stream.
+    /// next stream (1 ms to 60 s).
     #[arg(long, env = "TICKCORE_CLUSTER_FAILOVER", default_value = "250ms", value_parser = parse_duration)]
     pub cluster_failover: Duration,
     /// Cluster mode: how long the streams keep batches (their max_age): how long a node may be away and
     /// still catch up from the streams alone.
     #[arg(long, env = "TICKCORE_CLUSTER_CATCH_UP", default_value = "7d", value_parser = parse_duration)]
     pub cluster_catch_up: Duration,
-    /// Cluster mode: how long a read carrying `X-Tickcore-Position` (or `position=`) waits for this node
-    /// to apply it before answering 504.
+    /// Cluster mode: how long a read carrying `X-Tickcore-Position` waits for this node to apply it before
+    /// answering 504 (at most 1 hour).
     #[arg(long, env = "TICKCORE_POSITION_WAIT", default_value = "5s", value_parser = parse_duration)]
     pub position_wait: Duration,
 }

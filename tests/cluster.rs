@@ -176,3 +176,23 @@ fn cluster_mode_refuses_what_it_cannot_promise() {
         assert!(e.contains(says), "{flags:?}: {e}");
     }
 }
+
+#[test]
+fn positions_ahead_of_the_streams_apply_them_again_instead_of_skipping() {
+    let nats = NatsCluster::start(3);
+    let urls = nats.urls();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = engine(a_dir.path(), &urls, 0);
+    let t0 = common::now_ns() - 60_000_000_000;
+    let mut want = BTreeMap::new();
+    assert_eq!(a.post(&body(t0, 30, &mut want)).status, 204);
+    // A node whose positions file is not this cluster's (or whose streams were recreated): far ahead.
+    std::fs::write(
+        b_dir.path().join("CLUSTER-POSITIONS"),
+        "tickcore-positions 1\n0 1000000\n1 1000000\n2 1000000\n",
+    )
+    .unwrap();
+    let b = engine(b_dir.path(), &urls, 1);
+    assert_all_hold(&[&a, &b], &want, Duration::from_secs(20));
+    drop(nats);
+}

@@ -9,8 +9,9 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use futures::StreamExt;
 
-use super::follow::ApplyJob;
+use super::follow::{ApplyError, ApplyJob};
 use crate::store::shard::Shard;
+use crate::store::StoreError;
 
 /// How long the loop waits for a job before it looks again. The jobs come from another thread (a foreign
 /// wake); this bounds what a lost wakeup (../GLOMMIO.md traps) could cost.
@@ -28,17 +29,18 @@ pub async fn run(shard: Rc<Shard>, mut jobs: mpsc::Receiver<ApplyJob>) {
         };
         let shard = Rc::clone(&shard);
         glommio::spawn_local(async move {
-            // Records past the retention window were accepted when they were not; they are gone everywhere.
-            let cutoff = shard.retention_cutoff();
+            // The retention cutoff as of the batch's acceptance (its node's clock), the same on every node:
+            // a record the accepting node took is kept everywhere (retention's sweep removes it later).
+            let cutoff = shard.retention_cutoff_at(job.clock);
             let mut msgs = job.msgs;
             msgs.retain(|m| m.record.time >= cutoff);
             let r = if msgs.is_empty() {
                 Ok(())
             } else {
-                shard
-                    .append_replicated(msgs)
-                    .await
-                    .map_err(|e| e.to_string())
+                shard.append_replicated(msgs).await.map_err(|e| match e {
+                    StoreError::Corrupt(e) => ApplyError::Damaged(e),
+                    e => ApplyError::Retry(e.to_string()),
+                })
             };
             let _ = job.done.send(r);
         })

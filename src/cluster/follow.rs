@@ -35,7 +35,19 @@ const PERSIST_EVERY: Duration = Duration::from_millis(200);
 /// One core's part of a batch to append; `done` answers with the append's error, if any.
 pub struct ApplyJob {
     pub msgs: Vec<Message>,
-    pub done: oneshot::Sender<Result<(), String>>,
+    /// The accepting node's clock when it took the batch: the retention cutoff is judged from it, so every
+    /// node keeps or drops the same records.
+    pub clock: i64,
+    pub done: oneshot::Sender<Result<(), ApplyError>>,
+}
+
+/// Why a core did not append its part of a batch.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// Shedding, a failing disk, a stopped core: asked again until it is appended.
+    Retry(String),
+    /// A damaged tag file, which refuses writes until it is repaired: the part is set aside.
+    Damaged(String),
 }
 
 /// What the link thread needs to follow the streams.
@@ -87,11 +99,37 @@ async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
     for attempt in 0usize.. {
         let js = &contexts[attempt % contexts.len()];
         let other = &contexts[(attempt + 1) % contexts.len()];
+        // The stream as its leader sees it now: a stream that holds less than this node applied was
+        // recreated (or the positions file is not this cluster's): everything it holds is applied again from
+        // its first message (duplicate admission stores nothing twice), never skipped.
+        let stream =
+            match tokio::time::timeout(Duration::from_secs(2), js.get_stream(stream_name(k))).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    eprintln!("cluster: following {}: {e} (retrying)", stream_name(k));
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+                Err(_) => continue,
+            };
+        let state = &stream.cached_info().state;
+        if state.last_sequence + 1 < next {
+            while let Some(done) = inflight.next().await {
+                f.applied.advance(k, done);
+            }
+            eprintln!(
+                "cluster: {} holds sequences {}..={} but this node applied up to {}: the stream was recreated \
+                 or CLUSTER-POSITIONS is not this cluster's; applying the stream again from its first message",
+                stream_name(k),
+                state.first_sequence,
+                state.last_sequence,
+                next - 1
+            );
+            f.applied.reset(k, state.first_sequence.saturating_sub(1));
+            next = state.first_sequence.max(1);
+        }
         let created = async {
-            let stream = js
-                .get_stream(stream_name(k))
-                .await
-                .map_err(|e| e.to_string())?;
             stream
                 .create_consumer(pull::Config {
                     deliver_policy: DeliverPolicy::ByStartSequence {
@@ -252,7 +290,7 @@ async fn apply(f: &Follow, k: usize, (seq, stored): (u64, i64), payload: &[u8]) 
             return seq;
         }
     };
-    let Batch { id, entries, .. } = batch;
+    let Batch { id, clock, entries } = batch;
     let mine = (id.node, id.incarnation) == f.me;
     if mine && f.own.skip((id.core, id.counter)) {
         return seq;
@@ -264,38 +302,58 @@ async fn apply(f: &Follow, k: usize, (seq, stored): (u64, i64), payload: &[u8]) 
         parts[owner].push(Message { tag, record });
     }
     let mut delay = Duration::from_millis(20);
-    let mut warned = false;
+    let mut last_warned: Option<std::time::Instant> = None;
     loop {
+        // Only the cores that do not have their part yet are asked (again).
         let mut waits = Vec::new();
         for (core, part) in parts.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
             let (done, rx) = oneshot::channel();
             let job = ApplyJob {
                 msgs: part.clone(),
+                clock,
                 done,
             };
             let mut tx = f.cores[core].clone();
             waits.push(async move {
-                tx.send(job)
-                    .await
-                    .map_err(|_| format!("core {core} stopped"))?;
-                rx.await.map_err(|_| format!("core {core} stopped"))?
+                let r = async {
+                    tx.send(job)
+                        .await
+                        .map_err(|_| ApplyError::Retry(format!("core {core} stopped")))?;
+                    rx.await
+                        .map_err(|_| ApplyError::Retry(format!("core {core} stopped")))?
+                }
+                .await;
+                (core, r)
             });
         }
-        let failed: Vec<String> = futures::future::join_all(waits)
-            .await
-            .into_iter()
-            .filter_map(Result::err)
-            .collect();
+        let mut failed = Vec::new();
+        for (core, r) in futures::future::join_all(waits).await {
+            match r {
+                Ok(()) => parts[core].clear(),
+                // A damaged tag file refuses every write to its tag, on a single node too: that part is
+                // set aside, reported each time, so that the stream goes on for every other tag.
+                Err(ApplyError::Damaged(e)) => {
+                    eprintln!(
+                        "cluster: {} batch {seq}: {} records for core {core} not applied: {e}",
+                        stream_name(k),
+                        parts[core].len()
+                    );
+                    f.applied.set_aside(parts[core].len());
+                    parts[core].clear();
+                }
+                Err(ApplyError::Retry(e)) => failed.push(e),
+            }
+        }
         if failed.is_empty() {
             break;
         }
-        if !warned {
+        if last_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
             eprintln!(
                 "cluster: applying {} batch {seq}: {} (retrying until applied)",
                 stream_name(k),
                 failed.join("; ")
             );
-            warned = true;
+            last_warned = Some(std::time::Instant::now());
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(1));

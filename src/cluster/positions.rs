@@ -24,6 +24,8 @@ pub struct Applied {
     /// can have been acknowledged) to its apply here, for batches accepted by other nodes: how far this node
     /// trails the one that answered the write.
     lag_us: Mutex<hdrhistogram::Histogram<u64>>,
+    /// Records not applied because their tag file is damaged (set aside, reported).
+    set_aside: AtomicU64,
 }
 
 impl Applied {
@@ -35,6 +37,7 @@ impl Applied {
                 hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
                     .expect("constant histogram bounds"),
             ),
+            set_aside: AtomicU64::new(0),
         }
     }
 
@@ -60,6 +63,21 @@ impl Applied {
         if let Some(s) = self.seqs.get(stream) {
             s.fetch_max(seq, Ordering::AcqRel);
         }
+    }
+
+    /// Stream `stream` is applied through `seq` and no further (a stream found behind this node's position).
+    pub fn reset(&self, stream: usize, seq: u64) {
+        if let Some(s) = self.seqs.get(stream) {
+            s.store(seq, Ordering::Release);
+        }
+    }
+
+    pub fn set_aside(&self, records: usize) {
+        self.set_aside.fetch_add(records as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_aside_total(&self) -> u64 {
+        self.set_aside.load(Ordering::Relaxed)
     }
 
     pub fn record_lag(&self, lag_ns: i64) {

@@ -331,4 +331,11 @@ pub fn render_cluster(out: &mut String, applied: &crate::cluster::positions::App
         );
     }
     let _ = writeln!(out, "tickcore_cluster_apply_lag_seconds_count {n}");
+    let _ = writeln!(
+        out,
+        "# HELP tickcore_cluster_records_set_aside_total Replicated records not applied because their tag \
+         file is damaged.\n# TYPE tickcore_cluster_records_set_aside_total counter\n\
+         tickcore_cluster_records_set_aside_total {}",
+        applied.set_aside_total()
+    );
 }

@@ -218,6 +218,9 @@ pub fn run(config: Config) -> Result<(), String> {
             report.records, report.commits, report.logs, report.files
         );
     }
+    // Cluster mode's link and streams before the port: clients find no port rather than one that hangs
+    // while NATS is waited for.
+    let cluster = cluster_start(&config, n)?;
     let bound = listener::bind_all(config.listen, n, config.backlog).map_err(|e| e.to_string())?;
     let (addr, listeners) = (bound.addr, bound.listeners);
     // Held until the engine returns: no other engine binds this port meanwhile.
@@ -225,7 +228,6 @@ pub fn run(config: Config) -> Result<(), String> {
     let mut config = config;
     config.listen = addr;
 
-    let cluster = cluster_start(&config, n)?;
     let mesh = (n > 1).then(|| MeshBuilder::full(n, mesh::MESH_CAPACITY));
     let drained = Arc::new(AtomicUsize::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -375,6 +377,30 @@ fn cluster_start(config: &Config, cores: usize) -> Result<Option<start::Cluster>
         // The DMA path answers each sample from one record per segment; the cluster's equal-time rule
         // (greatest value bits, `query/asof.rs`) needs every record of that time.
         return Err("cluster mode (--nats) reads through --reads mmap".into());
+    }
+    let failover = config.cluster_failover;
+    if failover < Duration::from_millis(1) || failover > Duration::from_secs(60) {
+        return Err(format!(
+            "--cluster-failover {failover:?}: between 1ms and 60s"
+        ));
+    }
+    if config.position_wait > Duration::from_secs(3600) {
+        return Err(format!(
+            "--position-wait {:?}: at most 1h",
+            config.position_wait
+        ));
+    }
+    let list: Vec<&str> = urls.split(',').map(str::trim).collect();
+    for u in &list {
+        u.parse::<async_nats::ServerAddr>()
+            .map_err(|e| format!("--nats: {u:?} is not a NATS server URL ({e})"))?;
+    }
+    let distinct: std::collections::HashSet<&str> = list.iter().copied().collect();
+    if distinct.len() < 2 {
+        eprintln!(
+            "warning: --nats names one server: a paused or cut-off server then stalls this engine's writes \
+             until it comes back; name all three (docs/operations.md, Cluster)"
+        );
     }
     let streams = usize::from(config.cluster_streams);
     let file = positions::file(&config.data_dir);

@@ -197,7 +197,12 @@ async fn save(core: &Core, req: &Request<'_>) -> Answer {
         match member.publish(&msgs).await {
             Ok(at) => replicated = Some(at),
             Err(e) => {
-                let reason = format!("not stored: the replicated log did not take the write ({e})");
+                // A publish that timed out may still land: the write is not acknowledged, not known to be
+                // lost; sent again it is stored once (duplicate admission on every node).
+                let reason = format!(
+                    "not acknowledged: the replicated log did not confirm the write ({e}); it may still be \
+                     stored, and sending it again is safe (it is stored once)"
+                );
                 return Answer::error(503, &reason, None).shed();
             }
         }

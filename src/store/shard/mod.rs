@@ -237,7 +237,12 @@ impl Shard {
 
     /// Oldest record time accepted now (records older than the retention window are refused).
     pub fn retention_cutoff(&self) -> i64 {
-        now_ns().saturating_sub(self.retention_ns)
+        self.retention_cutoff_at(now_ns())
+    }
+
+    /// The oldest time retention keeps as of `at` (ns).
+    pub fn retention_cutoff_at(&self, at: i64) -> i64 {
+        at.saturating_sub(self.retention_ns)
     }
 
     /// Commit and checkpoint timings.
