@@ -371,7 +371,7 @@ fn no_acknowledged_record_is_lost_or_duplicated_across_faults() {
             std::thread::sleep(Duration::from_millis(200));
         }
         // The next check starts past what this one saw acknowledged (each writer's times only grow).
-        for ((tag, time), _) in &acked {
+        for (tag, time) in acked.keys() {
             let w: usize = tag[1..].split('-').next().unwrap().parse().unwrap();
             checked_from[w] = checked_from[w].max(time + 1);
         }
