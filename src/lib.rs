@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzcheck;
+pub mod gauge;
 pub mod hist;
 pub mod http;
 pub mod ingest;

@@ -155,7 +155,7 @@ impl Member {
                 "{MAX_WAITING} reads already wait on this core for a position to be applied"
             ));
         }
-        let _waiting = Waiting::enter(&self.waiting);
+        let _waiting = crate::gauge::Held::enter(&self.waiting);
         let deadline = Instant::now() + limit;
         // Looked at again after 1 ms, then less and less often (at most every 32 ms).
         let mut every = Duration::from_millis(1);
@@ -170,22 +170,6 @@ impl Member {
             glommio::timer::sleep(every).await;
             every = (every * 2).min(Duration::from_millis(32));
         }
-    }
-}
-
-/// One read waiting for a position, counted until it ends however it ends (its connection gone included).
-struct Waiting(Rc<Cell<usize>>);
-
-impl Waiting {
-    fn enter(count: &Rc<Cell<usize>>) -> Waiting {
-        count.set(count.get() + 1);
-        Waiting(Rc::clone(count))
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
     }
 }
 

@@ -300,24 +300,7 @@ fn write_conf(conf: &Path, i: usize, ip: &str, store: &Path, all: &[String]) {
         .filter(|a| a.as_str() != ip)
         .map(|a| format!("nats://{a}:{ROUTE_PORT}"))
         .collect();
-    let text = format!(
-        r#"server_name: m{i}
-listen: {ip}:{NATS_PORT}
-http: {ip}:{MONITOR_PORT}
-jetstream {{
-  store_dir: "{store}"
-  sync_interval: always
-  max_memory_store: 64MB
-  max_file_store: 4GB
-}}
-cluster {{
-  name: tickcore-faults
-  listen: {ip}:{ROUTE_PORT}
-  routes: [{routes}]
-}}
-"#,
-        store = store.display(),
-        routes = routes.join(", ")
-    );
+    let ports = (NATS_PORT, ROUTE_PORT, MONITOR_PORT);
+    let text = super::nats::conf_text(&format!("m{i}"), ip, ports, store, &routes);
     std::fs::write(conf, text).unwrap();
 }

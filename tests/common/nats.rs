@@ -194,10 +194,29 @@ fn write_conf(
         .filter(|p| p.1 != cluster)
         .map(|p| format!("nats://127.0.0.1:{}", p.1))
         .collect();
-    let text = format!(
+    let text = conf_text(
+        name,
+        "127.0.0.1",
+        (client, cluster, monitor),
+        store,
+        &routes,
+    );
+    std::fs::write(conf, text).unwrap();
+}
+
+/// A server's configuration: JetStream with file storage fsynced on every write (`sync_interval: always`, as
+/// docs/cluster.md requires), listening on `host`, routes to the other servers.
+pub fn conf_text(
+    name: &str,
+    host: &str,
+    (client, cluster, monitor): (u16, u16, u16),
+    store: &Path,
+    routes: &[String],
+) -> String {
+    format!(
         r#"server_name: {name}
-listen: 127.0.0.1:{client}
-http: 127.0.0.1:{monitor}
+listen: {host}:{client}
+http: {host}:{monitor}
 jetstream {{
   store_dir: "{store}"
   sync_interval: always
@@ -206,12 +225,11 @@ jetstream {{
 }}
 cluster {{
   name: tickcore-test
-  listen: 127.0.0.1:{cluster}
+  listen: {host}:{cluster}
   routes: [{routes}]
 }}
 "#,
         store = store.display(),
         routes = routes.join(", ")
-    );
-    std::fs::write(conf, text).unwrap();
+    )
 }

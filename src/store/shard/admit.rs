@@ -2,10 +2,10 @@
 //! duplicate admission
 //! (a message equal to a stored or in-flight record is not stored again) and the hand-off to the commit loop.
 
-use std::cell::Cell;
-use std::rc::Rc;
 
 use futures::channel::oneshot;
+
+use crate::gauge::Held;
 
 use super::commit::{Cmd, Job};
 use super::Shard;
@@ -13,22 +13,6 @@ use crate::config::Durability;
 use crate::message::Message;
 use crate::store::recent::content_hash;
 use crate::store::StoreError;
-
-/// One append waiting for its commit, counted in `Shard::pending_writes` while it lives.
-struct Waiting(Rc<Cell<usize>>);
-
-impl Waiting {
-    fn enter(count: &Rc<Cell<usize>>) -> Waiting {
-        count.set(count.get() + 1);
-        Waiting(Rc::clone(count))
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
-}
 
 /// What admission kept of a request.
 struct Admitted {
@@ -59,7 +43,7 @@ impl Shard {
         self.check_targets(&msgs).await?;
         // Counted until this append ends, however it ends (a dropped connection included); replicated
         // appends are bounded by the apply window instead.
-        let _waiting = client.then(|| Waiting::enter(&self.pending_writes));
+        let _waiting = client.then(|| Held::enter(&self.pending_writes));
         let a = self.admit_new(msgs);
         let n = a.msgs.len();
         if n == 0 && !a.repeats_inflight {
