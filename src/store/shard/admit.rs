@@ -2,7 +2,6 @@
 //! duplicate admission
 //! (a message equal to a stored or in-flight record is not stored again) and the hand-off to the commit loop.
 
-
 use futures::channel::oneshot;
 
 use crate::gauge::Held;
