@@ -142,7 +142,8 @@ impl Project {
 
 impl Drop for Project {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        // The engines' logs, on a failure or when TICKCORE_CONTAINER_LOGS is set.
+        if std::thread::panicking() || std::env::var_os("TICKCORE_CONTAINER_LOGS").is_some() {
             for service in ["engine", "node-1", "node-2", "node-3"] {
                 eprintln!("{service} log:\n{}", self.logs(service));
             }
@@ -337,6 +338,7 @@ fn the_cluster_profile_keeps_every_write_when_an_engine_and_a_nats_container_are
     let services = ["nats-1", "nats-2", "nats-3", "node-1", "node-2", "node-3"];
     let mut up = vec!["--profile", "cluster", "up", "-d"];
     up.extend_from_slice(&services);
+    let began = Instant::now();
     p.ok(&up);
     let node = |i: u16| format!("{HOST}:{}", 8080 + i);
     for i in 1..=3 {
@@ -350,7 +352,9 @@ fn the_cluster_profile_keeps_every_write_when_an_engine_and_a_nats_container_are
             .join("\n")
     };
     // A write on node 1, read on node 2 with its position.
+    eprintln!("{:?}: the cluster answers", began.elapsed());
     let pos = post_acked(&node(1), &body(t0));
+    eprintln!("{:?}: node 1 acknowledged at {pos}", began.elapsed());
     let header = format!("X-Tickcore-Position: {pos}");
     let q = format!("/api?tag=c0&start={}&end={}", t0 - 1, t0 + 1000);
     let r = connect_to(&node(2))
@@ -361,7 +365,12 @@ fn the_cluster_profile_keeps_every_write_when_an_engine_and_a_nats_container_are
     // kill -9 of node 1's engine and of NATS server 2: writes go on through node 2 and are read on node 3.
     run_ok(Command::new("docker").args(["kill", "-s", "KILL", &p.container("node-1")]));
     run_ok(Command::new("docker").args(["kill", "-s", "KILL", &p.container("nats-2")]));
+    eprintln!(
+        "{:?}: read on node 2; node 1 and NATS 2 killed",
+        began.elapsed()
+    );
     let pos = post_acked(&node(2), &body(t0 + 1000));
+    eprintln!("{:?}: node 2 acknowledged at {pos}", began.elapsed());
     let header = format!("X-Tickcore-Position: {pos}");
     let r = connect_to(&node(3))
         .unwrap()
@@ -371,6 +380,7 @@ fn the_cluster_profile_keeps_every_write_when_an_engine_and_a_nats_container_are
     // Both back: node 1 catches up from the streams and holds every record once.
     p.ok(&["--profile", "cluster", "start", "nats-2", "node-1"]);
     wait_answering(&node(1), &p, "node-1");
+    eprintln!("{:?}: node 1 answers again", began.elapsed());
     let deadline = Instant::now() + Duration::from_secs(60);
     for i in 1..=3u16 {
         for tag in ["c0", "c1", "c2", "c3"] {
@@ -397,4 +407,5 @@ fn the_cluster_profile_keeps_every_write_when_an_engine_and_a_nats_container_are
             }
         }
     }
+    eprintln!("{:?}: every node holds every record once", began.elapsed());
 }

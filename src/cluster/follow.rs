@@ -96,24 +96,34 @@ pub async fn run(follow: Follow, contexts: Vec<jetstream::Context>) {
 async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
     let mut next = f.applied.get(k) + 1;
     let mut inflight = FuturesOrdered::new();
+    let mut quiet = Quiet::default();
     for attempt in 0usize.. {
         let js = &contexts[attempt % contexts.len()];
         let other = &contexts[(attempt + 1) % contexts.len()];
         // The stream as its leader sees it now: a stream that holds less than this node applied was
         // recreated (or the positions file is not this cluster's): everything it holds is applied again from
-        // its first message (duplicate admission stores nothing twice), never skipped.
+        // its first message (duplicate admission stores nothing twice), never skipped. Only a leader's
+        // answer counts: a leaderless stream is described by the meta leader with an empty state.
         let stream =
             match tokio::time::timeout(Duration::from_secs(2), js.get_stream(stream_name(k))).await
             {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    eprintln!("cluster: following {}: {e} (retrying)", stream_name(k));
+                    quiet.say(k, &format!("{e}"));
                     tokio::time::sleep(Duration::from_millis(250)).await;
                     continue;
                 }
-                Err(_) => continue,
+                Err(_) => {
+                    quiet.say(k, "the stream's description did not come within 2s");
+                    continue;
+                }
             };
-        let state = &stream.cached_info().state;
+        let info = stream.cached_info();
+        let Some(state) = led(info) else {
+            quiet.say(k, "the stream has no leader (an election is on)");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        };
         if state.last_sequence + 1 < next {
             while let Some(done) = inflight.next().await {
                 f.applied.advance(k, done);
@@ -146,12 +156,17 @@ async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
         let consumer = match tokio::time::timeout(Duration::from_secs(2), created).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                eprintln!("cluster: following {}: {e} (retrying)", stream_name(k));
+                quiet.say(k, &e);
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 continue;
             }
-            Err(_) => continue,
+            Err(_) => {
+                quiet.say(k, "creating a consumer did not answer within 2s");
+                continue;
+            }
         };
+        // Empty fetches in a row whose stream could not be asked how much it holds.
+        let mut unanswered = 0;
         'fetching: loop {
             while inflight.len() >= WINDOW {
                 if let Some(done) = inflight.next().await {
@@ -165,7 +180,14 @@ async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
                 .messages();
             let mut batch = match tokio::time::timeout(Duration::from_secs(2), fetch).await {
                 Ok(Ok(b)) => b,
-                _ => break 'fetching,
+                Ok(Err(e)) => {
+                    quiet.say(k, &format!("fetching: {e}"));
+                    break 'fetching;
+                }
+                Err(_) => {
+                    quiet.say(k, "a fetch request did not answer within 2s");
+                    break 'fetching;
+                }
             };
             let mut got = 0;
             // A fetch whose server went away may never end by itself.
@@ -220,22 +242,90 @@ async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
                     }
                 }
             }
-            // An empty fetch: the stream is idle, or the consumer is gone with its server.
-            if got == 0
-                && last_sequence(other, k)
-                    .await
-                    .is_some_and(|last| last >= next)
-            {
-                eprintln!(
-                    "cluster: following {}: a fetch got nothing while the stream holds {next}; consuming again \
-                     through the other connection",
-                    stream_name(k)
-                );
-                break 'fetching;
+            // An empty fetch: the stream is idle, or the consumer is gone with its server (or never
+            // delivers for another reason): asked through the other connection, then this one.
+            if got > 0 {
+                unanswered = 0;
+                continue;
+            }
+            let last = match last_sequence(other, k).await {
+                Some(last) => Some(last),
+                None => last_sequence(js, k).await,
+            };
+            match last {
+                Some(last) if last >= next => {
+                    eprintln!(
+                        "cluster: following {}: a fetch got nothing while the stream holds {next}..={last}; \
+                         consuming again through the other connection",
+                        stream_name(k)
+                    );
+                    break 'fetching;
+                }
+                Some(_) => unanswered = 0,
+                None => {
+                    unanswered += 1;
+                    if unanswered >= UNANSWERED_LIMIT {
+                        eprintln!(
+                            "cluster: following {}: {unanswered} empty fetches in a row and the stream's leader \
+                             does not say how much it holds; consuming again from {next}",
+                            stream_name(k)
+                        );
+                        break 'fetching;
+                    }
+                }
             }
         }
     }
 }
+
+/// Empty fetches in a row, with the stream's leader silent about what it holds, after which the consumer is
+/// created again (a consumer that never delivers looks the same as an idle stream otherwise).
+const UNANSWERED_LIMIT: u32 = 4;
+
+/// Reports why following a stream is retrying, at most every 10 s per stream (an election retries every
+/// 250 ms), so that a follower that stalls says why and a long election does not flood the log.
+#[derive(Default)]
+struct Quiet {
+    last: Option<std::time::Instant>,
+    held: u32,
+}
+
+impl Quiet {
+    fn say(&mut self, k: usize, why: &str) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        {
+            self.held += 1;
+            return;
+        }
+        let more = match self.held {
+            0 => String::new(),
+            n => format!(" ({n} more retries since the last report)"),
+        };
+        eprintln!(
+            "cluster: following {}: {why}; retrying{more}",
+            stream_name(k)
+        );
+        self.last = Some(std::time::Instant::now());
+        self.held = 0;
+    }
+}
+
+/// The stream's state when a leader gave it; `None` while the stream has no leader (the meta leader then
+/// answers with the configuration and an empty state). A server outside a cluster has no cluster part and
+/// is its streams' leader.
+fn led(info: &jetstream::stream::Info) -> Option<&jetstream::stream::State> {
+    let leader = match &info.cluster {
+        None => true,
+        Some(c) => c.leader.as_deref().is_some_and(|l| !l.is_empty()),
+    };
+    leader.then_some(&info.state)
+}
+
+/// How long a core's answer to a part of a batch is awaited before the part is sent again: well past a
+/// group commit's fsync under load, short against the 5 s a read waits for a position by default.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
 /// How long one fetch waits for messages.
 const FETCH_EXPIRES: Duration = Duration::from_millis(500);
@@ -245,7 +335,8 @@ const FETCH_EXPIRES: Duration = Duration::from_millis(500);
 async fn past_retention(js: &jetstream::Context, k: usize, next: u64) -> bool {
     let ask = async {
         let mut s = js.get_stream(stream_name(k)).await.ok()?;
-        s.info().await.ok().map(|i| i.state.first_sequence)
+        let info = s.info().await.ok()?;
+        led(info).map(|state| state.first_sequence)
     };
     let first = tokio::time::timeout(Duration::from_secs(1), ask)
         .await
@@ -269,7 +360,8 @@ async fn past_retention(js: &jetstream::Context, k: usize, next: u64) -> bool {
 async fn last_sequence(js: &jetstream::Context, k: usize) -> Option<u64> {
     let ask = async {
         let mut s = js.get_stream(stream_name(k)).await.ok()?;
-        s.info().await.ok().map(|i| i.state.last_sequence)
+        let info = s.info().await.ok()?;
+        led(info).map(|state| state.last_sequence)
     };
     tokio::time::timeout(Duration::from_secs(1), ask)
         .await
@@ -319,8 +411,16 @@ async fn apply(f: &Follow, k: usize, (seq, stored): (u64, i64), payload: &[u8]) 
                     tx.send(job)
                         .await
                         .map_err(|_| ApplyError::Retry(format!("core {core} stopped")))?;
-                    rx.await
-                        .map_err(|_| ApplyError::Retry(format!("core {core} stopped")))?
+                    // An answer that does not come is asked for again (the append is idempotent): a
+                    // wake-up lost between the threads must not hold a stream's position for good.
+                    match tokio::time::timeout(ANSWER_WITHIN, rx).await {
+                        Ok(answer) => {
+                            answer.map_err(|_| ApplyError::Retry(format!("core {core} stopped")))?
+                        }
+                        Err(_) => Err(ApplyError::Retry(format!(
+                            "core {core} did not answer within {ANSWER_WITHIN:?}"
+                        ))),
+                    }
                 }
                 .await;
                 (core, r)

@@ -231,35 +231,35 @@ async fn connect(cfg: &LinkConfig) -> Result<(Vec<jetstream::Context>, usize), S
 const SPREAD_EVERY: Duration = Duration::from_secs(10);
 
 /// Spreads the streams' leaders over the servers: a publish fails over only to a stream led by another
-/// server, and elections may put several leaders on one. Steps down a stream whose leader leads more than
-/// its share, until none does or after a bounded number of tries (best effort: writes work either way, with
-/// less room to fail over, which it reports).
+/// server, and elections may put several leaders on one. A stream whose leader leads more than its share
+/// is asked to step down to the least-loaded server among its replicas (named, so that one request moves
+/// it where it should go, and the engines, which all look at once, ask for the same move), until none
+/// does or after a bounded number of tries (best effort: writes work either way, with less room to fail
+/// over, which it reports).
 async fn spread_leaders(js: &jetstream::Context, cfg: &LinkConfig) {
     let servers = cfg.urls.len().min(cfg.replicas).max(1);
     let share = cfg.streams.div_ceil(servers);
     for _ in 0..20 {
-        let mut leaders = Vec::with_capacity(cfg.streams);
+        let mut groups = Vec::with_capacity(cfg.streams);
         for k in 0..cfg.streams {
-            let leader = match js.get_stream(stream_name(k)).await {
-                Ok(mut s) => s
-                    .info()
-                    .await
-                    .ok()
-                    .and_then(|i| i.cluster.as_ref().and_then(|c| c.leader.clone())),
+            let group = match js.get_stream(stream_name(k)).await {
+                Ok(mut s) => s.info().await.ok().and_then(|i| i.cluster.clone()),
                 Err(_) => None,
             };
-            leaders.push(leader);
+            match group {
+                Some(g) if g.leader.as_deref().is_some_and(|l| !l.is_empty()) => groups.push(g),
+                // A stream without a leader (an election is on): looked at again in a moment.
+                _ => break,
+            }
         }
-        let over = (0..cfg.streams).find(|&k| {
-            leaders[k].is_some() && leaders.iter().filter(|l| **l == leaders[k]).count() > share
-        });
-        match over {
-            _ if leaders.iter().any(Option::is_none) => {}
-            None => return,
-            Some(k) => {
-                let subject = format!("STREAM.LEADER.STEPDOWN.{}", stream_name(k));
-                let _: Result<serde_json::Value, _> =
-                    js.request(subject, &serde_json::json!({})).await;
+        if groups.len() == cfg.streams {
+            match overloaded(&groups, share) {
+                None => return,
+                Some((k, to)) => {
+                    let subject = format!("STREAM.LEADER.STEPDOWN.{}", stream_name(k));
+                    let ask = serde_json::json!({ "placement": { "preferred": to } });
+                    let _: Result<serde_json::Value, _> = js.request(subject, &ask).await;
+                }
             }
         }
         // An election takes a moment.
@@ -270,6 +270,25 @@ async fn spread_leaders(js: &jetstream::Context, cfg: &LinkConfig) {
          only to a stream led elsewhere",
         (0..cfg.streams).map(stream_name).collect::<Vec<_>>().join(", ")
     );
+}
+
+/// The stream to move and where: the last stream whose leader leads more than `share` streams, to the
+/// replica (current, online) leading the fewest (ties by name), when it leads fewer than `share`. Every
+/// engine that sees the same leaders picks the same move.
+fn overloaded(groups: &[stream::ClusterInfo], share: usize) -> Option<(usize, String)> {
+    let leader = |g: &stream::ClusterInfo| g.leader.clone().unwrap_or_default();
+    let leads = |name: &str| groups.iter().filter(|g| leader(g) == name).count();
+    let k = (0..groups.len())
+        .rev()
+        .find(|&k| leads(&leader(&groups[k])) > share)?;
+    let to = groups[k]
+        .replicas
+        .iter()
+        .filter(|p| p.current && !p.offline)
+        .map(|p| (leads(&p.name), p.name.clone()))
+        .filter(|(n, _)| *n < share)
+        .min()?;
+    Some((k, to.1))
 }
 
 /// Creates stream `k`, or checks that an existing one is configured as the cluster needs.
@@ -288,10 +307,12 @@ async fn ensure_stream(js: &jetstream::Context, cfg: &LinkConfig, k: usize) -> R
     loop {
         match js.get_or_create_stream(want.clone()).await {
             Ok(mut s) => {
-                let info = s
-                    .info()
-                    .await
-                    .map_err(|e| format!("stream {}: {e}", want.name))?;
+                // A stream another engine created a moment ago may not be described yet ("stream not
+                // found"): asked again, like its creation, until the start's timeout.
+                let Ok(info) = s.info().await else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
                 let have = &info.config;
                 let differs = [
                     ("replicas", have.num_replicas != want.num_replicas),
@@ -461,4 +482,60 @@ async fn publish(
         "no stream stored the batch in {} attempts (last: {last})",
         cfg.attempts
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stream groups led by `leaders`, each with the three servers a, b, c as replicas (the leader among
+    /// them is listed too; `overloaded` only ever picks a server leading fewer than its share).
+    fn groups(leaders: &[&str]) -> Vec<stream::ClusterInfo> {
+        leaders
+            .iter()
+            .map(|l| stream::ClusterInfo {
+                leader: Some(l.to_string()),
+                replicas: ["a", "b", "c"]
+                    .iter()
+                    .filter(|p| *p != l)
+                    .map(|p| stream::PeerInfo {
+                        name: p.to_string(),
+                        current: true,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn spread_leaders_need_no_move() {
+        assert_eq!(overloaded(&groups(&["a", "b", "c"]), 1), None);
+        assert_eq!(overloaded(&groups(&["a", "b", "c", "a"]), 2), None);
+    }
+
+    #[test]
+    fn the_last_stream_of_a_crowded_leader_moves_to_the_idlest_replica() {
+        assert_eq!(
+            overloaded(&groups(&["a", "a", "b"]), 1),
+            Some((1, "c".into()))
+        );
+        assert_eq!(
+            overloaded(&groups(&["a", "a", "a"]), 1),
+            Some((2, "b".into()))
+        );
+        // c is behind (not current) or offline in stream 1's group: b, the other replica, leads its
+        // share already, so nothing moves.
+        let mut g = groups(&["a", "a", "b"]);
+        g[1].replicas
+            .iter_mut()
+            .for_each(|p| p.current = p.name != "c");
+        assert_eq!(overloaded(&g, 1), None);
+        let mut g = groups(&["a", "a", "b"]);
+        g[1].replicas
+            .iter_mut()
+            .for_each(|p| p.offline = p.name == "c");
+        assert_eq!(overloaded(&g, 1), None);
+    }
 }
