@@ -61,6 +61,17 @@ lag_p99() { # the worst replication lag p99 of the 3 engines, in ms
       awk '/^tickcore_cluster_apply_lag_seconds\{quantile="0.99"\}/ {print $2 * 1000}'
   done | sort -g | tail -1
 }
+cpu_ticks() { # cpu_ticks PID...: the user + system clock ticks the processes used so far
+  local t=0 p f
+  for p in "$@"; do
+    f=$(cut -d')' -f2 "/proc/$p/stat" 2>/dev/null) || continue
+    t=$((t + $(awk '{print $12 + $13}' <<<"$f")))
+  done
+  echo "$t"
+}
+busy_ticks() { # the machine's busy clock ticks so far (all CPUs, idle and iowait excluded)
+  awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat
+}
 cluster_urls="http://127.0.0.1:$((base + 30)),http://127.0.0.1:$((base + 31)),http://127.0.0.1:$((base + 32))"
 
 echo "nats-server $("$nats" --version | awk '{print $2}'), 3 servers, R3, sync_interval: always; $secs s per step"
@@ -78,11 +89,23 @@ echo "single node: $single records/s acknowledged (errors $(field "$dir/single.j
 
 start_nats saturated
 for i in 0 1 2; do start_engine saturated "$i" --cpus $((i % 2)) --nats "$urls" --node-id "$i"; done
+e0=$(cpu_ticks "${pids[@]}"); n0=$(cpu_ticks "${NATS_PIDS[@]}"); b0=$(busy_ticks)
 load "$cluster_urls" 2000000 "$dir/cluster.json"
+e1=$(cpu_ticks "${pids[@]}"); n1=$(cpu_ticks "${NATS_PIDS[@]}"); b1=$(busy_ticks)
 stop_all
 cluster=$(field "$dir/cluster.json" 'round(s["achieved_msg_per_s"])')
 echo "cluster: $cluster records/s acknowledged (errors $(field "$dir/cluster.json" 'E(s)'))"
-
+# Where the machine's time went during the saturated step (loadgen sends the whole schedule, however long
+# that takes), per acknowledged record: the 3 engines (each applies every record), the 3 servers, and the
+# rest (loadgen, the kernel's softirqs, anything else).
+python3 -c "
+import json
+s = json.load(open('$dir/cluster.json'))
+hz, n, wall = $(getconf CLK_TCK), s['acked_msgs'], s['duration_s']
+e, v, b = ($e1 - $e0) / hz, ($n1 - $n0) / hz, ($b1 - $b0) / hz
+us = lambda t: '%.2f us' % (t / n * 1e6) if n else '?'
+print('cpu per acknowledged record: engines %s, nats-server %s, the rest %s (cpu-seconds %.1f, %.1f, %.1f;'
+      ' %.1f busy of %.1f s x $(nproc) cpus)' % (us(e), us(v), us(b - e - v), e, v, b - e - v, b, wall))"
 half=$((cluster / 2 / 1000 * 1000))
 start_nats half
 for i in 0 1 2; do start_engine half "$i" --cpus $((i % 2)) --nats "$urls" --node-id "$i"; done

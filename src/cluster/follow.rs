@@ -323,9 +323,37 @@ fn led(info: &jetstream::stream::Info) -> Option<&jetstream::stream::State> {
     leader.then_some(&info.state)
 }
 
-/// How long a core's answer to a part of a batch is awaited before the part is sent again: well past a
-/// group commit's fsync under load, short against the 5 s a read waits for a position by default.
-const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+/// A core's answer to a part of a batch. Looked at again every [`LOOK_AGAIN`] as well as on its wake-up,
+/// so that a wake-up lost between the threads costs that much, not the stream's progress for good; a
+/// part unanswered for long (a core far behind, or stuck) is reported once.
+async fn answer(
+    core: usize,
+    rx: oneshot::Receiver<Result<(), ApplyError>>,
+) -> Result<(), ApplyError> {
+    let began = std::time::Instant::now();
+    let mut reported = false;
+    tokio::pin!(rx);
+    loop {
+        tokio::select! {
+            r = &mut rx => {
+                return r.map_err(|_| ApplyError::Retry(format!("core {core} stopped")))?;
+            }
+            () = tokio::time::sleep(LOOK_AGAIN) => {
+                if !reported && began.elapsed() >= SLOW_ANSWER {
+                    eprintln!("cluster: core {core} has not answered a part of a batch for {SLOW_ANSWER:?} (still waiting)");
+                    reported = true;
+                }
+            }
+        }
+    }
+}
+
+/// How often a core's pending answer is looked at without a wake-up.
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
+
+/// A core's answer taking this long is reported (appends wait behind group commits and checkpoints; far
+/// behind that, something is wrong).
+const SLOW_ANSWER: Duration = Duration::from_secs(30);
 
 /// How long one fetch waits for messages.
 const FETCH_EXPIRES: Duration = Duration::from_millis(500);
@@ -411,16 +439,7 @@ async fn apply(f: &Follow, k: usize, (seq, stored): (u64, i64), payload: &[u8]) 
                     tx.send(job)
                         .await
                         .map_err(|_| ApplyError::Retry(format!("core {core} stopped")))?;
-                    // An answer that does not come is asked for again (the append is idempotent): a
-                    // wake-up lost between the threads must not hold a stream's position for good.
-                    match tokio::time::timeout(ANSWER_WITHIN, rx).await {
-                        Ok(answer) => {
-                            answer.map_err(|_| ApplyError::Retry(format!("core {core} stopped")))?
-                        }
-                        Err(_) => Err(ApplyError::Retry(format!(
-                            "core {core} did not answer within {ANSWER_WITHIN:?}"
-                        ))),
-                    }
+                    answer(core, rx).await
                 }
                 .await;
                 (core, r)
