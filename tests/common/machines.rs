@@ -172,13 +172,19 @@ impl Machines {
                 .unwrap_or_else(|| self.dir.path().to_path_buf());
             let path = logs.join(format!("engine{i}.stderr"));
             std::thread::spawn(move || {
-                if let Ok(mut f) = std::fs::OpenOptions::new()
+                let _ = std::fs::create_dir_all(&logs);
+                let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(path)
-                {
-                    let _ = std::io::copy(&mut err, &mut f);
-                }
+                    .open(&path);
+                // Drained whatever happens: an engine whose stderr pipe fills blocks in its next log line.
+                let _ = match file {
+                    Ok(mut f) => std::io::copy(&mut err, &mut f),
+                    Err(e) => {
+                        eprintln!("{}: {e}; the engine's log is dropped", path.display());
+                        std::io::copy(&mut err, &mut std::io::sink())
+                    }
+                };
             });
         }
         m.engine = Some(e);
