@@ -316,11 +316,10 @@ impl Quiet {
 /// answers with the configuration and an empty state). A server outside a cluster has no cluster part and
 /// is its streams' leader.
 fn led(info: &jetstream::stream::Info) -> Option<&jetstream::stream::State> {
-    let leader = match &info.cluster {
-        None => true,
-        Some(c) => c.leader.as_deref().is_some_and(|l| !l.is_empty()),
-    };
-    leader.then_some(&info.state)
+    info.cluster
+        .as_ref()
+        .is_none_or(super::link::has_leader)
+        .then_some(&info.state)
 }
 
 /// A core's answer to a part of a batch. Looked at again every [`LOOK_AGAIN`] as well as on its wake-up,
@@ -361,15 +360,7 @@ const FETCH_EXPIRES: Duration = Duration::from_millis(500);
 /// True when stream `k` no longer holds sequence `next` (retention removed it before this node applied it:
 /// it is behind the catch-up window), which is reported; false when it does or the stream does not answer.
 async fn past_retention(js: &jetstream::Context, k: usize, next: u64) -> bool {
-    let ask = async {
-        let mut s = js.get_stream(stream_name(k)).await.ok()?;
-        let info = s.info().await.ok()?;
-        led(info).map(|state| state.first_sequence)
-    };
-    let first = tokio::time::timeout(Duration::from_secs(1), ask)
-        .await
-        .ok()
-        .flatten();
+    let first = led_state(js, k).await.map(|(first, _)| first);
     let gone = first.is_some_and(|first| first > next);
     if gone {
         eprintln!(
@@ -386,10 +377,15 @@ async fn past_retention(js: &jetstream::Context, k: usize, next: u64) -> bool {
 
 /// The last sequence stream `k` holds, when its leader answers within a second.
 async fn last_sequence(js: &jetstream::Context, k: usize) -> Option<u64> {
+    led_state(js, k).await.map(|(_, last)| last)
+}
+
+/// The first and last sequences stream `k` holds, asked now, when its leader answers within a second.
+async fn led_state(js: &jetstream::Context, k: usize) -> Option<(u64, u64)> {
     let ask = async {
         let mut s = js.get_stream(stream_name(k)).await.ok()?;
         let info = s.info().await.ok()?;
-        led(info).map(|state| state.last_sequence)
+        led(info).map(|state| (state.first_sequence, state.last_sequence))
     };
     tokio::time::timeout(Duration::from_secs(1), ask)
         .await

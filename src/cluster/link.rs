@@ -247,7 +247,7 @@ async fn spread_leaders(js: &jetstream::Context, cfg: &LinkConfig) {
                 Err(_) => None,
             };
             match group {
-                Some(g) if g.leader.as_deref().is_some_and(|l| !l.is_empty()) => groups.push(g),
+                Some(g) if has_leader(&g) => groups.push(g),
                 // A stream without a leader (an election is on): looked at again in a moment.
                 _ => break,
             }
@@ -270,6 +270,11 @@ async fn spread_leaders(js: &jetstream::Context, cfg: &LinkConfig) {
          only to a stream led elsewhere",
         (0..cfg.streams).map(stream_name).collect::<Vec<_>>().join(", ")
     );
+}
+
+/// Whether a stream's group has a leader (an empty name while an election is on).
+pub fn has_leader(group: &stream::ClusterInfo) -> bool {
+    group.leader.as_deref().is_some_and(|l| !l.is_empty())
 }
 
 /// The stream to move and where: the last stream whose leader leads more than `share` streams, to the
