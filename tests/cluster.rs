@@ -157,6 +157,21 @@ fn equal_times_from_two_nodes_answer_the_same_on_every_node() {
         assert_eq!(first.as_f64(), Some(-2.0), "node {i}: {v}");
         assert_eq!(n.export("tie").len(), 3, "node {i}: every record is kept");
     }
+    // Aggregations take each group of equal time in ascending order of value bits on every node: `first`
+    // is 0.5 (the least bits), `last` and the value `twa` holds -2.0; every node answers the same bytes.
+    let q = format!("{q}&agg=first,last,sum,twa");
+    let mut bodies = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let r = n.connect().request("GET", &q, &[header.as_str()], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        let s = &v["samples"][0];
+        assert_eq!(s["first"][0].as_f64(), Some(0.5), "node {i}: {v}");
+        assert_eq!(s["last"][0].as_f64(), Some(-2.0), "node {i}: {v}");
+        assert_eq!(s["twa"][0].as_f64(), Some(-2.0), "node {i}: {v}");
+        bodies.push(r.text());
+    }
+    assert!(bodies.iter().all(|b| *b == bodies[0]), "{bodies:#?}");
     drop(nats);
 }
 

@@ -13,8 +13,14 @@
 //!   nanoseconds in the window) takes the value at its end.
 //!
 //! The input is the same list of sorted, non-overlapping runs as the as-of sampler's, walked once, forward.
+//!
+//! Records of equal time come in arrival order on a single node ([`Ties::LastReceived`]). In cluster mode
+//! ([`Ties::GreatestBits`]) nodes receive the streams in different orders, so each group of equal time is
+//! taken in ascending order of its value bits (value 0 first) instead: `last` and `twa` then see the record
+//! the as-of answer picks as the last, `first` the least, and `sum`/`mean` add in one order, so every node
+//! answers bit for bit the same.
 
-use crate::query::asof::{self, Run};
+use crate::query::asof::{self, Run, Ties};
 use crate::record::{Record, VALUES};
 
 /// One aggregation a query can ask for.
@@ -221,13 +227,13 @@ impl Period {
     }
 }
 
-/// Calls `emit(t_i, answers)` for each of the `n` samples of `(start, end]`, `answers[j]` being `aggs[j]`'s.
+/// Calls `emit(t_i, answers)` for each of the `n` samples of `(start, end]`, `answers[j]` being `aggs[j]`'s;
+/// `ties` orders records of equal time (see the module documentation).
 pub fn aggregate<R: Run + ?Sized>(
     runs: &[&R],
-    start: i64,
-    end: i64,
-    n: usize,
+    (start, end, n): (i64, i64, usize),
     aggs: &[Agg],
+    ties: Ties,
     emit: impl FnMut(i64, &[Slot]),
 ) {
     let runs: Vec<&R> = runs.iter().copied().filter(|r| !r.is_empty()).collect();
@@ -239,7 +245,7 @@ pub fn aggregate<R: Run + ?Sized>(
             break;
         }
         let p = asof::upper_bound(*run, 0, 0, start);
-        carried = Some(run.record(p - 1).values);
+        carried = Some(asof::pick(*run, p, ties).values);
         (first, pos) = (k, p);
     }
     let rest = runs.get(first..).unwrap_or(&[]);
@@ -257,7 +263,7 @@ pub fn aggregate<R: Run + ?Sized>(
                 at: 0,
                 pos: 0,
             };
-            walk(&mut source, carried, start, end, n, aggs, emit)
+            walk(&mut source, carried, (start, end, n), aggs, ties, emit)
         }
         None => {
             let mut source = Records {
@@ -266,7 +272,7 @@ pub fn aggregate<R: Run + ?Sized>(
                 pos,
                 buf: Vec::new(),
             };
-            walk(&mut source, carried, start, end, n, aggs, emit)
+            walk(&mut source, carried, (start, end, n), aggs, ties, emit)
         }
     }
 }
@@ -344,19 +350,26 @@ impl<R: Run + ?Sized> Source for Records<'_, R> {
 fn walk(
     source: &mut dyn Source,
     mut carried: Slot,
-    start: i64,
-    end: i64,
-    n: usize,
+    (start, end, n): (i64, i64, usize),
     aggs: &[Agg],
+    ties: Ties,
     mut emit: impl FnMut(i64, &[Slot]),
 ) {
     let needs = Needs::of(aggs);
     let mut answers: Vec<Slot> = vec![None; aggs.len()];
     let mut from = start;
+    let mut canon = Canon::default();
     for i in 0..n {
         let to = asof::sample_time(start, end, i, n);
         let mut period = Period::new(needs, from, to, carried);
-        source.take_until(to, &mut |rs| period.add_all(rs));
+        match ties {
+            Ties::LastReceived => source.take_until(to, &mut |rs| period.add_all(rs)),
+            Ties::GreatestBits => {
+                source.take_until(to, &mut |rs| canon.add(&mut period, rs));
+                // A group never spans two periods (its records share one time).
+                canon.flush(&mut period);
+            }
+        }
         let last = period.held;
         for (slot, &agg) in answers.iter_mut().zip(aggs) {
             *slot = period.finish(agg, last);
@@ -364,6 +377,62 @@ fn walk(
         emit(to, &answers);
         carried = last;
         from = to;
+    }
+}
+
+/// Feeds a period its records with each group of equal time in ascending order of value bits
+/// ([`Ties::GreatestBits`]). Slices without equal times pass straight through; a slice's last time is held
+/// back (its group may go on in the next slice: a run can come as two), and a slice with groups inside is
+/// copied and its groups sorted.
+#[derive(Default)]
+struct Canon {
+    /// Records of one time held back, not yet added.
+    group: Vec<Record>,
+    buf: Vec<Record>,
+}
+
+impl Canon {
+    fn add(&mut self, period: &mut Period, mut rs: &[Record]) {
+        if let Some(t) = self.group.first().map(|r| r.time) {
+            let k = rs.iter().take_while(|r| r.time == t).count();
+            self.group.extend_from_slice(&rs[..k]);
+            rs = &rs[k..];
+            if rs.is_empty() {
+                return;
+            }
+            self.flush(period);
+        }
+        let Some(last) = rs.last().map(|r| r.time) else {
+            return;
+        };
+        let held = rs.iter().rev().take_while(|r| r.time == last).count();
+        let (body, tail) = rs.split_at(rs.len() - held);
+        if body.windows(2).all(|w| w[0].time != w[1].time) {
+            period.add_all(body);
+        } else {
+            self.buf.clear();
+            self.buf.extend_from_slice(body);
+            for g in self.buf.chunk_by_mut(|a, b| a.time == b.time) {
+                sort_by_bits(g);
+            }
+            period.add_all(&self.buf);
+        }
+        self.group.extend_from_slice(tail);
+    }
+
+    /// Adds the group held back.
+    fn flush(&mut self, period: &mut Period) {
+        sort_by_bits(&mut self.group);
+        period.add_all(&self.group);
+        self.group.clear();
+    }
+}
+
+/// Records of one time in ascending order of their value bits (value 0 first).
+fn sort_by_bits(group: &mut [Record]) {
+    debug_assert!(group.windows(2).all(|w| w[0].time == w[1].time));
+    if group.len() > 1 {
+        group.sort_unstable_by_key(|r| r.values.map(f64::to_bits));
     }
 }
 
@@ -509,29 +578,43 @@ mod tests {
         let opaque: Vec<Opaque> = runs.iter().map(|r| Opaque(r)).collect();
         let opaque: Vec<&Opaque> = opaque.iter().collect();
         let mut by_record = Vec::new();
-        aggregate(&opaque, start, end, n, &Agg::ALL, |t, s| {
-            by_record.push((t, s.to_vec()))
-        });
+        aggregate(
+            &opaque,
+            (start, end, n),
+            &Agg::ALL,
+            Ties::LastReceived,
+            |t, s| by_record.push((t, s.to_vec())),
+        );
         let mut by_slice = Vec::new();
-        aggregate(&refs, start, end, n, &Agg::ALL, |t, s| {
-            by_slice.push((t, s.to_vec()))
-        });
+        aggregate(
+            &refs,
+            (start, end, n),
+            &Agg::ALL,
+            Ties::LastReceived,
+            |t, s| by_slice.push((t, s.to_vec())),
+        );
         assert_eq!(by_record, by_slice, "both walks agree");
         let mut from = start;
         let mut i = 0;
-        aggregate(&refs, start, end, n, &Agg::ALL, |t, slots| {
-            assert_eq!(t, asof::sample_time(start, end, i, n));
-            for (agg, got) in Agg::ALL.iter().zip(slots) {
-                let want = model(arrivals, from, t, *agg);
-                assert!(
-                    close(got, &want),
-                    "{} of ({from}, {t}] (sample {i}): got {got:?}, want {want:?}",
-                    agg.name()
-                );
-            }
-            from = t;
-            i += 1;
-        });
+        aggregate(
+            &refs,
+            (start, end, n),
+            &Agg::ALL,
+            Ties::LastReceived,
+            |t, slots| {
+                assert_eq!(t, asof::sample_time(start, end, i, n));
+                for (agg, got) in Agg::ALL.iter().zip(slots) {
+                    let want = model(arrivals, from, t, *agg);
+                    assert!(
+                        close(got, &want),
+                        "{} of ({from}, {t}] (sample {i}): got {got:?}, want {want:?}",
+                        agg.name()
+                    );
+                }
+                from = t;
+                i += 1;
+            },
+        );
         assert_eq!(i, n);
     }
 
@@ -543,10 +626,9 @@ mod tests {
         let mut got = Vec::new();
         aggregate(
             &refs,
-            0,
-            10,
-            1,
+            (0, 10, 1),
             &[Agg::Twa, Agg::Mean, Agg::Count, Agg::Last],
+            Ties::LastReceived,
             |_, s| got = s.to_vec(),
         );
         assert_eq!(got[0].unwrap()[0], 18.0);
@@ -560,7 +642,9 @@ mod tests {
         let arrivals = [rec(1, 5.0)];
         let refs: Vec<&[Record]> = vec![&arrivals[..]];
         let mut all = Vec::new();
-        aggregate(&refs, 0, 4, 2, &Agg::ALL, |_, s| all.push(s.to_vec()));
+        aggregate(&refs, (0, 4, 2), &Agg::ALL, Ties::LastReceived, |_, s| {
+            all.push(s.to_vec())
+        });
         // Period (2, 4] holds no record.
         for (agg, slot) in Agg::ALL.iter().zip(&all[1]) {
             let carries = matches!(agg, Agg::Last | Agg::Twa);
@@ -588,8 +672,142 @@ mod tests {
         );
     }
 
+    /// A run handed out as two slices split at `.1` (as a ring-buffered segment is), so a group of equal
+    /// time can straddle them.
+    struct Halves<'a>(&'a [Record], usize);
+
+    impl Run for Halves<'_> {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn time(&self, i: usize) -> i64 {
+            self.0[i].time
+        }
+        fn record(&self, i: usize) -> Record {
+            self.0[i]
+        }
+        fn slices(&self) -> Option<[&[Record]; 2]> {
+            let k = self.1.min(self.0.len());
+            Some([&self.0[..k], &self.0[k..]])
+        }
+    }
+
+    type Answers = Vec<(i64, Vec<Slot>)>;
+
+    /// Every aggregation of `arrivals` with `ties`, through slices split at `split`, through slices whole,
+    /// and record by record: all three must agree.
+    fn answers(
+        arrivals: &[Record],
+        seg: i64,
+        w: (i64, i64, usize),
+        ties: Ties,
+        split: usize,
+    ) -> Answers {
+        let runs = runs_of(arrivals, seg);
+        let mut out: Vec<Answers> = Vec::new();
+        let halves: Vec<Halves> = runs.iter().map(|r| Halves(r, split)).collect();
+        let opaque: Vec<Opaque> = runs.iter().map(|r| Opaque(r)).collect();
+        let whole: Vec<&[Record]> = runs.iter().map(|r| &r[..]).collect();
+        let mut got = Vec::new();
+        aggregate(
+            &halves.iter().collect::<Vec<_>>(),
+            w,
+            &Agg::ALL,
+            ties,
+            |t, s| got.push((t, s.to_vec())),
+        );
+        out.push(std::mem::take(&mut got));
+        aggregate(
+            &opaque.iter().collect::<Vec<_>>(),
+            w,
+            &Agg::ALL,
+            ties,
+            |t, s| got.push((t, s.to_vec())),
+        );
+        out.push(std::mem::take(&mut got));
+        aggregate(&whole, w, &Agg::ALL, ties, |t, s| got.push((t, s.to_vec())));
+        out.push(got);
+        let bits = |a: &Answers| -> Vec<(i64, Vec<Option<[u64; VALUES]>>)> {
+            a.iter()
+                .map(|(t, s)| {
+                    (
+                        *t,
+                        s.iter().map(|x| x.map(|v| v.map(f64::to_bits))).collect(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            bits(&out[0]),
+            bits(&out[2]),
+            "split slices and whole slices agree"
+        );
+        assert_eq!(
+            bits(&out[1]),
+            bits(&out[2]),
+            "record by record and slices agree"
+        );
+        out.pop().unwrap_or_default()
+    }
+
+    #[test]
+    fn cluster_ties_take_equal_times_in_order_of_value_bits() {
+        // Three records of time 5 in two arrival orders: `first` is the least bits (1.0), `last` and the
+        // value `twa` holds from 5 on the greatest (-3.0 has the sign bit).
+        for arrivals in [
+            [rec(5, 1.0), rec(5, -3.0), rec(5, 2.0), rec(8, 0.5)],
+            [rec(5, 2.0), rec(5, 1.0), rec(5, -3.0), rec(8, 0.5)],
+        ] {
+            let got = answers(&arrivals, 100, (0, 10, 1), Ties::GreatestBits, 2);
+            let slot =
+                |agg: Agg| got[0].1[Agg::ALL.iter().position(|a| *a == agg).unwrap()].unwrap()[0];
+            assert_eq!(slot(Agg::First), 1.0);
+            assert_eq!(slot(Agg::Last), 0.5);
+            // -3.0 holds over (5, 8], 0.5 over (8, 10]: (-3*3 + 0.5*2) / 5.
+            assert!((slot(Agg::Twa) - (-3.0 * 3.0 + 0.5 * 2.0) / 5.0).abs() < 1e-12);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Cluster mode: whatever the arrival order, every aggregation answers bit for bit what a node
+        /// that received each group of equal time in ascending order of value bits answers on a single
+        /// node's rule.
+        #[test]
+        fn cluster_answers_do_not_depend_on_the_arrival_order(
+            raw in proptest::collection::vec((-20i64..20, -4i32..4), 0..60),
+            order in proptest::collection::vec(any::<u64>(), 60),
+            seg in 1i64..30,
+            start in -30i64..30,
+            len in 1i64..50,
+            n in 1usize..12,
+            split in 0usize..8,
+        ) {
+            // Few distinct values (quarters, some negative, 0.0 and -0.0) so that equal times often
+            // carry different values in one group.
+            let arrivals: Vec<Record> = raw
+                .iter()
+                .map(|&(t, v)| rec(t, if v == -4 { -0.0 } else { f64::from(v) * 0.25 }))
+                .collect();
+            let mut keyed: Vec<(u64, Record)> = order.iter().copied().zip(arrivals.iter().copied()).collect();
+            keyed.sort_by_key(|(k, _)| *k);
+            let shuffled: Vec<Record> = keyed.into_iter().map(|(_, r)| r).collect();
+            let mut canonical = arrivals.clone();
+            canonical.sort_by_key(|r| (r.time, r.values.map(f64::to_bits)));
+            let w = (start, start + len, n);
+            let bits = |a: &Answers| -> Vec<(i64, Vec<Option<[u64; VALUES]>>)> {
+                a.iter()
+                    .map(|(t, s)| (*t, s.iter().map(|x| x.map(|v| v.map(f64::to_bits))).collect()))
+                    .collect()
+            };
+            let want = bits(&answers(&canonical, seg, w, Ties::LastReceived, split));
+            prop_assert_eq!(&bits(&answers(&arrivals, seg, w, Ties::GreatestBits, split)), &want);
+            prop_assert_eq!(&bits(&answers(&shuffled, seg, w, Ties::GreatestBits, split)), &want);
+            let mut reversed = arrivals.clone();
+            reversed.reverse();
+            prop_assert_eq!(&bits(&answers(&reversed, seg, w, Ties::GreatestBits, split)), &want);
+        }
 
         #[test]
         fn every_aggregation_matches_the_naive_model(

@@ -42,10 +42,16 @@ fn aggregates<R: Run + ?Sized>(out: &mut Vec<u8>, w: &Window, runs: &[&R], ties:
             answers.push(vec![r.map(|r| r.values)]);
         });
     } else {
-        agg::aggregate(runs, w.start, w.end, w.samples, &w.aggs, |t, slots| {
-            times.push(t);
-            answers.push(slots.to_vec());
-        });
+        agg::aggregate(
+            runs,
+            (w.start, w.end, w.samples),
+            &w.aggs,
+            ties,
+            |t, slots| {
+                times.push(t);
+                answers.push(slots.to_vec());
+            },
+        );
     }
     agg::smooth(&mut answers, w.smooth);
     render::agg_head(out, &w.tag, w.start, w.end, &w.aggs);

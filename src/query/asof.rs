@@ -128,7 +128,7 @@ pub enum Ties {
 }
 
 /// Of the records of `run` before `end` with the time of `end - 1`, the one `ties` picks.
-fn pick<R: Run + ?Sized>(run: &R, end: usize, ties: Ties) -> Record {
+pub(crate) fn pick<R: Run + ?Sized>(run: &R, end: usize, ties: Ties) -> Record {
     let mut best = run.record(end - 1);
     if ties == Ties::GreatestBits {
         let mut j = end - 1;
