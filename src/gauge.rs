@@ -4,18 +4,22 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-/// One thing counted in `count` while it lives.
-pub struct Held(Rc<Cell<usize>>);
+/// Things counted in `count` while it lives: one, or `n` (records of a request).
+pub struct Held(Rc<Cell<usize>>, usize);
 
 impl Held {
     pub fn enter(count: &Rc<Cell<usize>>) -> Held {
-        count.set(count.get() + 1);
-        Held(Rc::clone(count))
+        Held::enter_n(count, 1)
+    }
+
+    pub fn enter_n(count: &Rc<Cell<usize>>, n: usize) -> Held {
+        count.set(count.get() + n);
+        Held(Rc::clone(count), n)
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+        self.0.set(self.0.get() - self.1);
     }
 }

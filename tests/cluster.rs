@@ -211,3 +211,195 @@ fn positions_ahead_of_the_streams_apply_them_again_instead_of_skipping() {
     assert_all_hold(&[&a, &b], &want, Duration::from_secs(20));
     drop(nats);
 }
+
+/// Posts `body` until it is acknowledged (a 503 says it is safe to send again), for 30 s at most.
+fn post_until_acked(e: &Engine, body: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = e.post(body);
+        if r.status == 204 {
+            return;
+        }
+        assert!(
+            r.status == 503 && Instant::now() < deadline,
+            "not acknowledged: {} {}",
+            r.status,
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Writes waiting for JetStream's confirmation are bounded per core (`--max-pending-records`): while every
+/// server is paused, one write waits and the next, which would pass the bound, is refused at once with 503
+/// and its reason instead of piling up in memory; with the servers back, writes are acknowledged again and
+/// nothing acknowledged is lost.
+#[test]
+fn writes_waiting_for_the_replicated_log_are_bounded() {
+    let nats = NatsCluster::start(3);
+    let urls = nats.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::start(
+        dir.path(),
+        "0",
+        &[
+            "--nats",
+            &urls,
+            "--node-id",
+            "0",
+            "--io-memory-kib",
+            "512",
+            "--max-pending-records",
+            "15",
+        ],
+    );
+    let t0 = common::now_ns() - 60_000_000_000;
+    let mut want = BTreeMap::new();
+    // Acknowledged once the streams' leaders settle after the start.
+    post_until_acked(&e, &body(t0, 10, &mut want));
+    for s in &nats.servers {
+        s.signal(libc::SIGSTOP);
+    }
+    // 10 records wait for a PubAck that cannot come (6 attempts of 250 ms at least).
+    let mut more = BTreeMap::new();
+    let waiting = body(t0 + 1_000, 10, &mut more);
+    let mut first = e.connect();
+    first.send(
+        format!(
+            "POST /save HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{waiting}",
+            waiting.len()
+        )
+        .as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let began = Instant::now();
+    let r = e.post(&body(t0 + 2_000, 10, &mut BTreeMap::new()));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.text().contains("--max-pending-records 15") && r.header("retry-after").is_some(),
+        "{}",
+        r.text()
+    );
+    assert!(
+        began.elapsed() < Duration::from_millis(500),
+        "refused at once, not after waiting: {:?}",
+        began.elapsed()
+    );
+    for s in &nats.servers {
+        s.signal(libc::SIGCONT);
+    }
+    let r = first.read_response();
+    assert!(matches!(r.status, 204 | 503), "{} {}", r.status, r.text());
+    // Back: writes are acknowledged again (the streams may still be electing for a moment). The waiting
+    // write, if it was not acknowledged, is sent again, as its answer said is safe: it is stored once. The
+    // refused one was never published: it is stored nowhere.
+    let again = body(t0 + 3_000, 10, &mut more);
+    let resend = if r.status == 204 {
+        vec![again]
+    } else {
+        vec![waiting, again]
+    };
+    for b in resend {
+        post_until_acked(&e, &b);
+    }
+    for (tag, recs) in more {
+        want.entry(tag).or_default().extend(recs);
+    }
+    assert_all_hold(&[&e], &want, Duration::from_secs(20));
+    drop(nats);
+}
+
+/// Every node must follow every stream: an engine with another `--cluster-streams` than the streams it
+/// finds is refused at start, naming the flag, whether it has more streams than the cluster (the first
+/// stream records the count) or fewer (a stream past its last exists).
+#[test]
+fn nodes_with_another_stream_count_are_refused() {
+    let nats = NatsCluster::start(3);
+    let urls = nats.urls();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = engine(dirs[0].path(), &urls, 0);
+    for (i, streams) in [(1, "4"), (2, "2")] {
+        let e = common::try_start(
+            dirs[i].path(),
+            "0",
+            &[
+                "--nats",
+                &urls,
+                "--node-id",
+                &i.to_string(),
+                "--io-memory-kib",
+                "512",
+                "--cluster-streams",
+                streams,
+            ],
+        )
+        .err()
+        .unwrap_or_else(|| panic!("--cluster-streams {streams} was accepted beside 3"));
+        assert!(e.contains("--cluster-streams"), "{streams}: {e}");
+    }
+    // The cluster goes on; the refused engines created nothing it would have to follow.
+    let mut want = BTreeMap::new();
+    assert_eq!(
+        a.post(&body(common::now_ns() - 1_000_000_000, 5, &mut want))
+            .status,
+        204
+    );
+    let b = engine(dirs[1].path(), &urls, 1);
+    assert_all_hold(&[&a, &b], &want, Duration::from_secs(20));
+    drop(nats);
+}
+
+/// A stream deleted and created again starts its sequences over; once it has grown past a node's position,
+/// only its id tells. Node A follows stream 0 of one NATS cluster up to 2; the streams are made anew (a new
+/// NATS cluster) and node B writes 5 batches to the new stream 0; A, restarted on the new cluster with its
+/// data, must apply the new stream from its first message, not from 3.
+#[test]
+fn a_recreated_stream_grown_past_the_position_is_applied_from_its_start() {
+    let t0 = common::now_ns() - 60_000_000_000;
+    let mut want = BTreeMap::new();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let start = |dir: &std::path::Path, urls: &str, node: &str| {
+        common::start(
+            dir,
+            "0",
+            &["--nats", urls, "--node-id", node, "--io-memory-kib", "512"],
+        )
+    };
+    {
+        let old = NatsCluster::start(3);
+        // One core: node 0 publishes to stream 0 ((node + core) mod 3), as node 3 will.
+        let a = start(a_dir.path(), &old.urls(), "0");
+        for i in 0..2 {
+            assert_eq!(a.post(&body(t0 + i * 100, 10, &mut want)).status, 204);
+        }
+        let file = a_dir.path().join("CLUSTER-POSITIONS");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Both batches applied (on stream 0 unless a publish failed over), with the streams' ids.
+        let applied = |t: &str| -> u64 {
+            t.lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum()
+        };
+        while !std::fs::read_to_string(&file)
+            .is_ok_and(|t| applied(&t) == 2 && t.lines().skip(1).all(|l| l.split(' ').count() == 3))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{:?}",
+                std::fs::read_to_string(&file)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(a.terminate(), 0);
+    }
+    let new = NatsCluster::start(3);
+    let b = start(b_dir.path(), &new.urls(), "3");
+    for i in 0..5 {
+        let r = b.post(&body(t0 + 10_000 + i * 100, 10, &mut want));
+        assert_eq!(r.status, 204, "{}", r.text());
+    }
+    let a = start(a_dir.path(), &new.urls(), "0");
+    assert_all_hold(&[&a], &want, Duration::from_secs(20));
+    drop(new);
+}

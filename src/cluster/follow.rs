@@ -69,15 +69,15 @@ pub async fn run(follow: Follow, contexts: Vec<jetstream::Context>) {
         let (f, contexts) = (Arc::clone(&follow), contexts.clone());
         tokio::spawn(async move { consume(f, contexts, k).await });
     }
-    let mut stored = follow.applied.all();
+    let mut stored = follow.applied.persisted();
     loop {
         tokio::time::sleep(PERSIST_EVERY).await;
-        let now = follow.applied.all();
+        let now = follow.applied.persisted();
         if now == stored {
             continue;
         }
-        let (path, seqs) = (follow.positions_file.clone(), now.clone());
-        match tokio::task::spawn_blocking(move || positions::store(&path, &seqs)).await {
+        let (path, p) = (follow.positions_file.clone(), now.clone());
+        match tokio::task::spawn_blocking(move || positions::store(&path, &p)).await {
             Ok(Ok(())) => stored = now,
             Ok(Err(e)) => eprintln!(
                 "cluster: persisting applied positions to {}: {e} (retrying)",
@@ -124,6 +124,28 @@ async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         };
+        // A stream with another id than the one this node's position counts in was deleted and created
+        // again: its sequences started over, so the position means nothing in it, even where the new
+        // stream has grown past it. Applied from its first message (duplicate admission stores nothing
+        // twice); the position is reset before the new id is taken (`cluster/positions.rs`).
+        if let Some(id) = super::link::stream_id(&info.config) {
+            let had = f.applied.stream_id(k);
+            if had != 0 && had != id {
+                while let Some(done) = inflight.next().await {
+                    f.applied.advance(k, done);
+                }
+                eprintln!(
+                    "cluster: {} is not the stream this node followed (its id {id:x}, this node's position \
+                     {} counted in {had:x}): it was deleted and created again; applying it from its first \
+                     message",
+                    stream_name(k),
+                    next - 1
+                );
+                f.applied.reset(k, state.first_sequence.saturating_sub(1));
+                next = state.first_sequence.max(1);
+            }
+            f.applied.set_stream_id(k, id);
+        }
         if state.last_sequence + 1 < next {
             while let Some(done) = inflight.next().await {
                 f.applied.advance(k, done);

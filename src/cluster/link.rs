@@ -70,6 +70,14 @@ pub fn stream_name(k: usize) -> String {
     format!("tickcore-wal-{k}")
 }
 
+/// A random id for stream `k`, never 0 (0 means "no id").
+fn new_stream_id(k: usize) -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new()
+        .hash_one((k, crate::clock::now_ns()))
+        .max(1)
+}
+
 pub fn subject(k: usize) -> String {
     format!("tickcore.wal.{k}")
 }
@@ -215,6 +223,7 @@ async fn connect(cfg: &LinkConfig) -> Result<(Vec<jetstream::Context>, usize), S
     for k in 0..cfg.streams {
         ensure_stream(&contexts[0], cfg, k).await?;
     }
+    refuse_stream_past(&contexts[0], cfg.streams).await?;
     spread_leaders(&contexts[0], cfg).await;
     // Known once a connection has its server's INFO (the streams' requests above went through one).
     let max_payload = clients
@@ -296,6 +305,39 @@ fn overloaded(groups: &[stream::ClusterInfo], share: usize) -> Option<(usize, St
     Some((k, to.1))
 }
 
+/// The stream metadata key holding how many streams the cluster has (`--cluster-streams` of the engine
+/// that created the stream): every node must follow all of them, so all must have the same count.
+const STREAMS_KEY: &str = "tickcore-streams";
+
+/// The stream metadata key holding the stream's random id, drawn by the engine that created it: a stream
+/// deleted and created again gets another (`cluster/positions.rs`).
+const ID_KEY: &str = "tickcore-stream-id";
+
+/// The id in a stream's configuration, when the engine that created it drew one.
+pub fn stream_id(config: &stream::Config) -> Option<u64> {
+    config
+        .metadata
+        .get(ID_KEY)
+        .and_then(|id| u64::from_str_radix(id, 16).ok())
+        .filter(|&id| id != 0)
+}
+
+/// Refuses a cluster whose NATS holds stream `streams` (one past this engine's last): a node started with
+/// more `--cluster-streams` created it and may have written to it, and this engine would never follow it,
+/// so it would silently miss those writes.
+async fn refuse_stream_past(js: &jetstream::Context, streams: usize) -> Result<(), String> {
+    let name = stream_name(streams);
+    match tokio::time::timeout(Duration::from_secs(2), js.get_stream(&name)).await {
+        Ok(Ok(_)) => Err(format!(
+            "stream {name} exists, but this engine follows {streams} streams (--cluster-streams {streams}): a \
+             node with more streams wrote there, and this one would miss those writes; start every node with \
+             the same --cluster-streams (docs/cluster.md)"
+        )),
+        // Not found (or not answered: the per-stream metadata check still catches a mismatch in count).
+        _ => Ok(()),
+    }
+}
+
 /// Creates stream `k`, or checks that an existing one is configured as the cluster needs.
 async fn ensure_stream(js: &jetstream::Context, cfg: &LinkConfig, k: usize) -> Result<(), String> {
     let want = stream::Config {
@@ -307,6 +349,11 @@ async fn ensure_stream(js: &jetstream::Context, cfg: &LinkConfig, k: usize) -> R
         discard: stream::DiscardPolicy::Old,
         max_age: cfg.max_age,
         duplicate_window: Duration::from_secs(120),
+        metadata: [
+            (STREAMS_KEY.to_string(), cfg.streams.to_string()),
+            (ID_KEY.to_string(), format!("{:x}", new_stream_id(k))),
+        ]
+        .into(),
         ..Default::default()
     };
     loop {
@@ -330,6 +377,17 @@ async fn ensure_stream(js: &jetstream::Context, cfg: &LinkConfig, k: usize) -> R
                         "stream {} exists with another {field} than this engine needs (docs/cluster.md)",
                         want.name
                     ));
+                }
+                // Streams created before the count was recorded carry none: nothing to compare.
+                if let Some(count) = have.metadata.get(STREAMS_KEY) {
+                    if *count != cfg.streams.to_string() {
+                        return Err(format!(
+                            "stream {} belongs to a cluster of {count} streams, but this engine has \
+                             --cluster-streams {}: every node must follow every stream, so all must have the \
+                             same count (docs/cluster.md)",
+                            want.name, cfg.streams
+                        ));
+                    }
                 }
                 return Ok(());
             }

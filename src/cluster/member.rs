@@ -24,6 +24,10 @@ pub struct Member {
     own: Arc<Own>,
     /// Reads waiting for a position now.
     waiting: Rc<Cell<usize>>,
+    /// Records of this core's writes waiting for their PubAck now, and how many may (`--max-pending-records`,
+    /// the bound of the records waiting for the local commit after it; 0: no bound).
+    publishing: Rc<Cell<usize>>,
+    max_publishing: usize,
 }
 
 /// A write's batches, acknowledged: where they are, and their ids for [`Member::stored`].
@@ -96,8 +100,8 @@ impl Member {
         link: Link,
         batcher: Batcher,
         (node, core): (u32, usize),
-        applied: Arc<Applied>,
-        own: Arc<Own>,
+        (applied, own): (Arc<Applied>, Arc<Own>),
+        max_publishing: usize,
     ) -> Member {
         let prefer = (node as usize + core) % link.streams();
         Member {
@@ -107,13 +111,37 @@ impl Member {
             applied,
             own,
             waiting: Rc::default(),
+            publishing: Rc::default(),
+            max_publishing,
         }
+    }
+
+    /// Lets a write of `n` records wait for its PubAck, counted while the guard lives; refused while
+    /// records of other writes fill the bound (an election, a stalled server: writes would pile up in
+    /// memory, each holding its records, bounded only by connections). A write alone always goes.
+    pub fn admit(&self, n: usize) -> Result<crate::gauge::Held, String> {
+        let now = self.publishing.get();
+        if self.max_publishing > 0 && now > 0 && now + n > self.max_publishing {
+            return Err(format!(
+                "{now} records of this core's writes are waiting for the replicated log to confirm them \
+                 (--max-pending-records {}); retry later",
+                self.max_publishing
+            ));
+        }
+        Ok(crate::gauge::Held::enter_n(&self.publishing, n))
     }
 
     /// The write `p` published is stored here: the follower need not apply its batches.
     pub fn stored(&self, p: &Published) {
         for &id in &p.ids {
             self.own.stored(id);
+        }
+    }
+
+    /// The write `p` published failed to be stored here: the follower applies its batches.
+    pub fn not_stored(&self, p: &Published) {
+        for &id in &p.ids {
+            self.own.failed(id);
         }
     }
 

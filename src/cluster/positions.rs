@@ -8,6 +8,13 @@
 //! answer (cluster mode runs `--durability sync` only); the file is written from those positions afterwards.
 //! A persisted position may lag: the batches past it are consumed again after a restart and duplicate
 //! admission stores nothing twice.
+//!
+//! Each position is kept with the identity of the stream it counts in (a random id the engine that created
+//! the stream put in its metadata, `cluster/link.rs`; 0 for a stream created without one): a stream deleted
+//! and created again starts its sequences over, and once it has grown past this node's position nothing
+//! else would tell that the position is not its own. Invariant: the file never pairs a stream's new id with
+//! a position in its old incarnation (the follower resets the position before it takes the new id, and the
+//! positions are read after the ids).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -17,9 +24,18 @@ use std::sync::Mutex;
 
 const MAGIC: &str = "tickcore-positions 1";
 
+/// What the positions file says: the applied sequence and the stream's id, per stream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Persisted {
+    pub seqs: Vec<u64>,
+    pub ids: Vec<u64>,
+}
+
 /// The applied sequence of each stream (0: nothing applied), with the follower lag seen while applying.
 pub struct Applied {
     seqs: Vec<AtomicU64>,
+    /// The id of the stream each position counts in (0: not known yet).
+    ids: Vec<AtomicU64>,
     /// Microseconds from a batch's storage in its stream (the stream leader's clock: the earliest its write
     /// can have been acknowledged) to its apply here, for batches accepted by other nodes: how far this node
     /// trails the one that answered the write.
@@ -29,9 +45,12 @@ pub struct Applied {
 }
 
 impl Applied {
-    pub fn new(from: &[u64]) -> Applied {
+    pub fn new(from: &Persisted) -> Applied {
         Applied {
-            seqs: from.iter().map(|&s| AtomicU64::new(s)).collect(),
+            seqs: from.seqs.iter().map(|&s| AtomicU64::new(s)).collect(),
+            ids: (0..from.seqs.len())
+                .map(|k| AtomicU64::new(from.ids.get(k).copied().unwrap_or(0)))
+                .collect(),
             // 1 us .. 1 hour, 3 significant digits; the bounds are constants, so this cannot fail.
             lag_us: Mutex::new(
                 hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
@@ -56,6 +75,30 @@ impl Applied {
             .iter()
             .map(|s| s.load(Ordering::Acquire))
             .collect()
+    }
+
+    /// The id of the stream `stream`'s position counts in (0: not known).
+    pub fn stream_id(&self, stream: usize) -> u64 {
+        self.ids
+            .get(stream)
+            .map_or(0, |s| s.load(Ordering::Acquire))
+    }
+
+    /// Stream `stream`'s position counts in the stream of id `id` from now on (after any reset for it).
+    pub fn set_stream_id(&self, stream: usize, id: u64) {
+        if let Some(s) = self.ids.get(stream) {
+            s.store(id, Ordering::Release);
+        }
+    }
+
+    /// Every position with its stream's id, for the file: the ids read first, so that a position reset
+    /// for a new stream is never written beside the old stream's id.
+    pub fn persisted(&self) -> Persisted {
+        let ids = self.ids.iter().map(|s| s.load(Ordering::Acquire)).collect();
+        Persisted {
+            seqs: self.all(),
+            ids,
+        }
     }
 
     /// Stream `stream` is applied through `seq` (positions only grow).
@@ -108,14 +151,18 @@ pub fn file(data_dir: &Path) -> PathBuf {
     data_dir.join("CLUSTER-POSITIONS")
 }
 
-/// The applied position of each of `streams` streams as persisted (0 for a stream the file does not name, or
-/// with no file: a new node consumes every stream from its start). A damaged file is an error, not zeros:
+/// The applied position of each of `streams` streams as persisted, with its stream's id (0 for a stream the
+/// file does not name, or with no file: a new node consumes every stream from its start). Lines are
+/// `K SEQ [ID]` (ID in hex; files written before ids have none). A damaged file is an error, not zeros:
 /// consuming everything again is safe but may take long, so the operator decides (delete the file).
-pub fn load(path: &Path, streams: usize) -> Result<Vec<u64>, String> {
-    let mut seqs = vec![0; streams];
+pub fn load(path: &Path, streams: usize) -> Result<Persisted, String> {
+    let mut p = Persisted {
+        seqs: vec![0; streams],
+        ids: vec![0; streams],
+    };
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(seqs),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(p),
         Err(e) => return Err(format!("reading {}: {e}", path.display())),
     };
     let bad = |why: &str| {
@@ -129,21 +176,33 @@ pub fn load(path: &Path, streams: usize) -> Result<Vec<u64>, String> {
         return Err(bad("first line"));
     }
     for line in lines.filter(|l| !l.trim().is_empty()) {
-        let (k, seq) = line.split_once(' ').ok_or_else(|| bad(line))?;
+        let mut fields = line.split_whitespace();
+        let (Some(k), Some(seq), id, None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad(line));
+        };
         let k: usize = k.parse().map_err(|_| bad(line))?;
-        let seq: u64 = seq.trim().parse().map_err(|_| bad(line))?;
-        if let Some(s) = seqs.get_mut(k) {
-            *s = seq;
+        let seq: u64 = seq.parse().map_err(|_| bad(line))?;
+        let id = match id {
+            Some(id) => u64::from_str_radix(id, 16).map_err(|_| bad(line))?,
+            None => 0,
+        };
+        if k < streams {
+            (p.seqs[k], p.ids[k]) = (seq, id);
         }
     }
-    Ok(seqs)
+    Ok(p)
 }
 
-/// Writes `seqs` to `path` durably: a temporary file, synced, renamed over the old one, the directory synced.
-pub fn store(path: &Path, seqs: &[u64]) -> io::Result<()> {
+/// Writes `p` to `path` durably: a temporary file, synced, renamed over the old one, the directory synced.
+pub fn store(path: &Path, p: &Persisted) -> io::Result<()> {
     let mut text = format!("{MAGIC}\n");
-    for (k, s) in seqs.iter().enumerate() {
-        text.push_str(&format!("{k} {s}\n"));
+    for (k, s) in p.seqs.iter().enumerate() {
+        match p.ids.get(k).copied().unwrap_or(0) {
+            0 => text.push_str(&format!("{k} {s}\n")),
+            id => text.push_str(&format!("{k} {s} {id:x}\n")),
+        }
     }
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp)?;
@@ -164,27 +223,49 @@ mod tests {
     fn positions_round_trip_and_a_damaged_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = file(dir.path());
+        let seqs = |p: Persisted| p.seqs;
         assert_eq!(
-            load(&p, 3).unwrap(),
+            seqs(load(&p, 3).unwrap()),
             vec![0, 0, 0],
             "no file: from the start"
         );
-        store(&p, &[5, 0, 17]).unwrap();
-        assert_eq!(load(&p, 3).unwrap(), vec![5, 0, 17]);
+        let written = Persisted {
+            seqs: vec![5, 0, 17],
+            ids: vec![0xabc, 0, u64::MAX],
+        };
+        store(&p, &written).unwrap();
+        assert_eq!(load(&p, 3).unwrap(), written);
         assert_eq!(
             load(&p, 4).unwrap(),
-            vec![5, 0, 17, 0],
+            Persisted {
+                seqs: vec![5, 0, 17, 0],
+                ids: vec![0xabc, 0, u64::MAX, 0]
+            },
             "a stream added later"
         );
-        fs::write(&p, "tickcore-positions 1\n0 x\n").unwrap();
-        assert!(load(&p, 3).unwrap_err().contains("damaged"));
+        fs::write(&p, "tickcore-positions 1\n0 9\n1 4\n").unwrap();
+        assert_eq!(
+            load(&p, 2).unwrap(),
+            Persisted {
+                seqs: vec![9, 4],
+                ids: vec![0, 0]
+            },
+            "a file written before ids"
+        );
+        for damaged in ["0 x", "0 1 zz", "0 1 2 3", "0"] {
+            fs::write(&p, format!("tickcore-positions 1\n{damaged}\n")).unwrap();
+            assert!(load(&p, 3).unwrap_err().contains("damaged"), "{damaged}");
+        }
         fs::write(&p, "junk").unwrap();
         assert!(load(&p, 3).unwrap_err().contains("first line"));
     }
 
     #[test]
     fn positions_only_grow() {
-        let a = Applied::new(&[3, 0]);
+        let a = Applied::new(&Persisted {
+            seqs: vec![3, 0],
+            ids: vec![],
+        });
         a.advance(0, 2);
         a.advance(1, 9);
         a.advance(7, 1);

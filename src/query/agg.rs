@@ -557,8 +557,10 @@ mod tests {
         }
     }
 
-    /// A run read record by record (as a permuted segment is), so the walk's other path is checked too.
-    struct Opaque<'a>(&'a [Record]);
+    /// A run read record by record (as a permuted segment is: `.1` is `None`), so the walk's other path is
+    /// checked too; or handed out as two slices split at `.1` (as a ring-buffered segment is), so a group of
+    /// equal time can straddle them.
+    struct Opaque<'a>(&'a [Record], Option<usize>);
 
     impl Run for Opaque<'_> {
         fn len(&self) -> usize {
@@ -570,12 +572,16 @@ mod tests {
         fn record(&self, i: usize) -> Record {
             self.0[i]
         }
+        fn slices(&self) -> Option<[&[Record]; 2]> {
+            let k = self.1?.min(self.0.len());
+            Some([&self.0[..k], &self.0[k..]])
+        }
     }
 
     fn check(arrivals: &[Record], seg: i64, start: i64, end: i64, n: usize) {
         let runs = runs_of(arrivals, seg);
         let refs: Vec<&[Record]> = runs.iter().map(|r| &r[..]).collect();
-        let opaque: Vec<Opaque> = runs.iter().map(|r| Opaque(r)).collect();
+        let opaque: Vec<Opaque> = runs.iter().map(|r| Opaque(r, None)).collect();
         let opaque: Vec<&Opaque> = opaque.iter().collect();
         let mut by_record = Vec::new();
         aggregate(
@@ -672,27 +678,19 @@ mod tests {
         );
     }
 
-    /// A run handed out as two slices split at `.1` (as a ring-buffered segment is), so a group of equal
-    /// time can straddle them.
-    struct Halves<'a>(&'a [Record], usize);
-
-    impl Run for Halves<'_> {
-        fn len(&self) -> usize {
-            self.0.len()
-        }
-        fn time(&self, i: usize) -> i64 {
-            self.0[i].time
-        }
-        fn record(&self, i: usize) -> Record {
-            self.0[i]
-        }
-        fn slices(&self) -> Option<[&[Record]; 2]> {
-            let k = self.1.min(self.0.len());
-            Some([&self.0[..k], &self.0[k..]])
-        }
-    }
-
     type Answers = Vec<(i64, Vec<Slot>)>;
+
+    /// Answers as bit patterns: compared exactly, not within a tolerance.
+    fn bits(a: &Answers) -> Vec<(i64, Vec<Option<[u64; VALUES]>>)> {
+        a.iter()
+            .map(|(t, s)| {
+                (
+                    *t,
+                    s.iter().map(|x| x.map(|v| v.map(f64::to_bits))).collect(),
+                )
+            })
+            .collect()
+    }
 
     /// Every aggregation of `arrivals` with `ties`, through slices split at `split`, through slices whole,
     /// and record by record: all three must agree.
@@ -705,8 +703,8 @@ mod tests {
     ) -> Answers {
         let runs = runs_of(arrivals, seg);
         let mut out: Vec<Answers> = Vec::new();
-        let halves: Vec<Halves> = runs.iter().map(|r| Halves(r, split)).collect();
-        let opaque: Vec<Opaque> = runs.iter().map(|r| Opaque(r)).collect();
+        let halves: Vec<Opaque> = runs.iter().map(|r| Opaque(r, Some(split))).collect();
+        let opaque: Vec<Opaque> = runs.iter().map(|r| Opaque(r, None)).collect();
         let whole: Vec<&[Record]> = runs.iter().map(|r| &r[..]).collect();
         let mut got = Vec::new();
         aggregate(
@@ -727,16 +725,6 @@ mod tests {
         out.push(std::mem::take(&mut got));
         aggregate(&whole, w, &Agg::ALL, ties, |t, s| got.push((t, s.to_vec())));
         out.push(got);
-        let bits = |a: &Answers| -> Vec<(i64, Vec<Option<[u64; VALUES]>>)> {
-            a.iter()
-                .map(|(t, s)| {
-                    (
-                        *t,
-                        s.iter().map(|x| x.map(|v| v.map(f64::to_bits))).collect(),
-                    )
-                })
-                .collect()
-        };
         assert_eq!(
             bits(&out[0]),
             bits(&out[2]),
@@ -796,11 +784,6 @@ mod tests {
             let mut canonical = arrivals.clone();
             canonical.sort_by_key(|r| (r.time, r.values.map(f64::to_bits)));
             let w = (start, start + len, n);
-            let bits = |a: &Answers| -> Vec<(i64, Vec<Option<[u64; VALUES]>>)> {
-                a.iter()
-                    .map(|(t, s)| (*t, s.iter().map(|x| x.map(|v| v.map(f64::to_bits))).collect()))
-                    .collect()
-            };
             let want = bits(&answers(&canonical, seg, w, Ties::LastReceived, split));
             prop_assert_eq!(&bits(&answers(&arrivals, seg, w, Ties::GreatestBits, split)), &want);
             prop_assert_eq!(&bits(&answers(&shuffled, seg, w, Ties::GreatestBits, split)), &want);

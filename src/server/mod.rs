@@ -404,8 +404,7 @@ fn cluster_start(config: &Config, cores: usize) -> Result<Option<start::Cluster>
     }
     let streams = usize::from(config.cluster_streams);
     let file = positions::file(&config.data_dir);
-    let from = positions::load(&file, streams)?;
-    let applied = Arc::new(positions::Applied::new(&from));
+    let applied = Arc::new(positions::Applied::new(&positions::load(&file, streams)?));
     // Drawn at every start: this process's batch ids never repeat an earlier one's (JetStream would take a
     // repeat within its duplicate window for a retry and not store it).
     let incarnation = std::collections::hash_map::RandomState::new()

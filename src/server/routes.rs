@@ -194,6 +194,10 @@ async fn save(core: &Core, req: &Request<'_>) -> Answer {
     // Cluster mode: stored on a majority of the NATS servers first, then here (docs/cluster.md).
     let mut replicated = None;
     if let Some(member) = &core.member {
+        let _publishing = match member.admit(msgs.len()) {
+            Ok(held) => held,
+            Err(reason) => return Answer::error(503, &reason, None).shed(),
+        };
         match member.publish(&msgs).await {
             Ok(at) => replicated = Some(at),
             Err(e) => {
@@ -218,7 +222,12 @@ async fn save(core: &Core, req: &Request<'_>) -> Answer {
         },
         // Replicated but not stored here: every node (this one included, through its consumer) applies it
         // anyway; the client may retry, and duplicate admission stores it once.
-        Err(e) => store_failure(&e),
+        Err(e) => {
+            if let (Some(p), Some(member)) = (&replicated, &core.member) {
+                member.not_stored(p);
+            }
+            store_failure(&e)
+        }
     }
 }
 

@@ -163,8 +163,8 @@ async fn open(s: &mut Start) -> Result<Rc<Core>, String> {
                 c.link.clone(),
                 batcher,
                 (s.config.node_id, id),
-                Arc::clone(&c.applied),
-                Arc::clone(&c.own),
+                (Arc::clone(&c.applied), Arc::clone(&c.own)),
+                s.config.max_pending_records,
             ))
         }
         None => None,
