@@ -115,7 +115,8 @@ pub struct Config {
     pub shed_pause: Duration,
     /// Records a core may hold between acceptance and the end of their log commit; past it, new writes
     /// get 503 with Retry-After (the disk is not keeping up).
-    #[arg(long, env = "TICKCORE_MAX_PENDING_RECORDS", default_value_t = 262_144)]
+    #[arg(long, env = "TICKCORE_MAX_PENDING_RECORDS", default_value_t = 262_144,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_pending_records: usize,
     /// Write requests a core may have waiting for their log commit (`--durability sync`); past it, new
     /// writes get 503 with Retry-After. Bounds the work in service, so under overload commits stay small
@@ -309,5 +310,14 @@ mod tests {
             Config::parse_from(["tickcore"]).segment_ns(),
             86_400_000_000_000
         );
+    }
+
+    #[test]
+    fn bounds_of_records_are_at_least_one() {
+        // 0 would mean "no records" to one bound and "no bound" to another: refused, naming the flag.
+        let e = Config::try_parse_from(["tickcore", "--max-pending-records", "0"]).unwrap_err();
+        assert!(e.to_string().contains("--max-pending-records"), "{e}");
+        let c = Config::try_parse_from(["tickcore", "--max-pending-records", "1"]).unwrap();
+        assert_eq!(c.max_pending_records, 1);
     }
 }

@@ -285,6 +285,14 @@ fn writes_waiting_for_the_replicated_log_are_bounded() {
         "refused at once, not after waiting: {:?}",
         began.elapsed()
     );
+    assert_eq!(
+        common::metric_sum(
+            &e,
+            "tickcore_admission_rejections_total",
+            "reason=\"replication_pending\""
+        ),
+        1.0
+    );
     for s in &nats.servers {
         s.signal(libc::SIGCONT);
     }

@@ -94,7 +94,7 @@ pub async fn run(follow: Follow, contexts: Vec<jetstream::Context>) {
 /// is one request with its own expiry, so a consumer lost with its server (consumers of this kind live on
 /// one server) costs at most one expiry and a question to the stream, not the client's heartbeat timeouts.
 async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
-    let mut next = f.applied.get(k) + 1;
+    let mut next = f.applied.get(k).saturating_add(1);
     let mut inflight = FuturesOrdered::new();
     let mut quiet = Quiet::default();
     for attempt in 0usize.. {
@@ -143,6 +143,16 @@ async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
                 );
                 f.applied.reset(k, state.first_sequence.saturating_sub(1));
                 next = state.first_sequence.max(1);
+            }
+            if had == 0 && next > 1 {
+                eprintln!(
+                    "cluster: {}: CLUSTER-POSITIONS names no stream id for position {} (written by an earlier \
+                     version): taking this stream's ({id:x}) as its own; if the stream was deleted and created \
+                     again since, stop this node, delete CLUSTER-POSITIONS and start it to apply every stream \
+                     again",
+                    stream_name(k),
+                    next - 1
+                );
             }
             f.applied.set_stream_id(k, id);
         }

@@ -25,9 +25,11 @@ pub struct Member {
     /// Reads waiting for a position now.
     waiting: Rc<Cell<usize>>,
     /// Records of this core's writes waiting for their PubAck now, and how many may (`--max-pending-records`,
-    /// the bound of the records waiting for the local commit after it; 0: no bound).
+    /// the bound of the records waiting for the local commit after it).
     publishing: Rc<Cell<usize>>,
     max_publishing: usize,
+    /// Writes refused for that bound (`tickcore_admission_rejections_total{reason="replication_pending"}`).
+    pub refused: Cell<u64>,
 }
 
 /// A write's batches, acknowledged: where they are, and their ids for [`Member::stored`].
@@ -113,6 +115,7 @@ impl Member {
             waiting: Rc::default(),
             publishing: Rc::default(),
             max_publishing,
+            refused: Cell::new(0),
         }
     }
 
@@ -121,7 +124,8 @@ impl Member {
     /// memory, each holding its records, bounded only by connections). A write alone always goes.
     pub fn admit(&self, n: usize) -> Result<crate::gauge::Held, String> {
         let now = self.publishing.get();
-        if self.max_publishing > 0 && now > 0 && now + n > self.max_publishing {
+        if now > 0 && now + n > self.max_publishing {
+            self.refused.set(self.refused.get() + 1);
             return Err(format!(
                 "{now} records of this core's writes are waiting for the replicated log to confirm them \
                  (--max-pending-records {}); retry later",

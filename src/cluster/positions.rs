@@ -166,6 +166,8 @@ pub fn load(path: &Path, streams: usize) -> Result<Persisted, String> {
         Err(e) => return Err(format!("reading {}: {e}", path.display())),
     };
     let bad = |why: &str| {
+        // A line is quoted at most this long: a damaged file can hold anything.
+        let why: String = why.chars().take(80).collect();
         format!(
             "{} is damaged ({why}); delete it to consume every stream again from its first message",
             path.display()
@@ -183,9 +185,18 @@ pub fn load(path: &Path, streams: usize) -> Result<Persisted, String> {
             return Err(bad(line));
         };
         let k: usize = k.parse().map_err(|_| bad(line))?;
-        let seq: u64 = seq.parse().map_err(|_| bad(line))?;
+        // No stream reaches the greatest sequence (the follower asks for the one after it), and the engine
+        // writes no id of 0 (it leaves the field out): either would stop a stream or its recreation check.
+        let seq: u64 = seq
+            .parse()
+            .ok()
+            .filter(|&s| s < u64::MAX)
+            .ok_or_else(|| bad(line))?;
         let id = match id {
-            Some(id) => u64::from_str_radix(id, 16).map_err(|_| bad(line))?,
+            Some(id) => u64::from_str_radix(id, 16)
+                .ok()
+                .filter(|&id| id != 0)
+                .ok_or_else(|| bad(line))?,
             None => 0,
         };
         if k < streams {
@@ -252,10 +263,26 @@ mod tests {
             },
             "a file written before ids"
         );
-        for damaged in ["0 x", "0 1 zz", "0 1 2 3", "0"] {
+        for damaged in [
+            "0 x",
+            "0 1 zz",
+            "0 1 2 3",
+            "0",
+            "0 18446744073709551615",
+            "0 1 0",
+        ] {
             fs::write(&p, format!("tickcore-positions 1\n{damaged}\n")).unwrap();
             assert!(load(&p, 3).unwrap_err().contains("damaged"), "{damaged}");
         }
+        fs::write(
+            &p,
+            format!("tickcore-positions 1\n0 {}\n", "9".repeat(100_000)),
+        )
+        .unwrap();
+        assert!(
+            load(&p, 3).unwrap_err().len() < 300,
+            "a long line is not quoted whole"
+        );
         fs::write(&p, "junk").unwrap();
         assert!(load(&p, 3).unwrap_err().contains("first line"));
     }

@@ -192,6 +192,7 @@ impl Core {
             pending_records: c.pending_records,
             shed: self.overload.shed_total.get(),
             pending_refused: c.pending_refused,
+            replication_refused: self.member.as_ref().map_or(0, |m| m.refused.get()),
             writes_refused: c.writes_refused,
             log_refused: c.log_refused,
             duplicates: c.duplicates,

@@ -41,6 +41,8 @@ pub struct Snapshot {
     pub pending_records: u64,
     pub shed: u64,
     pub pending_refused: u64,
+    /// Cluster mode: writes refused while the core's writes waiting for a PubAck held --max-pending-records.
+    pub replication_refused: u64,
     pub writes_refused: u64,
     pub log_refused: u64,
     pub duplicates: u64,
@@ -204,7 +206,7 @@ pub fn render(cores: &[Snapshot]) -> String {
         "counter",
         "Work refused with 503 + Retry-After, by reason: saturated (the core's tasks wait past --shed-lag), \
          pending_records (--max-pending-records reached), pending_writes (--max-pending-writes reached), log_full (--max-log-mib reached: checkpoints behind), \
-         connections (--max-connections reached).",
+         connections (--max-connections reached), replication_pending (cluster mode: --max-pending-records of writes waiting for the replicated log).",
     );
     for s in cores {
         for (reason, n) in [
@@ -213,6 +215,7 @@ pub fn render(cores: &[Snapshot]) -> String {
             ("pending_writes", s.writes_refused),
             ("log_full", s.log_refused),
             ("connections", s.connections_refused),
+            ("replication_pending", s.replication_refused),
         ] {
             let _ = writeln!(
                 out,
