@@ -131,9 +131,6 @@ async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
         if let Some(id) = super::link::stream_id(&info.config) {
             let had = f.applied.stream_id(k);
             if had != 0 && had != id {
-                while let Some(done) = inflight.next().await {
-                    f.applied.advance(k, done);
-                }
                 eprintln!(
                     "cluster: {} is not the stream this node followed (its id {id:x}, this node's position \
                      {} counted in {had:x}): it was deleted and created again; applying it from its first \
@@ -141,8 +138,7 @@ async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
                     stream_name(k),
                     next - 1
                 );
-                f.applied.reset(k, state.first_sequence.saturating_sub(1));
-                next = state.first_sequence.max(1);
+                next = start_over(&f, k, &mut inflight, state.first_sequence).await;
             }
             if had == 0 && next > 1 {
                 eprintln!(
@@ -157,9 +153,6 @@ async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
             f.applied.set_stream_id(k, id);
         }
         if state.last_sequence + 1 < next {
-            while let Some(done) = inflight.next().await {
-                f.applied.advance(k, done);
-            }
             eprintln!(
                 "cluster: {} holds sequences {}..={} but this node applied up to {}: the stream was recreated \
                  or CLUSTER-POSITIONS is not this cluster's; applying the stream again from its first message",
@@ -168,8 +161,7 @@ async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
                 state.last_sequence,
                 next - 1
             );
-            f.applied.reset(k, state.first_sequence.saturating_sub(1));
-            next = state.first_sequence.max(1);
+            next = start_over(&f, k, &mut inflight, state.first_sequence).await;
         }
         let created = async {
             stream
@@ -308,6 +300,19 @@ async fn consume(f: Arc<Follow>, contexts: Vec<jetstream::Context>, k: usize) {
             }
         }
     }
+}
+
+/// Follows stream `k` again from `first` (its first message): the batches in flight are let finish, then
+/// the position is reset to just before it. Returns the next sequence to apply.
+async fn start_over<S>(f: &Follow, k: usize, inflight: &mut S, first: u64) -> u64
+where
+    S: futures::Stream<Item = u64> + Unpin,
+{
+    while let Some(done) = inflight.next().await {
+        f.applied.advance(k, done);
+    }
+    f.applied.reset(k, first.saturating_sub(1));
+    first.max(1)
 }
 
 /// Empty fetches in a row, with the stream's leader silent about what it holds, after which the consumer is
